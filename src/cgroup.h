@@ -1,0 +1,97 @@
+/* cgroup: the only code that writes under rund's cgroup v2 tree.
+ *
+ * Layout below the rund root R (the -cgroup flag, or derived from the
+ * daemon's own cgroup, see cgroup_root_setup):
+ *   R/daemon          leaf holding the daemon and every supervisor
+ *   R/jobs            controllers enabled in subtree_control
+ *   R/jobs/<ULID>     one job, limits written here
+ * The parsers and formatters are pure and unit-tested from fixtures. */
+#ifndef RUND_CGROUP_H
+#define RUND_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "jobspec.h"
+
+/* Controller bits. */
+enum {
+	CGROUP_CPU = 1 << 0,
+	CGROUP_MEMORY = 1 << 1,
+	CGROUP_IO = 1 << 2,
+};
+
+struct cgroup_root {
+	char *path;       /* absolute path of R */
+	char *mount;      /* the cgroup2 mount point, for messages */
+	int dirfd;        /* O_PATH|O_DIRECTORY of R */
+	int jobs_fd;      /* directory fd of R/jobs */
+	unsigned controllers; /* CGROUP_* enabled for jobs */
+};
+
+/* Pure parsers. From /proc/self/mountinfo text: the mount point of the
+ * cgroup2 filesystem (malloc'd). From /proc/self/cgroup text: the "0::"
+ * path (malloc'd). From cgroup.controllers text: CGROUP_* bits. 0 or
+ * -ENOENT / -EBADMSG. */
+int cgroup_parse_mountinfo(const char *text, char **mount);
+int cgroup_parse_self(const char *text, char **path);
+unsigned cgroup_parse_controllers(const char *text);
+
+/* Formatters. cpu.max: "<quota> 100000". io.max: one line
+ * "MAJ:MIN rbps=N wbps=N riops=N wiops=N" with only the limits present
+ * ("max" never written). Return the string length or -ENOSPC. */
+int cgroup_format_cpu_max(uint64_t quota, char *buf, size_t cap);
+int cgroup_format_io_max(const struct io_device *dev, const struct job_limits *lim, char *buf,
+			 size_t cap);
+
+/* Daemon start-up: finds the v2 mount and the daemon's cgroup (unless
+ * override is given), chooses R (the daemon's own cgroup, or <mount>/rund
+ * when that is the hierarchy's root), creates R/daemon and R/jobs, moves
+ * this process into R/daemon and enables cpu, memory and io in R's and
+ * R/jobs' subtree_control where available. 0 or -errno with err set. */
+int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err);
+/* Supervisor side: opens an existing R (set up by the daemon). */
+int cgroup_root_open(const char *path, struct cgroup_root *root, struct err *err);
+void cgroup_root_close(struct cgroup_root *root);
+
+/* Fails with ERR_PRECONDITION ("memory controller not available in cgroup v2
+ * hierarchy /sys/fs/cgroup/unified") if a requested limit's controller is
+ * not enabled for jobs. */
+int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits *lim,
+			struct err *err);
+
+/* Supervisor: creates R/jobs/<id> and writes the limits (io.max for each
+ * device). On success *fd is an O_DIRECTORY fd of the job's cgroup (for
+ * CLONE_INTO_CGROUP). On failure nothing is left behind. */
+int cgroup_job_create(const struct cgroup_root *root, const char *id, const struct job_limits *lim,
+		      const struct io_device *devs, size_t ndevs, int *fd, struct err *err);
+
+/* SIGKILLs every process in R/jobs/<id> via cgroup.kill. 0, -ENOENT if the
+ * group is gone, or -errno. */
+int cgroup_job_kill(const struct cgroup_root *root, const char *id, struct err *err);
+
+struct cgroup_stats {
+	uint64_t user_usec, system_usec;
+	uint64_t memory_current; /* 0 where memory.current does not exist */
+	uint64_t memory_peak;    /* 0 where memory.peak does not exist */
+	uint64_t oom_kills;      /* memory.events oom_kill */
+	bool populated;          /* cgroup.events */
+};
+
+/* Reads what exists of cpu.stat, memory.*, cgroup.events. 0 or -errno
+ * (-ENOENT when the group is gone). */
+int cgroup_job_stats(const struct cgroup_root *root, const char *id, struct cgroup_stats *st);
+
+/* Removes R/jobs/<id> once it is empty (kills leftovers, waits for
+ * "populated 0" up to timeout_ms). 0, or -EBUSY/-errno. */
+int cgroup_job_remove(const struct cgroup_root *root, const char *id, unsigned timeout_ms,
+		      struct err *err);
+
+/* Whole disks under /sys/block except loop, ram and zram ("8:0"...). */
+int cgroup_default_io_devices(struct io_device **devs, size_t *n, struct err *err);
+/* Parses "-io_devices 8:0,254:0". 0 or -EINVAL with err naming the item. */
+int cgroup_parse_io_devices(const char *s, struct io_device **devs, size_t *n, struct err *err);
+
+#endif

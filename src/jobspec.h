@@ -1,0 +1,95 @@
+/* jobspec: what a job is (written by the daemon before it starts) and how it
+ * ended (written by its supervisor), as files in the job's state directory,
+ * plus validation of limits. Pure module: encode/decode buffers only.
+ *
+ * Files in <state_dir>/jobs/<ULID>/:
+ *   spec     jobspec, written by the daemon before the supervisor runs
+ *   started  jobstart, written by the supervisor once the job was exec'd
+ *   status   jobstatus, written by the supervisor after the job ended
+ *   log      output records (logstore.h), written by the supervisor
+ *   lock     flock'ed by the supervisor for its whole life
+ *   stop     created by the daemon when a Stop call kills the job
+ *   fifo     the request channel, removed once read
+ * The encodings are line-oriented text with length-prefixed strings, begin
+ * with a version line, and decoders reject anything malformed. */
+#ifndef RUND_JOBSPEC_H
+#define RUND_JOBSPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "san.h"
+
+enum job_limit {
+	LIMIT_CPU = 0,   /* cpu.max quota in µs per 100000 µs period */
+	LIMIT_MEMORY,    /* memory.max bytes */
+	LIMIT_RBPS,      /* io.max */
+	LIMIT_WBPS,
+	LIMIT_RIOPS,
+	LIMIT_WIOPS,
+	LIMIT_COUNT,
+};
+
+struct job_limits {
+	bool has[LIMIT_COUNT];
+	uint64_t value[LIMIT_COUNT];
+};
+
+struct io_device {
+	unsigned major, minor;
+};
+
+struct jobspec {
+	char id[27];              /* ULID text */
+	char **argv;              /* argv[0] = name; NULL-terminated; owned */
+	size_t argc;
+	struct job_limits limits;
+	struct san_set owners;
+	uint64_t created_ns;      /* CLOCK_REALTIME */
+	char *cgroup;             /* absolute path of the rund cgroup root R (job: R/jobs/<id>) */
+	struct io_device *io_devices; /* io.max targets (owned) */
+	size_t n_io_devices;
+	uint64_t max_log_bytes;   /* 0 = unlimited */
+};
+
+struct jobstart {
+	pid_t supervisor_pid;
+	pid_t pid;                /* the job's main process */
+	uint64_t start_ns;        /* CLOCK_REALTIME at exec */
+};
+
+struct jobstatus {
+	uint64_t end_ns;          /* CLOCK_REALTIME when the main process ended */
+	bool exited;              /* true: exit_code valid; false: killed by signal */
+	int exit_code;
+	int signal;
+	bool stopped;             /* a Stop call ended it (the "stop" file existed) */
+	bool oom_killed;
+	uint64_t user_usec, system_usec;
+	uint64_t memory_peak;     /* 0 when the kernel does not offer it */
+	uint64_t log_bytes;       /* output bytes kept */
+	bool log_truncated;
+};
+
+/* Validates a start request's shape and limits against this machine:
+ * non-empty name; cpu in [1000, 100000 * ncpu]; memory >= page_size; every
+ * present limit > 0. -EINVAL with err naming the field and value. */
+int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, struct err *err);
+
+/* Encoders return a malloc'd buffer. Decoders return 0 or -EBADMSG with err
+ * saying what is wrong (truncated, bad version, bad field) and leave *out
+ * empty (safe to free). */
+char *jobspec_encode(const struct jobspec *spec, size_t *len);
+int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err *err);
+void jobspec_free(struct jobspec *spec); /* frees members; accepts zeroed */
+
+char *jobstart_encode(const struct jobstart *st, size_t *len);
+int jobstart_decode(const char *buf, size_t len, struct jobstart *out, struct err *err);
+
+char *jobstatus_encode(const struct jobstatus *st, size_t *len);
+int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct err *err);
+
+#endif

@@ -1,0 +1,66 @@
+/* rpc: the contract between the gRPC transport (server.c) and the method
+ * handlers (api.c).
+ *
+ * The transport parses HTTP/2 + gRPC framing, enforces message size and
+ * deadlines, and hands each complete request message to the handler of the
+ * method named by :path. A handler answers at once or later (the call stays
+ * open until rpc_call_finish), which is how Start waits for its supervisor
+ * and Stop for the job's end without blocking the loop. */
+#ifndef RUND_RPC_H
+#define RUND_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct rpc_call;
+struct san_set;
+
+/* Called once per call with the request message (valid only during the call
+ * of the handler; copy what must outlive it). */
+typedef void (*rpc_handler_fn)(struct rpc_call *call, const uint8_t *req, size_t len);
+
+struct rpc_method {
+	const char *path;  /* "/rund.JobController/Start" */
+	bool streaming;    /* server-streaming response */
+	rpc_handler_fn handler;
+};
+
+/* The connection's peer identity: the SANs of its client certificate.
+ * Valid until the call is finished or cancelled. Never NULL. */
+const struct san_set *rpc_call_peer(const struct rpc_call *call);
+
+/* Queues one response message, given as the concatenation of iov (copied;
+ * the transport adds the 5-byte gRPC prefix). A unary call sends exactly
+ * one message before rpc_call_finish(GRPC_OK). Returns 0, or -EMSGSIZE if
+ * the message exceeds the maximum message size. */
+int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt);
+
+/* Ends the call with a gRPC status (grpc.h) and an optional message; the
+ * transport sends queued messages, then the trailers. The handler must not
+ * use `call` afterwards; its cancel callback will not be called. Safe to
+ * call from inside the pull callback. */
+void rpc_call_finish(struct rpc_call *call, int code, const char *message);
+
+/* Streaming flow control. The transport calls pull(call, ctx, budget) when
+ * the call's queue has drained below its low-water mark and the peer's
+ * window allows more; pull sends about `budget` bytes of messages (it may
+ * send less, or finish). If pull neither sends nor finishes, the stream is
+ * parked (costing nothing) until rpc_call_resume(). */
+typedef void (*rpc_pull_fn)(struct rpc_call *call, void *ctx, size_t budget);
+
+/* Called at most once, when the call goes away before rpc_call_finish: the
+ * client cancelled (RST_STREAM), the connection closed, or the deadline
+ * passed (the transport answers DEADLINE_EXCEEDED itself). The call is
+ * invalid once cancel returns; ctx is the handler's to free. */
+typedef void (*rpc_cancel_fn)(void *ctx);
+
+/* Attaches handler state to the call. pull may be NULL (unary calls). */
+void rpc_call_set_ctx(struct rpc_call *call, void *ctx, rpc_pull_fn pull, rpc_cancel_fn cancel);
+
+/* Wakes a parked stream: pull will be called again soon (not from inside
+ * this function). Cheap to call when the stream is not parked. */
+void rpc_call_resume(struct rpc_call *call);
+
+#endif

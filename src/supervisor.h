@@ -1,0 +1,23 @@
+/* supervisor: `rund execute -fifo PATH`, one process per job.
+ *
+ * Protocol with the daemon: the daemon creates <jobdir>/spec and the FIFO
+ * <jobdir>/fifo, spawns `rund execute -fifo <jobdir>/fifo` with stdout a
+ * pipe to itself, writes the encoded jobspec into the FIFO and closes it.
+ * The supervisor reads it to EOF, removes the FIFO, starts a new session,
+ * takes the flock on <jobdir>/lock, creates the cgroup, clone3()s the job
+ * into it and execs it, then writes <jobdir>/started and reports one line
+ * on stdout:
+ *   "ok\n"
+ *   "err <errno> <err_kind> <message>\n"   (nothing is left behind but the
+ *                                          job directory, which the daemon
+ *                                          removes)
+ * and closes stdout. It then copies the job's stdout and stderr into
+ * <jobdir>/log, waits for the job, kills what the job left in its cgroup,
+ * drains the pipes, writes <jobdir>/status atomically, removes the cgroup
+ * and exits 0. */
+#ifndef RUND_SUPERVISOR_H
+#define RUND_SUPERVISOR_H
+
+int supervisor_main(int argc, char **argv);
+
+#endif

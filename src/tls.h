@@ -1,0 +1,44 @@
+/* tls: rund's TLS policy (DESIGN §3) for both ends, and the peer identity.
+ * TLS 1.3 only, mutual authentication against one CA, ALPN "h2" required,
+ * key-exchange groups X25519:P-521:P-384:P-256 unless narrowed. */
+#ifndef RUND_TLS_H
+#define RUND_TLS_H
+
+#include <openssl/ssl.h>
+
+#include "err.h"
+#include "san.h"
+
+#define TLS_DEFAULT_GROUPS "X25519:P-521:P-384:P-256"
+
+struct tls_opts {
+	const char *ca;     /* PEM CA bundle the peer's certificate must chain to */
+	const char *cert;   /* our PEM certificate (chain) */
+	const char *key;    /* our PEM private key */
+	const char *groups; /* NULL = TLS_DEFAULT_GROUPS */
+};
+
+/* Server context: requires and verifies a client certificate, selects "h2"
+ * or aborts the handshake (no_application_protocol). NULL with err set
+ * naming the file or setting at fault. */
+SSL_CTX *tls_server_ctx_new(const struct tls_opts *opts, struct err *err);
+
+/* Client context with the same policy, offering ALPN "h2". */
+SSL_CTX *tls_client_ctx_new(const struct tls_opts *opts, struct err *err);
+
+/* Prepares a client SSL for `host` (a DNS name or an IP literal): SNI for
+ * names, and certificate verification of the name or IP. 0 or -errno. */
+int tls_client_set_host(SSL *ssl, const char *host, struct err *err);
+
+/* Adds the DNS, URI, IP and email SANs of the verified peer certificate to
+ * out. Returns 0 (possibly adding nothing) or -errno. */
+int tls_peer_sans(SSL *ssl, struct san_set *out, struct err *err);
+
+/* Same for an X509 (exposed for unit tests). */
+int tls_cert_sans(X509 *cert, struct san_set *out, struct err *err);
+
+/* One line describing the latest OpenSSL error queue entry, for messages
+ * ("certificate verify failed"); clears the queue. */
+const char *tls_last_error(char *buf, size_t cap);
+
+#endif
