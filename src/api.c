@@ -1,1 +1,390 @@
-/* placeholder: being written */
+/* api: request decoding, authorization context, and response encoding for
+ * every method. Handlers never block: Start and Stop answer from job
+ * callbacks, Log from the transport's pull callback. */
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "grpc.h"
+#include "health.pb-c.h"
+#include "rund.pb-c.h"
+#include "util.h"
+
+/* One JobLog message carries at most this much output: large enough for
+ * throughput, small enough to keep per-stream buffering modest. */
+#define LOG_CHUNK (64u * 1024)
+
+static struct job_table *jobs;
+
+int api_status_code(const struct err *err)
+{
+	switch (err->kind) {
+	case ERR_INVALID:
+		return GRPC_INVALID_ARGUMENT;
+	case ERR_NOT_FOUND:
+		return GRPC_NOT_FOUND;
+	case ERR_PRECONDITION:
+		return GRPC_FAILED_PRECONDITION;
+	case ERR_PERMISSION:
+		return GRPC_PERMISSION_DENIED;
+	case ERR_EXHAUSTED:
+		return GRPC_RESOURCE_EXHAUSTED;
+	case ERR_KIND_NONE:
+	case ERR_INTERNAL:
+		break;
+	}
+	switch (err->code) {
+	case ENOSPC:
+	case EDQUOT:
+	case EMFILE:
+	case ENFILE:
+	case EAGAIN:
+	case ENOMEM:
+		return GRPC_RESOURCE_EXHAUSTED;
+	default:
+		return GRPC_INTERNAL;
+	}
+}
+
+static void finish_err(struct rpc_call *call, const struct err *err)
+{
+	rpc_call_finish(call, api_status_code(err), err->msg);
+}
+
+static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	_cleanup_free_ uint8_t *buf = xmalloc(n);
+	protobuf_c_message_pack(m, buf);
+	struct iovec iov = {.iov_base = buf, .iov_len = n};
+	if (rpc_call_send(call, &iov, 1) < 0)
+		rpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "response exceeds the message size limit");
+	else
+		rpc_call_finish(call, GRPC_OK, NULL);
+}
+
+/* Decodes a JobIdentifier and finds the caller's job; answers the call
+ * itself on failure. */
+static struct job *find_job(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	Rund__JobIdentifier *m = rund__job_identifier__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobIdentifier message");
+		return NULL;
+	}
+	struct err err = {0};
+	struct job *j = NULL;
+	if (job_find(jobs, m->ulid, strlen(m->ulid), rpc_call_peer(call), &j, &err) < 0)
+		finish_err(call, &err);
+	rund__job_identifier__free_unpacked(m, NULL);
+	return j;
+}
+
+/* --- Status and Stop ---------------------------------------------------- */
+
+static void to_duration(Google__Protobuf__Duration *d, uint64_t usec)
+{
+	d->seconds = (int64_t)(usec / 1000000);
+	d->nanos = (int32_t)(usec % 1000000) * 1000;
+}
+
+static void to_timestamp(Google__Protobuf__Timestamp *ts, uint64_t ns)
+{
+	ts->seconds = (int64_t)(ns / 1000000000);
+	ts->nanos = (int32_t)(ns % 1000000000);
+}
+
+static void send_status(struct rpc_call *call, struct job *j)
+{
+	struct job_info in;
+	job_info(j, &in);
+	Rund__JobStatus st = RUND__JOB_STATUS__INIT;
+	Google__Protobuf__UInt32Value code = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+	Google__Protobuf__Duration user = GOOGLE__PROTOBUF__DURATION__INIT;
+	Google__Protobuf__Duration sys = GOOGLE__PROTOBUF__DURATION__INIT;
+	Google__Protobuf__Timestamp start = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	Google__Protobuf__Timestamp end = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	st.stopped = in.stopped;
+	st.killed = in.killed;
+	if (in.has_exit_code) {
+		code.value = in.exit_code;
+		st.exit_code = &code;
+	}
+	to_duration(&user, in.user_usec);
+	to_duration(&sys, in.system_usec);
+	st.user_time = &user;
+	st.system_time = &sys;
+	st.memory_current = in.memory_current;
+	switch (in.state) {
+	case JOB_RUNNING:
+		st.state = RUND__JOB_STATUS__STATE__RUNNING;
+		break;
+	case JOB_EXITED:
+		st.state = RUND__JOB_STATUS__STATE__EXITED;
+		break;
+	case JOB_LOST:
+		st.state = RUND__JOB_STATUS__STATE__LOST;
+		break;
+	}
+	st.signal = (uint32_t)in.signal;
+	st.oom_killed = in.oom_killed;
+	st.memory_peak = in.memory_peak;
+	if (in.start_ns) {
+		to_timestamp(&start, in.start_ns);
+		st.start_time = &start;
+	}
+	if (in.end_ns) {
+		to_timestamp(&end, in.end_ns);
+		st.end_time = &end;
+	}
+	st.n_command = in.argc;
+	st.command = (char **)in.argv;
+	st.log_bytes = in.log_bytes;
+	st.log_truncated = in.log_truncated;
+	send_packed(call, &st.base);
+}
+
+static void on_status(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	struct job *j = find_job(call, req, len);
+	if (j)
+		send_status(call, j);
+}
+
+struct stop_ctx {
+	struct rpc_call *call;
+	struct job_waiter *waiter;
+};
+
+static void stop_done(void *ctx, struct job *j)
+{
+	struct stop_ctx *c = ctx;
+	send_status(c->call, j);
+	free(c);
+}
+
+static void stop_cancel(void *ctx)
+{
+	struct stop_ctx *c = ctx;
+	job_waiter_cancel(c->waiter);
+	free(c);
+}
+
+static void on_stop(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	struct job *j = find_job(call, req, len);
+	if (!j)
+		return;
+	struct stop_ctx *c = xcalloc(1, sizeof *c);
+	c->call = call;
+	struct err err = {0};
+	if (job_stop(j, stop_done, c, &c->waiter, &err) < 0) {
+		free(c);
+		finish_err(call, &err);
+		return;
+	}
+	rpc_call_set_ctx(call, c, NULL, stop_cancel);
+}
+
+/* --- Start -------------------------------------------------------------- */
+
+struct start_ctx {
+	struct rpc_call *call;
+	struct job_pending *pending;
+};
+
+static void start_done(void *ctx, const char *id, const struct err *err)
+{
+	struct start_ctx *c = ctx;
+	if (err) {
+		finish_err(c->call, err);
+	} else {
+		Rund__JobIdentifier m = RUND__JOB_IDENTIFIER__INIT;
+		m.ulid = (char *)id;
+		send_packed(c->call, &m.base);
+	}
+	free(c);
+}
+
+static void start_cancel(void *ctx)
+{
+	struct start_ctx *c = ctx;
+	job_pending_detach(c->pending);
+	free(c);
+}
+
+static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	Rund__JobStartRequest *m = rund__job_start_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobStartRequest message");
+		return;
+	}
+	_cleanup_free_ char **argv = xcalloc(m->n_args + 2, sizeof *argv);
+	argv[0] = m->name;
+	for (size_t i = 0; i < m->n_args; i++)
+		argv[i + 1] = m->args[i];
+	struct job_request jr = {.argv = argv, .argc = m->n_args + 1, .owner = rpc_call_peer(call)};
+	if (m->max_cpu_bandwidth) {
+		jr.limits.has[LIMIT_CPU] = true;
+		jr.limits.value[LIMIT_CPU] = m->max_cpu_bandwidth->value;
+	}
+	const Google__Protobuf__UInt64Value *u64[] = {
+		[LIMIT_MEMORY] = m->max_memory_usage, [LIMIT_RBPS] = m->max_rbps,
+		[LIMIT_WBPS] = m->max_wbps,           [LIMIT_RIOPS] = m->max_riops,
+		[LIMIT_WIOPS] = m->max_wiops,
+	};
+	for (int l = LIMIT_MEMORY; l < LIMIT_COUNT; l++) {
+		if (u64[l]) {
+			jr.limits.has[l] = true;
+			jr.limits.value[l] = u64[l]->value;
+		}
+	}
+	struct start_ctx *c = xcalloc(1, sizeof *c);
+	c->call = call;
+	struct err err = {0};
+	int r = job_start(jobs, &jr, start_done, c, &c->pending, &err);
+	rund__job_start_request__free_unpacked(m, NULL);
+	if (r < 0) {
+		free(c);
+		finish_err(call, &err);
+		return;
+	}
+	rpc_call_set_ctx(call, c, NULL, start_cancel);
+}
+
+/* --- Log ---------------------------------------------------------------- */
+
+struct log_ctx {
+	struct rpc_call *call;
+	struct job_follower *follower;
+};
+
+static void log_notify(void *ctx)
+{
+	struct log_ctx *c = ctx;
+	rpc_call_resume(c->call);
+}
+
+static void log_free(struct log_ctx *c)
+{
+	job_follow_close(c->follower);
+	free(c);
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Encodes a JobLog by hand (field 1 stdout or 2 stderr, or 3 truncated_at)
+ * so the output bytes are copied once, into the transport's queue. */
+static int send_chunk(struct rpc_call *call, const struct logchunk *ch)
+{
+	uint8_t hdr[16];
+	size_t n;
+	struct iovec iov[2];
+	if (ch->stream == LOG_TRUNCATED) {
+		hdr[0] = (3 << 3) | 0;
+		n = 1 + put_varint(hdr + 1, ch->truncated_at);
+		iov[0] = (struct iovec){hdr, n};
+		return rpc_call_send(call, iov, 1);
+	}
+	hdr[0] = (uint8_t)(((ch->stream == LOG_STDERR ? 2 : 1) << 3) | 2);
+	n = 1 + put_varint(hdr + 1, ch->len);
+	iov[0] = (struct iovec){hdr, n};
+	iov[1] = (struct iovec){(void *)ch->data, ch->len};
+	return rpc_call_send(call, iov, 2);
+}
+
+static void log_pull(struct rpc_call *call, void *ctx, size_t budget)
+{
+	struct log_ctx *c = ctx;
+	size_t sent = 0;
+	while (sent < budget) {
+		struct logchunk ch;
+		struct err err = {0};
+		int r = job_follow_next(c->follower, LOG_CHUNK, &ch, &err);
+		if (r == 0)
+			return; /* parked until log_notify */
+		if (r == JOB_LOG_END || r < 0) {
+			log_free(c);
+			if (r < 0)
+				finish_err(call, &err);
+			else
+				rpc_call_finish(call, GRPC_OK, NULL);
+			return;
+		}
+		if (ch.len == 0 && ch.stream != LOG_TRUNCATED)
+			continue;
+		send_chunk(call, &ch);
+		sent += ch.len + 16;
+	}
+}
+
+static void log_cancel(void *ctx)
+{
+	log_free(ctx);
+}
+
+static void on_log(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	struct job *j = find_job(call, req, len);
+	if (!j)
+		return;
+	struct log_ctx *c = xcalloc(1, sizeof *c);
+	c->call = call;
+	struct err err = {0};
+	if (job_follow(j, log_notify, c, &c->follower, &err) < 0) {
+		free(c);
+		finish_err(call, &err);
+		return;
+	}
+	rpc_call_set_ctx(call, c, log_pull, log_cancel);
+}
+
+/* --- Health ------------------------------------------------------------- */
+
+static void on_health_check(struct rpc_call *call, const uint8_t *req, size_t len)
+{
+	Grpc__Health__V1__HealthCheckRequest *m =
+		grpc__health__v1__health_check_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed HealthCheckRequest message");
+		return;
+	}
+	bool known = m->service[0] == '\0' || strcmp(m->service, "rund.JobController") == 0;
+	if (!known) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "unknown service \"%.100s\"", m->service);
+		rpc_call_finish(call, GRPC_NOT_FOUND, msg);
+	} else {
+		Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+		r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+		send_packed(call, &r.base);
+	}
+	grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+}
+
+static const struct rpc_method methods[] = {
+	{"/rund.JobController/Start", false, on_start},
+	{"/rund.JobController/Stop", false, on_stop},
+	{"/rund.JobController/Status", false, on_status},
+	{"/rund.JobController/Log", true, on_log},
+	{"/grpc.health.v1.Health/Check", false, on_health_check},
+};
+
+const struct rpc_method *api_methods(struct job_table *t, size_t *n)
+{
+	jobs = t;
+	*n = ARRAY_SIZE(methods);
+	return methods;
+}

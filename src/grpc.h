@@ -45,6 +45,7 @@ struct grpc_decoder {
 	size_t prefix_have;
 	uint8_t *msg;        /* owned buffer of the message being assembled */
 	size_t msg_len, msg_have;
+	size_t msg_cap;      /* allocated size of msg; grows with bytes received */
 	bool compressed;
 };
 
@@ -57,8 +58,9 @@ void grpc_decoder_free(struct grpc_decoder *d);
 typedef int (*grpc_message_fn)(void *ctx, const uint8_t *msg, size_t len, bool compressed);
 
 /* Feeds bytes; calls fn for every message completed. Returns 0, fn's
- * non-zero value, -EMSGSIZE (a prefix announces more than max_message) or
- * -EPROTO (a prefix flag byte other than 0 or 1). */
+ * non-zero value, -EMSGSIZE (a prefix announces more than max_message; then
+ * msg_len holds the announced length) or -EPROTO (a prefix flag byte other
+ * than 0 or 1). After a non-zero return the decoder must not be fed again. */
 int grpc_decoder_feed(struct grpc_decoder *d, const uint8_t *data, size_t len, grpc_message_fn fn,
 		      void *ctx);
 /* True when no partial message is pending (a request ended cleanly). */

@@ -1,1 +1,994 @@
-/* placeholder: being written */
+/* job: the daemon's job table. See job.h for the contract and jobspec.h for
+ * the files of a job directory. */
+#include "job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sys.h"
+#include "ulid.h"
+#include "util.h"
+
+#define SPEC_MAX (8u << 20)
+#define SMALL_FILE_MAX 4096
+#define FIFO_OPEN_RETRY_MS 1
+#define FIFO_OPEN_TIMEOUT_MS 10000
+#define LOST_REMOVE_TIMEOUT_MS 2000
+
+struct job_follower {
+	struct job *job;
+	struct logreader reader;
+	bool have_reader;
+	void (*notify)(void *ctx);
+	void *ctx;
+	struct job_follower *next;
+};
+
+struct job_waiter {
+	struct job *job;
+	job_ended_fn cb;
+	void *ctx;
+	struct loop_timer *timer; /* for jobs that had already ended */
+	struct job_waiter *next;
+};
+
+struct job {
+	struct job_table *t;
+	char id[ULID_LEN + 1];
+	int refs;
+	bool in_table;
+	struct jobspec spec;
+	struct jobstart start;
+	bool has_start;
+	struct jobstatus status;
+	enum job_state state;
+	int dirfd;
+	pid_t sup_pid;
+	bool sup_is_child;
+	int pidfd;
+	struct loop_watch *pid_watch;
+	int wd;                    /* inotify watch on the job dir, -1 if none */
+	uint64_t ended_mono_ns;
+	struct job_follower *followers;
+	struct job_waiter *waiters;
+	struct job *id_next, *wd_next; /* hash chains */
+};
+
+struct job_pending {
+	struct job_table *t;
+	struct job *job;            /* not yet in the table */
+	pid_t pid;
+	int pidfd;
+	int report_fd;
+	struct loop_watch *report_watch;
+	char *fifo_data;
+	size_t fifo_len;
+	struct loop_timer *fifo_timer;
+	unsigned fifo_waited_ms;
+	char line[1024];
+	size_t line_len;
+	job_started_fn cb;
+	void *ctx;
+	bool detached;
+	bool fifo_done;
+};
+
+#define NBUCKETS 4096
+
+struct job_table {
+	struct loop *loop;
+	struct job_config cfg;
+	int state_fd;
+	int jobs_fd;
+	struct ulid_gen gen;
+	long ncpu, page_size;
+	struct job *by_id[NBUCKETS];
+	struct job *by_wd[NBUCKETS];
+	size_t count;
+	int inotify_fd;
+	struct loop_watch *inotify_watch;
+	struct loop_timer *retention_timer;
+	uint64_t retention_due; /* mono ns of the armed sweep, 0 = none */
+};
+
+/* --- hashing ------------------------------------------------------------ */
+
+static size_t id_hash(const char *id)
+{
+	uint64_t h = 1469598103934665603u;
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 1099511628211u;
+	return (size_t)(h % NBUCKETS);
+}
+
+static void table_insert(struct job_table *t, struct job *j)
+{
+	size_t b = id_hash(j->id);
+	j->id_next = t->by_id[b];
+	t->by_id[b] = j;
+	j->in_table = true;
+	t->count++;
+}
+
+static void table_remove(struct job_table *t, struct job *j)
+{
+	for (struct job **p = &t->by_id[id_hash(j->id)]; *p; p = &(*p)->id_next) {
+		if (*p == j) {
+			*p = j->id_next;
+			j->in_table = false;
+			t->count--;
+			return;
+		}
+	}
+}
+
+static struct job *table_lookup(struct job_table *t, const char *id)
+{
+	for (struct job *j = t->by_id[id_hash(id)]; j; j = j->id_next)
+		if (strcmp(j->id, id) == 0)
+			return j;
+	return NULL;
+}
+
+static void wd_insert(struct job_table *t, struct job *j)
+{
+	size_t b = (size_t)j->wd % NBUCKETS;
+	j->wd_next = t->by_wd[b];
+	t->by_wd[b] = j;
+}
+
+static void wd_remove(struct job_table *t, struct job *j)
+{
+	if (j->wd < 0)
+		return;
+	for (struct job **p = &t->by_wd[(size_t)j->wd % NBUCKETS]; *p; p = &(*p)->wd_next) {
+		if (*p == j) {
+			*p = j->wd_next;
+			break;
+		}
+	}
+	inotify_rm_watch(t->inotify_fd, j->wd);
+	j->wd = -1;
+}
+
+static struct job *wd_lookup(struct job_table *t, int wd)
+{
+	for (struct job *j = t->by_wd[(size_t)wd % NBUCKETS]; j; j = j->wd_next)
+		if (j->wd == wd)
+			return j;
+	return NULL;
+}
+
+/* --- job objects -------------------------------------------------------- */
+
+static struct job *job_new(struct job_table *t, const char *id)
+{
+	struct job *j = xcalloc(1, sizeof *j);
+	j->t = t;
+	snprintf(j->id, sizeof j->id, "%s", id);
+	j->refs = 1;
+	j->dirfd = -1;
+	j->pidfd = -1;
+	j->wd = -1;
+	return j;
+}
+
+static void job_release(struct job *j)
+{
+	loop_watch_free(j->pid_watch);
+	if (j->pidfd >= 0)
+		close(j->pidfd);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	jobspec_free(&j->spec);
+	free(j);
+}
+
+void job_ref(struct job *j)
+{
+	j->refs++;
+}
+
+void job_unref(struct job *j)
+{
+	if (j && --j->refs == 0)
+		job_release(j);
+}
+
+bool job_ended(const struct job *j)
+{
+	return j->state != JOB_RUNNING;
+}
+
+/* Removes a job directory and its files (no subdirectories are expected). */
+static void remove_job_dir(int jobs_fd, const char *id)
+{
+	int fd = openat(jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		DIR *d = fdopendir(fd);
+		if (d) {
+			struct dirent *e;
+			while ((e = readdir(d)))
+				if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+					unlinkat(dirfd(d), e->d_name, 0);
+			closedir(d);
+		} else {
+			close(fd);
+		}
+	}
+	if (unlinkat(jobs_fd, id, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		fprintf(stderr, "rund: job %s: cannot remove its directory: %s\n", id,
+			strerror(errno));
+}
+
+/* True while the job's supervisor holds its lock, i.e. is alive. */
+static bool supervisor_alive(int dirfd)
+{
+	_cleanup_close_ int fd = openat(dirfd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		flock(fd, LOCK_UN);
+		return false;
+	}
+	return errno == EWOULDBLOCK;
+}
+
+static int load_start(struct job *j, struct err *err)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r = read_file_at(j->dirfd, "started", SMALL_FILE_MAX, &buf, &len);
+	if (r < 0)
+		return err_sys(err, -r, "job %s: read started", j->id);
+	r = jobstart_decode(buf, len, &j->start, err);
+	if (r < 0)
+		return err_wrap(err, "job %s: started", j->id);
+	j->has_start = true;
+	return 0;
+}
+
+/* 0, -ENOENT when there is no status yet, or another error. */
+static int load_status(struct job *j, struct err *err)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r = read_file_at(j->dirfd, "status", SMALL_FILE_MAX, &buf, &len);
+	if (r < 0)
+		return r == -ENOENT ? r : err_sys(err, -r, "job %s: read status", j->id);
+	r = jobstatus_decode(buf, len, &j->status, err);
+	if (r < 0)
+		return err_wrap(err, "job %s: status", j->id);
+	return 0;
+}
+
+/* --- retention ---------------------------------------------------------- */
+
+static void retention_arm(struct job_table *t, uint64_t due)
+{
+	if (!t->cfg.retention_ns)
+		return;
+	if (t->retention_due && t->retention_due <= due)
+		return;
+	uint64_t now = now_mono_ns();
+	t->retention_due = due;
+	loop_timer_arm(t->retention_timer, due > now ? (due - now) / 1000000 + 1 : 0);
+}
+
+static void job_forget(struct job *j)
+{
+	struct job_table *t = j->t;
+	wd_remove(t, j);
+	table_remove(t, j);
+	remove_job_dir(t->jobs_fd, j->id);
+	job_unref(j);
+}
+
+static void retention_sweep(void *ctx)
+{
+	struct job_table *t = ctx;
+	uint64_t now = now_mono_ns(), next = 0;
+	t->retention_due = 0;
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		struct job *j = t->by_id[b];
+		while (j) {
+			struct job *n = j->id_next;
+			if (job_ended(j)) {
+				uint64_t due = j->ended_mono_ns + t->cfg.retention_ns;
+				if (due <= now)
+					job_forget(j);
+				else if (!next || due < next)
+					next = due;
+			}
+			j = n;
+		}
+	}
+	if (next)
+		retention_arm(t, next);
+}
+
+/* --- end of a job ------------------------------------------------------- */
+
+static void notify_followers(struct job *j)
+{
+	for (struct job_follower *f = j->followers; f; f = f->next)
+		f->notify(f->ctx);
+}
+
+static void mark_ended(struct job *j)
+{
+	struct job_table *t = j->t;
+	wd_remove(t, j);
+	/* Retention counts from the recorded end, also across restarts. */
+	uint64_t now = now_mono_ns(), real = now_real_ns(), end = j->status.end_ns;
+	uint64_t ago = end && end < real ? real - end : 0;
+	j->ended_mono_ns = ago < now ? now - ago : 0;
+	retention_arm(t, j->ended_mono_ns + t->cfg.retention_ns);
+	job_ref(j);
+	while (j->waiters) {
+		struct job_waiter *w = j->waiters;
+		j->waiters = w->next;
+		w->cb(w->ctx, j);
+		loop_timer_free(w->timer);
+		free(w);
+	}
+	notify_followers(j);
+	job_unref(j);
+}
+
+/* The supervisor is gone: its status tells how the job ended; without one
+ * it died abnormally, so the job is killed and reported LOST. */
+static void supervisor_gone(struct job *j)
+{
+	struct job_table *t = j->t;
+	if (j->sup_is_child)
+		while (waitpid(j->sup_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	loop_watch_free(j->pid_watch);
+	j->pid_watch = NULL;
+	close(j->pidfd);
+	j->pidfd = -1;
+
+	struct err err = {0};
+	int r = load_status(j, &err);
+	if (r == 0) {
+		j->state = JOB_EXITED;
+	} else {
+		if (r != -ENOENT)
+			fprintf(stderr, "rund: %s\n", err.msg);
+		fprintf(stderr, "rund: job %s: supervisor died without recording a status; killing the job\n",
+			j->id);
+		j->state = JOB_LOST;
+		err_clear(&err);
+		cgroup_job_kill(t->cfg.cgroup, j->id, NULL);
+		if (cgroup_job_remove(t->cfg.cgroup, j->id, LOST_REMOVE_TIMEOUT_MS, &err) < 0 &&
+		    err.code != ENOENT)
+			fprintf(stderr, "rund: job %s: %s\n", j->id, err.msg);
+		j->status = (struct jobstatus){.end_ns = now_real_ns(), .signal = SIGKILL};
+	}
+	mark_ended(j);
+}
+
+static void on_supervisor_exit(void *ctx)
+{
+	supervisor_gone(ctx);
+}
+
+static void watch_running(struct job *j)
+{
+	struct job_table *t = j->t;
+	j->pid_watch = loop_watch_fd(t->loop, j->pidfd, on_supervisor_exit, j);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/jobs/%s", t->cfg.state_dir, j->id);
+	j->wd = inotify_add_watch(t->inotify_fd, path, IN_MODIFY | IN_MOVED_TO);
+	if (j->wd < 0)
+		/* Followers then only learn of output at the job's end; say so. */
+		fprintf(stderr, "rund: job %s: inotify_add_watch: %s\n", j->id, strerror(errno));
+	else
+		wd_insert(t, j);
+}
+
+static void on_inotify(void *ctx)
+{
+	struct job_table *t = ctx;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(t->inotify_fd, buf, sizeof buf);
+		if (n <= 0)
+			return;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			p += sizeof *ev + ev->len;
+			struct job *j = wd_lookup(t, ev->wd);
+			if (j && ev->len && strcmp(ev->name, "log") == 0)
+				notify_followers(j);
+		}
+	}
+}
+
+/* --- start -------------------------------------------------------------- */
+
+static void pending_free(struct job_pending *p)
+{
+	loop_watch_free(p->report_watch);
+	loop_timer_free(p->fifo_timer);
+	if (p->report_fd >= 0)
+		close(p->report_fd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p->fifo_data);
+	if (p->job)
+		job_unref(p->job);
+	free(p);
+}
+
+static void pending_fail(struct job_pending *p, const struct err *err)
+{
+	struct job_table *t = p->t;
+	/* The supervisor exits right after reporting (or already has). */
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	cgroup_job_kill(t->cfg.cgroup, p->job->id, NULL);
+	cgroup_job_remove(t->cfg.cgroup, p->job->id, LOST_REMOVE_TIMEOUT_MS, NULL);
+	remove_job_dir(t->jobs_fd, p->job->id);
+	if (!p->detached)
+		p->cb(p->ctx, NULL, err);
+	pending_free(p);
+}
+
+static void pending_ok(struct job_pending *p)
+{
+	struct job *j = steal_pointer(&p->job);
+	struct err err = {0};
+	if (load_start(j, &err) < 0) {
+		p->job = j;
+		pending_fail(p, &err);
+		return;
+	}
+	j->state = JOB_RUNNING;
+	j->sup_pid = p->pid;
+	j->sup_is_child = true;
+	j->pidfd = steal_fd(&p->pidfd);
+	table_insert(p->t, j);
+	watch_running(j);
+	if (!p->detached)
+		p->cb(p->ctx, j->id, NULL);
+	pending_free(p);
+}
+
+/* Parses "err <errno> <kind> <message>" from the supervisor. */
+static void parse_report_error(const char *line, struct err *err)
+{
+	int code = 0, kind = 0, off = 0;
+	if (sscanf(line, "err %d %d %n", &code, &kind, &off) >= 2 && off > 0 && code > 0 &&
+	    kind > ERR_KIND_NONE && kind <= ERR_INTERNAL)
+		err_set(err, code, (enum err_kind)kind, "%s", line + off);
+	else
+		err_set(err, EPROTO, ERR_INTERNAL, "supervisor reported \"%.200s\"", line);
+}
+
+static void on_report(void *ctx)
+{
+	struct job_pending *p = ctx;
+	ssize_t n = read(p->report_fd, p->line + p->line_len, sizeof p->line - 1 - p->line_len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		p->line_len += (size_t)n;
+		p->line[p->line_len] = '\0';
+		char *nl = memchr(p->line, '\n', p->line_len);
+		if (!nl && p->line_len < sizeof p->line - 1)
+			return;
+		if (nl)
+			*nl = '\0';
+	}
+	struct err err = {0};
+	if (n > 0 && strcmp(p->line, "ok") == 0) {
+		pending_ok(p);
+		return;
+	}
+	if (n > 0)
+		parse_report_error(p->line, &err);
+	else
+		err_set(&err, EPROTO, ERR_INTERNAL,
+			"the job's supervisor exited before reporting whether the job started");
+	pending_fail(p, &err);
+}
+
+static void try_fifo(void *ctx)
+{
+	struct job_pending *p = ctx;
+	char path[64];
+	snprintf(path, sizeof path, "%s/fifo", p->job->id);
+	/* O_NONBLOCK open of a FIFO for writing fails with ENXIO until the
+	 * supervisor has opened it for reading, and writing before that would
+	 * lose the data when we close. */
+	_cleanup_close_ int fd =
+		openat(p->t->jobs_fd, path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENXIO && p->fifo_waited_ms < FIFO_OPEN_TIMEOUT_MS) {
+		p->fifo_waited_ms += FIFO_OPEN_RETRY_MS;
+		loop_timer_arm(p->fifo_timer, FIFO_OPEN_RETRY_MS);
+		return;
+	}
+	struct err err = {0};
+	if (fd < 0) {
+		err_sys(&err, errno == ENXIO ? ETIMEDOUT : errno,
+			"hand the request to the job's supervisor");
+		pending_fail(p, &err);
+		return;
+	}
+	/* The supervisor is reading: a blocking write completes promptly. */
+	fcntl(fd, F_SETFL, 0);
+	int r = write_all(fd, p->fifo_data, p->fifo_len);
+	if (r < 0) {
+		err_sys(&err, -r, "write the request to the job's supervisor");
+		pending_fail(p, &err);
+		return;
+	}
+	p->fifo_done = true;
+}
+
+static int spawn_supervisor(struct job_table *t, const char *id, int report_w, pid_t *pid,
+			    struct err *err)
+{
+	char fifo[PATH_MAX];
+	int n = snprintf(fifo, sizeof fifo, "%s/jobs/%s/fifo", t->cfg.state_dir, id);
+	if (n < 0 || (size_t)n >= sizeof fifo)
+		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
+	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", fifo, NULL};
+	char *envp[] = {(char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, report_w, 1);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none;
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	sigset_t dfl;
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGCHLD);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	int r = posix_spawn(pid, t->cfg.exe, &fa, &attr, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (r != 0)
+		return err_sys(err, r, "spawn supervisor %s", t->cfg.exe);
+	return 0;
+}
+
+int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
+	      struct job_pending **pending, struct err *err)
+{
+	if (!req->owner || req->owner->n == 0)
+		return err_set(err, EACCES, ERR_PERMISSION,
+			       "the client certificate has no subject alternative name "
+			       "(DNS, URI, IP or email), so no job could ever be shown to it");
+
+	struct ulid u;
+	uint64_t now = now_real_ns();
+	int r = ulid_next(&t->gen, now / 1000000, &u);
+	if (r < 0)
+		return err_sys(err, -r, "generate a job id");
+	char id[ULID_LEN + 1];
+	ulid_format(&u, id);
+
+	struct job *j = job_new(t, id);
+	struct jobspec *s = &j->spec;
+	snprintf(s->id, sizeof s->id, "%s", id);
+	s->argc = req->argc;
+	s->argv = xcalloc(req->argc + 1, sizeof *s->argv);
+	for (size_t i = 0; i < req->argc; i++)
+		s->argv[i] = xstrdup(req->argv[i]);
+	s->limits = req->limits;
+	san_set_copy(&s->owners, req->owner);
+	s->created_ns = now;
+	s->cgroup = xstrdup(t->cfg.cgroup->path);
+	if (t->cfg.n_io_devices) {
+		s->io_devices = xcalloc(t->cfg.n_io_devices, sizeof *s->io_devices);
+		memcpy(s->io_devices, t->cfg.io_devices, t->cfg.n_io_devices * sizeof *s->io_devices);
+		s->n_io_devices = t->cfg.n_io_devices;
+	}
+	s->max_log_bytes = t->cfg.max_log_bytes;
+
+	r = jobspec_validate(s, t->ncpu, t->page_size, err);
+	if (r == 0)
+		r = cgroup_check_limits(t->cfg.cgroup, &s->limits, err);
+	if (r < 0) {
+		job_unref(j);
+		return r;
+	}
+
+	struct job_pending *p = xcalloc(1, sizeof *p);
+	p->t = t;
+	p->job = j;
+	p->pidfd = -1;
+	p->report_fd = -1;
+	p->cb = cb;
+	p->ctx = ctx;
+	p->fifo_data = jobspec_encode(s, &p->fifo_len);
+
+	if (mkdirat(t->jobs_fd, id, 0700) < 0) {
+		r = err_sys(err, errno, "create job directory %s/jobs/%s", t->cfg.state_dir, id);
+		pending_free(p);
+		return r;
+	}
+	j->dirfd = openat(t->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	int pipefd[2] = {-1, -1};
+	if (j->dirfd < 0) {
+		r = err_sys(err, errno, "open job directory %s", id);
+	} else if ((r = write_file_atomic(j->dirfd, "spec", p->fifo_data, p->fifo_len)) < 0) {
+		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->cfg.state_dir, id);
+	} else if (mkfifoat(j->dirfd, "fifo", 0600) < 0) {
+		r = err_sys(err, errno, "create fifo for job %s", id);
+	} else if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		r = err_sys(err, errno, "create report pipe");
+	} else {
+		r = spawn_supervisor(t, id, pipefd[1], &p->pid, err);
+	}
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	p->report_fd = pipefd[0];
+	if (r == 0) {
+		p->pidfd = sys_pidfd_open(p->pid, 0);
+		if (p->pidfd < 0)
+			r = err_sys(err, errno, "pidfd_open supervisor %d", (int)p->pid);
+	}
+	if (r < 0) {
+		if (p->pid > 0) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, NULL, 0);
+		}
+		remove_job_dir(t->jobs_fd, id);
+		pending_free(p);
+		return r;
+	}
+	fcntl(p->report_fd, F_SETFL, O_NONBLOCK);
+	p->report_watch = loop_watch_fd(t->loop, p->report_fd, on_report, p);
+	/* First attempt from the loop: callbacks never run inside job_start. */
+	p->fifo_timer = loop_timer_new(t->loop, try_fifo, p);
+	loop_timer_arm(p->fifo_timer, 0);
+	*pending = p;
+	return 0;
+}
+
+void job_pending_detach(struct job_pending *p)
+{
+	p->detached = true;
+}
+
+/* --- lookup, status, stop ----------------------------------------------- */
+
+int job_find(struct job_table *t, const char *id, size_t id_len, const struct san_set *peer,
+	     struct job **out, struct err *err)
+{
+	struct ulid u;
+	if (ulid_parse(id, id_len, &u) < 0)
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "malformed job id \"%.*s\": want 26 characters of Crockford base32",
+			       (int)(id_len > 64 ? 64 : id_len), id);
+	char canon[ULID_LEN + 1];
+	ulid_format(&u, canon);
+	struct job *j = table_lookup(t, canon);
+	if (!j || !san_set_intersects(&j->spec.owners, peer))
+		return err_set(err, ENOENT, ERR_NOT_FOUND, "no job %s", canon);
+	*out = j;
+	return 0;
+}
+
+void job_info(struct job *j, struct job_info *info)
+{
+	*info = (struct job_info){0};
+	info->argv = j->spec.argv;
+	info->argc = j->spec.argc;
+	info->start_ns = j->has_start ? j->start.start_ns : 0;
+	info->state = j->state;
+	if (j->state == JOB_RUNNING) {
+		struct cgroup_stats st = {0};
+		if (cgroup_job_stats(j->t->cfg.cgroup, j->id, &st) == 0) {
+			info->user_usec = st.user_usec;
+			info->system_usec = st.system_usec;
+			info->memory_current = st.memory_current;
+			info->memory_peak = st.memory_peak;
+			info->oom_killed = st.oom_kills > 0;
+		}
+		return;
+	}
+	const struct jobstatus *s = &j->status;
+	info->stopped = s->stopped;
+	info->killed = !s->exited;
+	info->has_exit_code = s->exited;
+	info->exit_code = (uint32_t)s->exit_code;
+	info->signal = s->exited ? 0 : s->signal;
+	info->oom_killed = s->oom_killed;
+	info->user_usec = s->user_usec;
+	info->system_usec = s->system_usec;
+	info->memory_peak = s->memory_peak;
+	info->end_ns = s->end_ns;
+	info->log_bytes = s->log_bytes;
+	info->log_truncated = s->log_truncated;
+}
+
+static void waiter_fire(void *ctx)
+{
+	struct job_waiter *w = ctx;
+	struct job *j = w->job;
+	w->cb(w->ctx, j);
+	loop_timer_free(w->timer);
+	free(w);
+	job_unref(j);
+}
+
+int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out, struct err *err)
+{
+	struct job_waiter *w = xcalloc(1, sizeof *w);
+	w->job = j;
+	w->cb = cb;
+	w->ctx = ctx;
+	if (job_ended(j)) {
+		/* Nothing to kill; answer from the loop, not from inside the call. */
+		job_ref(j);
+		w->timer = loop_timer_new(j->t->loop, waiter_fire, w);
+		loop_timer_arm(w->timer, 0);
+		*out = w;
+		return 0;
+	}
+	_cleanup_close_ int fd =
+		openat(j->dirfd, "stop", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		free(w);
+		return err_sys(err, errno, "job %s: record the stop request", j->id);
+	}
+	int r = cgroup_job_kill(j->t->cfg.cgroup, j->id, err);
+	if (r < 0 && r != -ENOENT) {
+		free(w);
+		return err_wrap(err, "stop job %s", j->id);
+	}
+	w->next = j->waiters;
+	j->waiters = w;
+	*out = w;
+	return 0;
+}
+
+void job_waiter_cancel(struct job_waiter *w)
+{
+	struct job *j = w->job;
+	if (w->timer) {
+		loop_timer_free(w->timer);
+		free(w);
+		job_unref(j);
+		return;
+	}
+	for (struct job_waiter **p = &j->waiters; *p; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	free(w);
+}
+
+/* --- log ---------------------------------------------------------------- */
+
+int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_follower **out,
+	       struct err *err)
+{
+	struct job_follower *f = xcalloc(1, sizeof *f);
+	int r = logreader_open(&f->reader, j->dirfd, "log");
+	if (r < 0 && r != -ENOENT) {
+		free(f);
+		return err_sys(err, -r, "open the output of job %s", j->id);
+	}
+	f->have_reader = r == 0;
+	f->job = j;
+	f->notify = notify;
+	f->ctx = ctx;
+	f->next = j->followers;
+	j->followers = f;
+	job_ref(j);
+	*out = f;
+	return 0;
+}
+
+int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, struct err *err)
+{
+	/* Decide "ended" before reading: the supervisor writes all output
+	 * before its status, so a read after seeing the end sees everything. */
+	bool ended = job_ended(f->job);
+	if (!f->have_reader)
+		return ended ? JOB_LOG_END : 0;
+	int r = logreader_next(&f->reader, max, out);
+	if (r == 0 && ended)
+		return JOB_LOG_END;
+	if (r < 0)
+		return err_sys(err, -r, "read the output of job %s", f->job->id);
+	return r;
+}
+
+void job_follow_close(struct job_follower *f)
+{
+	if (!f)
+		return;
+	struct job *j = f->job;
+	for (struct job_follower **p = &j->followers; *p; p = &(*p)->next) {
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	}
+	if (f->have_reader)
+		logreader_close(&f->reader);
+	free(f);
+	job_unref(j);
+}
+
+/* --- table -------------------------------------------------------------- */
+
+/* Serves one existing job directory found at start-up. */
+static void recover_job(struct job_table *t, const char *name)
+{
+	struct ulid u;
+	char canon[ULID_LEN + 1];
+	if (ulid_parse(name, strlen(name), &u) < 0) {
+		fprintf(stderr, "rund: state: ignoring unexpected entry jobs/%s\n", name);
+		return;
+	}
+	ulid_format(&u, canon);
+	struct job *j = job_new(t, canon);
+	struct err err = {0};
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r;
+	j->dirfd = openat(t->jobs_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (j->dirfd < 0) {
+		fprintf(stderr, "rund: state: skipping jobs/%s: %s\n", name, strerror(errno));
+		goto bad;
+	}
+	r = read_file_at(j->dirfd, "spec", SPEC_MAX, &buf, &len);
+	if (r < 0) {
+		fprintf(stderr, "rund: state: skipping jobs/%s: read spec: %s\n", name, strerror(-r));
+		goto bad;
+	}
+	if (jobspec_decode(buf, len, &j->spec, &err) < 0 || strcmp(j->spec.id, canon) != 0) {
+		fprintf(stderr, "rund: state: skipping jobs/%s: spec: %s\n", name,
+			err.msg[0] ? err.msg : "id does not match the directory");
+		goto bad;
+	}
+	bool started = load_start(j, &err) == 0;
+	r = load_status(j, &err);
+	if (r == 0) {
+		j->state = JOB_EXITED;
+		table_insert(t, j);
+		mark_ended(j);
+		return;
+	}
+	if (r != -ENOENT) {
+		fprintf(stderr, "rund: state: jobs/%s: %s; treating it as lost\n", name, err.msg);
+	} else if (started && supervisor_alive(j->dirfd)) {
+		/* The lock proves the recorded pid is still our supervisor; a
+		 * pidfd opened before re-checking it cannot name a reused pid. */
+		j->pidfd = sys_pidfd_open(j->start.supervisor_pid, 0);
+		if (j->pidfd >= 0 && supervisor_alive(j->dirfd)) {
+			j->sup_pid = j->start.supervisor_pid;
+			j->state = JOB_RUNNING;
+			table_insert(t, j);
+			watch_running(j);
+			return;
+		}
+	} else if (!started) {
+		if (supervisor_alive(j->dirfd)) {
+			fprintf(stderr, "rund: state: jobs/%s is still starting; skipped\n", name);
+			goto bad;
+		}
+		/* Never started: Start failed while the daemon was down. */
+		remove_job_dir(t->jobs_fd, name);
+		goto bad;
+	}
+	/* Supervisor gone without a status: handle like a live loss. */
+	j->state = JOB_RUNNING;
+	table_insert(t, j);
+	if (j->pidfd < 0)
+		j->pidfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	supervisor_gone(j);
+	return;
+bad:
+	job_unref(j);
+}
+
+int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_table **out,
+		   struct err *err)
+{
+	struct job_table *t = xcalloc(1, sizeof *t);
+	t->loop = loop;
+	t->cfg = *cfg;
+	t->state_fd = t->jobs_fd = t->inotify_fd = -1;
+	t->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	t->page_size = sysconf(_SC_PAGESIZE);
+	int r = 0;
+	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST)
+		r = err_sys(err, errno, "create state directory %s", cfg->state_dir);
+	if (r == 0 && (t->state_fd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		r = err_sys(err, errno, "open state directory %s", cfg->state_dir);
+	if (r == 0 && mkdirat(t->state_fd, "jobs", 0700) < 0 && errno != EEXIST)
+		r = err_sys(err, errno, "create %s/jobs", cfg->state_dir);
+	if (r == 0 &&
+	    (t->jobs_fd = openat(t->state_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		r = err_sys(err, errno, "open %s/jobs", cfg->state_dir);
+	if (r == 0 && (t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+		r = err_sys(err, errno, "inotify_init1");
+	if (r < 0) {
+		job_table_free(t);
+		return r;
+	}
+	t->inotify_watch = loop_watch_fd(loop, t->inotify_fd, on_inotify, t);
+	t->retention_timer = loop_timer_new(loop, retention_sweep, t);
+
+	int fd = dup(t->jobs_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		r = err_sys(err, errno, "read %s/jobs", cfg->state_dir);
+		if (fd >= 0)
+			close(fd);
+		job_table_free(t);
+		return r;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			recover_job(t, e->d_name);
+	closedir(d);
+	*out = t;
+	return 0;
+}
+
+size_t job_table_count(const struct job_table *t)
+{
+	return t->count;
+}
+
+void job_table_free(struct job_table *t)
+{
+	if (!t)
+		return;
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		while (t->by_id[b]) {
+			struct job *j = t->by_id[b];
+			t->by_id[b] = j->id_next;
+			while (j->waiters) {
+				struct job_waiter *w = j->waiters;
+				j->waiters = w->next;
+				free(w);
+			}
+			j->in_table = false;
+			job_unref(j);
+		}
+	}
+	loop_watch_free(t->inotify_watch);
+	loop_timer_free(t->retention_timer);
+	if (t->inotify_fd >= 0)
+		close(t->inotify_fd);
+	if (t->jobs_fd >= 0)
+		close(t->jobs_fd);
+	if (t->state_fd >= 0)
+		close(t->state_fd);
+	free(t);
+}

@@ -47,6 +47,8 @@ struct logreader {
 	uint64_t off;         /* file offset of buf[0] */
 	uint8_t *buf;
 	size_t cap, start, end; /* valid bytes are buf[start..end) */
+	enum log_stream cur;  /* stream of the record being handed out */
+	size_t rec_left;      /* its payload bytes not yet handed out */
 };
 
 struct logchunk {
@@ -58,10 +60,12 @@ struct logchunk {
 
 /* Opens path relative to dirfd. 0 or -errno. */
 int logreader_open(struct logreader *r, int dirfd, const char *path);
-/* Next piece of output of at most max bytes (a long record is returned in
- * several pieces). 1 with *out filled; 0 when no complete record is
- * available yet (call again after the file grows); -EBADMSG on corruption;
- * -errno on read failure. */
+/* Next piece of output of at most max bytes (max 0: no limit but the
+ * reader's buffer). A long record is returned in several pieces, and the
+ * buffered part of a record still being written is returned before the
+ * rest arrives. A LOG_TRUNCATED chunk has len 0 and truncated_at set.
+ * 1 with *out filled; 0 when no more output is available yet (call again
+ * after the file grows); -EBADMSG on corruption; -errno on read failure. */
 int logreader_next(struct logreader *r, size_t max, struct logchunk *out);
 void logreader_close(struct logreader *r);
 

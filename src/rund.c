@@ -1,1 +1,250 @@
-/* placeholder: being written */
+/* rund: the daemon (`rund serve`) and the per-job supervisor
+ * (`rund execute -fifo PATH`) in one binary, so the supervisor is a fresh
+ * exec of the same code with none of the daemon's memory. */
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cgroup.h"
+#include "flags.h"
+#include "job.h"
+#include "server.h"
+#include "supervisor.h"
+#include "tls.h"
+#include "util.h"
+
+#define NS_PER_SEC 1000000000ull
+
+struct serve_opts {
+	const char *addr, *ca, *cert, *key, *tls_groups;
+	const char *state_dir, *cgroup, *io_devices;
+	uint64_t max_log_bytes, retention, handshake_timeout, drain;
+	uint64_t max_connections;
+};
+
+struct daemon {
+	struct event_base *base;
+	struct server *server;
+	struct event *sigint, *sigterm;
+	bool stopping;
+	unsigned drain_ms;
+};
+
+static void usage_main(FILE *out)
+{
+	fprintf(out, "usage: rund serve [flags]          run the daemon\n"
+		     "       rund execute -fifo PATH     per-job supervisor (started by the daemon)\n"
+		     "Run \"rund serve -h\" for the daemon's flags.\n");
+}
+
+static void drained(void *ctx)
+{
+	struct daemon *d = ctx;
+	event_base_loopbreak(d->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *ctx)
+{
+	struct daemon *d = ctx;
+	if (d->stopping) {
+		fprintf(stderr, "rund: second signal, exiting now\n");
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = true;
+	fprintf(stderr, "rund: %s: no new calls; draining for up to %u ms (jobs keep running)\n",
+		strsignal((int)sig), d->drain_ms);
+	server_shutdown(d->server, d->drain_ms, drained, d);
+}
+
+/* "host:port" for the log line the tests and users read. */
+static void print_listening(const char *addr, int port)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t hostlen = colon ? (size_t)(colon - addr) : 0;
+	if (hostlen == 0)
+		fprintf(stderr, "rund: listening on [::]:%d (all interfaces)\n", port);
+	else
+		fprintf(stderr, "rund: listening on %.*s:%d\n", (int)hostlen, addr, port);
+}
+
+static int make_state_dir(const char *path, char **abs, struct err *err)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return err_sys(err, errno, "create state directory %s", path);
+	char *p = realpath(path, NULL);
+	if (!p)
+		return err_sys(err, errno, "resolve state directory %s", path);
+	*abs = p;
+	return 0;
+}
+
+static int serve(int argc, char **argv)
+{
+	struct serve_opts o = {
+		.addr = ":8000",
+		.ca = "tls/ca.pem",
+		.cert = "tls/server.pem",
+		.key = "tls/server-key.pem",
+		.tls_groups = TLS_DEFAULT_GROUPS,
+		.state_dir = "/var/lib/rund",
+		.cgroup = "",
+		.io_devices = "",
+		.max_log_bytes = 1ull << 30,
+		.retention = 7 * 24 * 3600 * NS_PER_SEC,
+		.handshake_timeout = 10 * NS_PER_SEC,
+		.drain = 5 * NS_PER_SEC,
+		.max_connections = 1024,
+	};
+	struct flag flags[] = {
+		{"addr", FLAG_STRING, &o.addr, "listen address host:port (\":8000\" = all interfaces, IPv4 and IPv6)"},
+		{"ca", FLAG_STRING, &o.ca, "CA certificate(s) that client certificates must chain to (PEM)"},
+		{"cert", FLAG_STRING, &o.cert, "server certificate (PEM)"},
+		{"key", FLAG_STRING, &o.key, "server private key (PEM)"},
+		{"tls_groups", FLAG_STRING, &o.tls_groups, "TLS 1.3 key exchange groups, in order of preference"},
+		{"state_dir", FLAG_STRING, &o.state_dir, "directory for job specs, output and final status"},
+		{"cgroup", FLAG_STRING, &o.cgroup, "cgroup v2 directory to run under (default: the daemon's own cgroup, or <cgroup2 mount>/rund when that is the root)"},
+		{"io_devices", FLAG_STRING, &o.io_devices, "MAJ:MIN,... devices io.max limits apply to (default: every whole disk except loop, ram, zram)"},
+		{"max_log_bytes", FLAG_BYTES, &o.max_log_bytes, "output kept per job (K/M/G suffixes; 0 = unlimited); later output is discarded and readers are told"},
+		{"retention", FLAG_DURATION, &o.retention, "how long an ended job, its output and status are kept (0 = forever)"},
+		{"handshake_timeout", FLAG_DURATION, &o.handshake_timeout, "drop connections that have not completed the TLS handshake by then"},
+		{"drain", FLAG_DURATION, &o.drain, "on SIGINT/SIGTERM, how long running calls may take to finish"},
+		{"max_connections", FLAG_U64, &o.max_connections, "maximum number of simultaneous client connections"},
+	};
+	struct err err = {0};
+	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);
+	if (idx == -1) {
+		printf("usage: rund serve [flags]\n\nFlags:\n");
+		flags_usage(stdout, flags, ARRAY_SIZE(flags));
+		return 0;
+	}
+	if (idx < 0 || idx < argc) {
+		fprintf(stderr, "rund serve: %s\n",
+			idx < 0 ? err.msg : "unexpected argument (serve takes only flags)");
+		flags_usage(stderr, flags, ARRAY_SIZE(flags));
+		return 2;
+	}
+	if (o.max_connections == 0 || o.max_connections > 1000000) {
+		fprintf(stderr, "rund serve: -max_connections %llu is out of range [1, 1000000]\n",
+			(unsigned long long)o.max_connections);
+		return 2;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+
+	struct tls_opts tls = {.ca = o.ca, .cert = o.cert, .key = o.key, .groups = o.tls_groups};
+	SSL_CTX *ssl_ctx = tls_server_ctx_new(&tls, &err);
+	if (!ssl_ctx) {
+		fprintf(stderr, "rund: %s\n", err.msg);
+		return 1;
+	}
+
+	struct io_device *devs = NULL;
+	size_t ndevs = 0;
+	int r = o.io_devices[0] ? cgroup_parse_io_devices(o.io_devices, &devs, &ndevs, &err)
+				: cgroup_default_io_devices(&devs, &ndevs, &err);
+	if (r < 0) {
+		fprintf(stderr, "rund: -io_devices: %s\n", err.msg);
+		return 2;
+	}
+
+	struct cgroup_root cg = {.dirfd = -1, .jobs_fd = -1};
+	if (cgroup_root_setup(o.cgroup[0] ? o.cgroup : NULL, &cg, &err) < 0) {
+		fprintf(stderr, "rund: cgroup: %s\n", err.msg);
+		return 1;
+	}
+
+	_cleanup_free_ char *state_dir = NULL;
+	_cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+	if (!exe) {
+		fprintf(stderr, "rund: cannot resolve /proc/self/exe: %s\n", strerror(errno));
+		return 1;
+	}
+	if (make_state_dir(o.state_dir, &state_dir, &err) < 0) {
+		fprintf(stderr, "rund: %s\n", err.msg);
+		return 1;
+	}
+
+	struct daemon d = {.drain_ms = (unsigned)(o.drain / 1000000)};
+	d.base = event_base_new();
+	if (!d.base) {
+		fprintf(stderr, "rund: cannot create the event loop\n");
+		return 1;
+	}
+	struct job_config jc = {
+		.state_dir = state_dir,
+		.exe = exe,
+		.cgroup = &cg,
+		.io_devices = devs,
+		.n_io_devices = ndevs,
+		.max_log_bytes = o.max_log_bytes,
+		.retention_ns = o.retention,
+	};
+	struct job_table *jobs = NULL;
+	uint64_t t0 = now_mono_ns();
+	if (job_table_open((struct loop *)d.base, &jc, &jobs, &err) < 0) {
+		fprintf(stderr, "rund: %s\n", err.msg);
+		return 1;
+	}
+	size_t nmethods;
+	const struct rpc_method *methods = api_methods(jobs, &nmethods);
+	struct server_opts so = {
+		.addr = o.addr,
+		.ssl_ctx = ssl_ctx,
+		.methods = methods,
+		.n_methods = nmethods,
+		.max_connections = (size_t)o.max_connections,
+		.handshake_timeout_ms = (unsigned)(o.handshake_timeout / 1000000),
+	};
+	d.server = server_new(d.base, &so, &err);
+	if (!d.server) {
+		fprintf(stderr, "rund: %s\n", err.msg);
+		return 1;
+	}
+	d.sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
+	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	event_add(d.sigint, NULL);
+	event_add(d.sigterm, NULL);
+	fprintf(stderr, "rund: serving %zu job(s) from %s (loaded in %.1f ms); cgroup %s\n",
+		job_table_count(jobs), state_dir, (double)(now_mono_ns() - t0) / 1e6, cg.path);
+	print_listening(o.addr, server_port(d.server));
+
+	event_base_dispatch(d.base);
+
+	server_free(d.server);
+	job_table_free(jobs);
+	event_free(d.sigint);
+	event_free(d.sigterm);
+	event_base_free(d.base);
+	SSL_CTX_free(ssl_ctx);
+	cgroup_root_close(&cg);
+	free(devs);
+	fprintf(stderr, "rund: stopped\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage_main(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "serve") == 0)
+		return serve(argc - 2, argv + 2);
+	if (strcmp(argv[1], "execute") == 0)
+		return supervisor_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "-help") || !strcmp(argv[1], "--help")) {
+		usage_main(stdout);
+		return 0;
+	}
+	fprintf(stderr, "rund: unknown command \"%s\"\n", argv[1]);
+	usage_main(stderr);
+	return 2;
+}

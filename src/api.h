@@ -1,0 +1,19 @@
+/* api: the gRPC methods rund serves (rund.JobController and
+ * grpc.health.v1.Health/Check). The only module that knows the generated
+ * protobuf types, and the one place where errors become gRPC status codes. */
+#ifndef RUND_API_H
+#define RUND_API_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "job.h"
+#include "rpc.h"
+
+/* The method table for server_new(); handlers act on `jobs`. */
+const struct rpc_method *api_methods(struct job_table *jobs, size_t *n);
+
+/* The gRPC status code for an error (exposed for tests). */
+int api_status_code(const struct err *err);
+
+#endif

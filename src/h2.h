@@ -1,0 +1,69 @@
+/* h2: one HTTP/2 server connection carrying gRPC calls (nghttp2 session +
+ * the rpc.h call objects). It performs no I/O: the owner feeds it received
+ * bytes and it appends outgoing frames to an evbuffer the owner drains, so
+ * the same code runs over a TLS bufferevent (server.c) or in memory (the
+ * fuzz target, unit tests). Timers for grpc-timeout deadlines run on the
+ * given event_base; no socket is needed. */
+#ifndef RUND_H2_H
+#define RUND_H2_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc.h"
+#include "san.h"
+
+struct h2_conn;
+
+struct h2_conn_config {
+	const struct rpc_method *methods; /* borrowed; must outlive the conn */
+	size_t n_methods;
+	size_t max_message;    /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
+	struct event_base *base; /* deadline timers */
+	struct evbuffer *out;  /* frames are appended here; borrowed */
+	size_t out_high_water; /* stop producing while out holds more; 0 = 1 MiB */
+	/* Called when the conn has output to produce outside h2_conn_feed and
+	 * h2_conn_flush (a deferred handler answered, a stream was resumed, a
+	 * deadline passed). The owner should call h2_conn_flush soon, from
+	 * its event loop, not from inside wake. */
+	void (*wake)(void *ctx);
+	void *ctx;
+};
+
+/* Creates a server session and queues our SETTINGS. peer's contents are
+ * moved into the conn (peer is left empty). Never NULL (allocation failure
+ * exits). */
+struct h2_conn *h2_conn_new(const struct h2_conn_config *cfg, struct san_set *peer);
+
+/* Processes received bytes (client preface and frames); may call handlers.
+ * Returns 0, or a negative nghttp2 error when the connection must be
+ * closed (after flushing what h2_conn_flush still produces). */
+int h2_conn_feed(struct h2_conn *c, const uint8_t *data, size_t len);
+
+/* Appends pending frames to cfg->out until nothing is pending or out
+ * exceeds the high-water mark (call again once it drained). Returns 0 or a
+ * negative nghttp2 error (close the connection). */
+int h2_conn_flush(struct h2_conn *c);
+
+/* True while the session has frames to send (possibly held back by the
+ * high-water mark). */
+bool h2_conn_want_write(const struct h2_conn *c);
+/* False once the connection is finished: GOAWAY exchanged or sent and no
+ * stream left, or a fatal error. Close when !want_read && !want_write. */
+bool h2_conn_want_read(const struct h2_conn *c);
+
+/* Graceful shutdown: GOAWAY with the last processed stream; running calls
+ * continue, new streams are refused. Idempotent. */
+void h2_conn_goaway(struct h2_conn *c);
+
+/* Number of open calls (streams the client has opened and not closed). */
+size_t h2_conn_active_calls(const struct h2_conn *c);
+
+/* Cancels every open call (their cancel callbacks run), frees everything.
+ * Accepts NULL. */
+void h2_conn_free(struct h2_conn *c);
+
+#endif

@@ -1,0 +1,130 @@
+/* job: the daemon's table of jobs and their lifecycle.
+ *
+ * A job is a directory <state_dir>/jobs/<ULID>/ (see jobspec.h for its
+ * files) plus a supervisor process (`rund execute`). The daemon writes the
+ * spec, spawns the supervisor, and from then on only observes: the
+ * supervisor's exit through a pidfd, new output through inotify. Ownership
+ * (DESIGN §4) is enforced here: job_find() answers NOT_FOUND for a job the
+ * caller does not share a SAN with, exactly as for an unknown id.
+ *
+ * Nothing here knows about gRPC or protobuf; results are plain structs and
+ * errors are struct err with a kind (api.c maps kinds to status codes). */
+#ifndef RUND_JOB_H
+#define RUND_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgroup.h"
+#include "err.h"
+#include "jobspec.h"
+#include "logstore.h"
+#include "loop.h"
+#include "san.h"
+
+struct job_table;
+struct job;
+
+struct job_config {
+	const char *state_dir;       /* absolute; created if missing */
+	const char *exe;             /* the rund binary to run as supervisor */
+	struct cgroup_root *cgroup;  /* set up by the caller; borrowed */
+	const struct io_device *io_devices;
+	size_t n_io_devices;
+	uint64_t max_log_bytes;      /* per job; 0 = unlimited */
+	uint64_t retention_ns;       /* ended jobs are removed after this; 0 = never */
+};
+
+/* Opens the state directory and serves every job found there (running jobs
+ * keep running; damaged entries are logged to stderr and skipped). */
+int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_table **out,
+		   struct err *err);
+/* Frees the table; running jobs keep running (their supervisors own them). */
+void job_table_free(struct job_table *t);
+size_t job_table_count(const struct job_table *t);
+
+/* --- Start ------------------------------------------------------------ */
+
+struct job_request {
+	char **argv;                 /* argv[0] is the name; borrowed */
+	size_t argc;
+	struct job_limits limits;
+	const struct san_set *owner; /* the caller's SANs; borrowed */
+};
+
+struct job_pending;
+
+/* Called once when the job was exec'd (id set, err NULL) or could not be
+ * started (id NULL, err says why; nothing is left behind). */
+typedef void (*job_started_fn)(void *ctx, const char *id, const struct err *err);
+
+/* Validates and starts a job. Returns 0 with *pending set (the callback
+ * follows from the loop), or -errno with err set and no callback. */
+int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
+	      struct job_pending **pending, struct err *err);
+/* The caller lost interest: cb will not be called; the job still starts. */
+void job_pending_detach(struct job_pending *p);
+
+/* --- Lookup, Status, Stop --------------------------------------------- */
+
+/* Finds job `id` for `peer`. -EINVAL (malformed id) or -ENOENT (unknown,
+ * or owned by nobody the peer shares a SAN with). Borrowed pointer, valid
+ * until control returns to the loop unless job_ref()'d. */
+int job_find(struct job_table *t, const char *id, size_t id_len, const struct san_set *peer,
+	     struct job **out, struct err *err);
+void job_ref(struct job *j);
+void job_unref(struct job *j);
+
+enum job_state {
+	JOB_RUNNING = 1,
+	JOB_EXITED = 2,
+	JOB_LOST = 3,   /* its supervisor died; the job was killed */
+};
+
+struct job_info {
+	enum job_state state;
+	bool stopped, killed;
+	bool has_exit_code;
+	uint32_t exit_code;
+	int signal;
+	bool oom_killed;
+	uint64_t user_usec, system_usec;
+	uint64_t memory_current, memory_peak;
+	uint64_t start_ns, end_ns;  /* 0 = unknown / not yet */
+	char *const *argv;          /* borrowed from the job */
+	size_t argc;
+	uint64_t log_bytes;
+	bool log_truncated;
+};
+
+/* Fills info: live values from the cgroup while running, the recorded
+ * final status after the end. */
+void job_info(struct job *j, struct job_info *info);
+bool job_ended(const struct job *j);
+
+struct job_waiter;
+typedef void (*job_ended_fn)(void *ctx, struct job *j);
+
+/* Kills the whole job (cgroup.kill) and calls cb once it has ended and its
+ * final status is known; immediately-from-the-loop if it already ended
+ * (without killing anything). 0 with *w set, or -errno. */
+int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **w, struct err *err);
+void job_waiter_cancel(struct job_waiter *w);
+
+/* --- Log ---------------------------------------------------------------- */
+
+struct job_follower;
+
+#define JOB_LOG_END 2
+
+/* A reader of the job's output from the first byte. notify(ctx) is called
+ * when more output may be available or the job ended. */
+int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_follower **out,
+	       struct err *err);
+/* 1: a chunk (valid until the next call); 0: nothing now, wait for notify;
+ * JOB_LOG_END: the job ended and everything was read; <0 error. */
+int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, struct err *err);
+void job_follow_close(struct job_follower *f);
+
+#endif

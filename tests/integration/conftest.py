@@ -1,0 +1,258 @@
+"""Fixtures for rund's integration tests: a real `rund serve` on a loopback
+port with the example certificates, grpcio channels per client identity,
+and the runc CLI."""
+
+import importlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("RUND_BUILD", "build"))
+TLS = os.path.join(ROOT, "tls")
+RUND = os.path.join(BUILD, "rund")
+RUNC = os.path.join(BUILD, "runc")
+ENFORCE = os.environ.get("RUND_ENFORCE") == "1"
+
+
+def cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ")[0] == "cgroup2":
+                return left.split(" ")[4]
+    raise RuntimeError("no cgroup2 mount")
+
+
+def controllers_available():
+    """Controllers the cgroup v2 root offers (empty on the hybrid host)."""
+    try:
+        with open(os.path.join(cgroup2_mount(), "cgroup.controllers")) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "enforce: needs real cgroup v2 controllers (VM lane)")
+
+
+_PB = None
+
+
+def _generate_pb():
+    global _PB
+    if _PB is not None:
+        return _PB
+    out = tempfile.mkdtemp(prefix="rund-pb-")
+    subprocess.run(
+        ["protoc", "--python_out=" + out, "-I" + os.path.join(ROOT, "api"),
+         "-I/usr/include", "rund.proto", "health.proto"],
+        check=True)
+    sys.path.insert(0, out)
+    rund_pb2 = importlib.import_module("rund_pb2")
+    health_pb2 = importlib.import_module("health_pb2")
+    ns = types.SimpleNamespace()
+    for mod in (rund_pb2, health_pb2):
+        for name in dir(mod):
+            if not name.startswith("_"):
+                setattr(ns, name, getattr(mod, name))
+    _PB = ns
+    return ns
+
+
+@pytest.fixture(scope="session")
+def pb():
+    return _generate_pb()
+
+
+class Rund:
+    """One running daemon. Keeps its state dir and cgroup across restarts."""
+
+    def __init__(self, tmp, extra_args=()):
+        self.state_dir = os.path.join(tmp, "state")
+        self.cgroup = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
+        self.extra_args = list(extra_args)
+        self.port = 0
+        self.proc = None
+        self.errfile = os.path.join(tmp, "rund.stderr")
+        self.start()
+
+    def start(self, extra_args=None):
+        if extra_args is not None:
+            self.extra_args = list(extra_args)
+        args = [RUND, "serve",
+                "-addr", "127.0.0.1:%d" % self.port,
+                "-ca", os.path.join(TLS, "ca.pem"),
+                "-cert", os.path.join(TLS, "server.pem"),
+                "-key", os.path.join(TLS, "server-key.pem"),
+                "-state_dir", self.state_dir,
+                "-cgroup", self.cgroup] + self.extra_args
+        self._err = open(self.errfile, "ab")
+        self._err_start = self._err.tell()
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self._err,
+                                     start_new_session=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            m = re.search(r"listening on \S+:(\d+)", self.log())
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("rund exited %s: %s" % (self.proc.returncode, self.log()))
+            time.sleep(0.02)
+        raise RuntimeError("rund did not start: " + self.log())
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def log(self):
+        with open(self.errfile, "rb") as f:
+            f.seek(self._err_start)
+            return f.read().decode(errors="replace")
+
+    def fd_count(self):
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._err.close()
+        return self.proc.returncode if self.proc else None
+
+    def restart(self, extra_args=None, sig=signal.SIGTERM):
+        self.stop(sig)
+        self.start(extra_args)
+
+    def cleanup(self):
+        self.stop(signal.SIGTERM)
+        jobs = os.path.join(self.cgroup, "jobs")
+        if os.path.isdir(jobs):
+            for d in os.listdir(jobs):
+                p = os.path.join(jobs, d)
+                if os.path.isdir(p):
+                    try:
+                        with open(os.path.join(p, "cgroup.kill"), "w") as f:
+                            f.write("1")
+                    except OSError:
+                        pass
+        deadline = time.time() + 5
+        for _ in range(2):
+            for dirpath, dirnames, _files in sorted(os.walk(self.cgroup, topdown=False),
+                                                   key=lambda t: -len(t[0])):
+                while True:
+                    try:
+                        os.rmdir(dirpath)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        if time.time() > deadline:
+                            break
+                        time.sleep(0.05)
+
+
+@pytest.fixture
+def rund_factory(tmp_path):
+    made = []
+
+    def make(*extra_args):
+        d = tempfile.mkdtemp(prefix="rund-", dir=str(tmp_path))
+        r = Rund(d, extra_args)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.cleanup()
+
+
+@pytest.fixture
+def rund(rund_factory):
+    if not os.access(RUND, os.X_OK):
+        pytest.skip("rund is not built in " + BUILD)
+    return rund_factory()
+
+
+def credentials(who="client", cert=None, key=None):
+    import grpc
+    with open(os.path.join(TLS, "ca.pem"), "rb") as f:
+        ca = f.read()
+    with open(cert or os.path.join(TLS, who + ".pem"), "rb") as f:
+        crt = f.read()
+    with open(key or os.path.join(TLS, who + "-key.pem"), "rb") as f:
+        k = f.read()
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=k, certificate_chain=crt)
+
+
+def channel(rund, who="client", cert=None, key=None, options=()):
+    import grpc
+    opts = [("grpc.max_receive_message_length", 64 << 20)] + list(options)
+    return grpc.secure_channel("localhost:%d" % rund.port, credentials(who, cert, key), opts)
+
+
+class Stub:
+    def __init__(self, ch):
+        pb = _generate_pb()
+        base = "/rund.JobController/"
+        self.Start = ch.unary_unary(base + "Start", pb.JobStartRequest.SerializeToString,
+                                    pb.JobIdentifier.FromString)
+        self.Stop = ch.unary_unary(base + "Stop", pb.JobIdentifier.SerializeToString,
+                                   pb.JobStatus.FromString)
+        self.Status = ch.unary_unary(base + "Status", pb.JobIdentifier.SerializeToString,
+                                     pb.JobStatus.FromString)
+        self.Log = ch.unary_stream(base + "Log", pb.JobIdentifier.SerializeToString,
+                                   pb.JobLog.FromString)
+        self.Check = ch.unary_unary("/grpc.health.v1.Health/Check",
+                                    pb.HealthCheckRequest.SerializeToString,
+                                    pb.HealthCheckResponse.FromString)
+
+
+def stub(ch):
+    return Stub(ch)
+
+
+def runc(rund, *args, who="client", timeout=30, cert=None, key=None, input=None):
+    cmd = [RUNC, args[0],
+           "-addr", "localhost:%d" % rund.port,
+           "-ca", os.path.join(TLS, "ca.pem"),
+           "-cert", cert or os.path.join(TLS, who + ".pem"),
+           "-key", key or os.path.join(TLS, who + "-key.pem")] + list(args[1:])
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, input=input)
+
+
+def wait_for(pred, timeout=10, interval=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()

@@ -1,0 +1,348 @@
+/* Unit tests for jobspec.c: validation matrix, codec round trips with
+ * hostile argv, rejection of every truncation, random input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobspec.h"
+#include "util.h"
+
+static char *nasty_args[] = {
+	"/bin/echo", "", "two words", "line\nbreak", "$HOME", "end\n", "arg 3 x\n", " ", "\t\r\x7f\xff",
+	NULL,
+};
+
+static void make_spec(struct jobspec *s)
+{
+	memset(s, 0, sizeof *s);
+	memcpy(s->id, "01ARYZ6S41TSV4RRFFQ69G5FAV", 27);
+	s->argc = ARRAY_SIZE(nasty_args) - 1;
+	s->argv = xcalloc(s->argc + 1, sizeof *s->argv);
+	for (size_t i = 0; i < s->argc; i++)
+		s->argv[i] = xstrdup(nasty_args[i]);
+	s->limits.has[LIMIT_CPU] = true;
+	s->limits.value[LIMIT_CPU] = 50000;
+	s->limits.has[LIMIT_WIOPS] = true;
+	s->limits.value[LIMIT_WIOPS] = UINT64_MAX;
+	san_set_add(&s->owners, "DNS:client1.example");
+	san_set_add(&s->owners, "URI:spiffe://x/y z\n");
+	s->created_ns = 1700000000123456789ULL;
+	s->cgroup = xstrdup("/sys/fs/cgroup/unified/rund");
+	s->n_io_devices = 2;
+	s->io_devices = xcalloc(2, sizeof *s->io_devices);
+	s->io_devices[0] = (struct io_device){8, 0};
+	s->io_devices[1] = (struct io_device){254, 16};
+	s->max_log_bytes = 1 << 30;
+}
+
+static void test_validate(void **state)
+{
+	(void)state;
+	struct jobspec s;
+	struct err e;
+	make_spec(&s);
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+
+	s.limits.value[LIMIT_CPU] = 999;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_non_null(strstr(e.msg, "max_cpu_bandwidth 999 is out of range [1000, 200000]"));
+	s.limits.value[LIMIT_CPU] = 1000;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.limits.value[LIMIT_CPU] = 200000;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.limits.value[LIMIT_CPU] = 200001;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_int_equal(jobspec_validate(&s, 3, 4096, &e), 0);
+	s.limits.value[LIMIT_CPU] = 0;
+	assert_int_equal(jobspec_validate(&s, 3, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "max_cpu_bandwidth 0"));
+	s.limits.value[LIMIT_CPU] = 50000;
+
+	s.limits.has[LIMIT_MEMORY] = true;
+	s.limits.value[LIMIT_MEMORY] = 4095;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "max_memory_usage 4095"));
+	s.limits.value[LIMIT_MEMORY] = 4096;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+
+	static const char *io_names[] = {"max_rbps", "max_wbps", "max_riops", "max_wiops"};
+	for (int i = LIMIT_RBPS; i <= LIMIT_WIOPS; i++) {
+		bool had = s.limits.has[i];
+		uint64_t v = s.limits.value[i];
+		s.limits.has[i] = true;
+		s.limits.value[i] = 0;
+		assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+		assert_non_null(strstr(e.msg, io_names[i - LIMIT_RBPS]));
+		s.limits.value[i] = 1;
+		assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+		s.limits.has[i] = had;
+		s.limits.value[i] = v;
+	}
+	/* A zero value without the wrapper is not a limit. */
+	s.limits.has[LIMIT_RBPS] = false;
+	s.limits.value[LIMIT_RBPS] = 0;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+
+	s.argv[0][0] = '\0';
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "name"));
+	jobspec_free(&s);
+	struct jobspec empty = {0};
+	assert_int_equal(jobspec_validate(&empty, 2, 4096, &e), -EINVAL);
+	jobspec_free(&empty);
+}
+
+static void test_spec_round_trip(void **state)
+{
+	(void)state;
+	struct jobspec s, d;
+	struct err e;
+	make_spec(&s);
+	size_t len;
+	char *buf = jobspec_encode(&s, &len);
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_string_equal(d.id, s.id);
+	assert_int_equal(d.argc, s.argc);
+	for (size_t i = 0; i < s.argc; i++)
+		assert_string_equal(d.argv[i], s.argv[i]);
+	assert_null(d.argv[d.argc]);
+	assert_memory_equal(&d.limits, &s.limits, sizeof s.limits);
+	assert_int_equal(d.owners.n, 2);
+	assert_true(san_set_intersects(&d.owners, &s.owners));
+	assert_int_equal(d.created_ns, s.created_ns);
+	assert_string_equal(d.cgroup, s.cgroup);
+	assert_int_equal(d.n_io_devices, 2);
+	assert_int_equal(d.io_devices[1].major, 254);
+	assert_int_equal(d.io_devices[1].minor, 16);
+	assert_int_equal(d.max_log_bytes, s.max_log_bytes);
+	jobspec_free(&d);
+	free(buf);
+
+	/* Minimal spec: no limits, owners, cgroup or devices. */
+	struct jobspec m = {0};
+	memcpy(m.id, s.id, 27);
+	char *argv[] = {"true", NULL};
+	m.argv = argv;
+	m.argc = 1;
+	buf = jobspec_encode(&m, &len);
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_null(d.cgroup);
+	assert_int_equal(d.argc, 1);
+	assert_string_equal(d.argv[0], "true");
+	jobspec_free(&d);
+	free(buf);
+	jobspec_free(&s);
+}
+
+/* Every proper prefix of a valid encoding must be rejected with -EBADMSG
+ * and leave the output empty. */
+static void test_spec_truncations(void **state)
+{
+	(void)state;
+	struct jobspec s, d;
+	struct err e;
+	make_spec(&s);
+	size_t len;
+	char *buf = jobspec_encode(&s, &len);
+	for (size_t n = 0; n < len; n++) {
+		char *copy = xmalloc(n ? n : 1);
+		memcpy(copy, buf, n);
+		err_clear(&e);
+		int r = jobspec_decode(copy, n, &d, &e);
+		if (r != -EBADMSG)
+			fail_msg("prefix of %zu bytes decoded to %d", n, r);
+		assert_int_equal(e.code, EBADMSG);
+		assert_true(e.msg[0] != '\0');
+		assert_null(d.argv);
+		assert_null(d.cgroup);
+		jobspec_free(&d);
+		free(copy);
+	}
+	/* Trailing garbage too. */
+	char *longer = xmalloc(len + 1);
+	memcpy(longer, buf, len);
+	longer[len] = 'x';
+	assert_int_equal(jobspec_decode(longer, len + 1, &d, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "after"));
+	free(longer);
+	free(buf);
+	jobspec_free(&s);
+}
+
+static void expect_bad(const char *text, const char *msg_part)
+{
+	struct jobspec d;
+	struct err e;
+	err_clear(&e);
+	int r = jobspec_decode(text, strlen(text), &d, &e);
+	if (r != -EBADMSG)
+		fail_msg("decoded (%d): %s", r, text);
+	if (!strstr(e.msg, msg_part))
+		fail_msg("message \"%s\" lacks \"%s\"", e.msg, msg_part);
+	jobspec_free(&d);
+}
+
+static void test_spec_corrupt(void **state)
+{
+	(void)state;
+	const char *ok = "rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 4 true\n"
+			 "max_log_bytes 0\nend\n";
+	struct jobspec d;
+	struct err e;
+	assert_int_equal(jobspec_decode(ok, strlen(ok), &d, &e), 0);
+	jobspec_free(&d);
+
+	expect_bad("rund-spec 2\nend\n", "version");
+	expect_bad("rund-start 1\nend\n", "version");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 4 true\n"
+		   "bogus 1\nend\n",
+		   "unknown key \"bogus\"");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 05\narg 4 true\nend\n",
+		   "bad number");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns -5\narg 4 true\nend\n",
+		   "bad number");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5 \narg 4 true\nend\n",
+		   "bad number");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\n"
+		   "created_ns 99999999999999999999\narg 4 true\nend\n",
+		   "too large");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 5 true\nend\n",
+		   "newline");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 400 true\nend\n",
+		   "truncated");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\nend\n", "arg");
+	expect_bad("rund-spec 1\ncreated_ns 5\narg 4 true\nend\n", "missing \"id\"");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAI\ncreated_ns 5\narg 4 true\nend\n",
+		   "bad id");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\ncreated_ns 5\n"
+		   "arg 4 true\nend\n",
+		   "repeated");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 4 true\n"
+		   "io_device 3 8:x\nend\n",
+		   "io_device");
+	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 4 true\n"
+		   "max_rbps 1\nmax_rbps 2\nend\n",
+		   "repeated");
+	/* Embedded NUL in a string. */
+	static const char nul[] = "rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\n"
+				  "arg 4 t\0ue\nend\n";
+	assert_int_equal(jobspec_decode(nul, sizeof nul - 1, &d, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "NUL"));
+	jobspec_free(&d);
+	assert_int_equal(jobspec_decode(NULL, 0, &d, &e), -EBADMSG);
+	jobspec_free(&d);
+}
+
+static void test_start_status(void **state)
+{
+	(void)state;
+	struct err e;
+	struct jobstart st = {.supervisor_pid = 1234, .pid = 1235, .start_ns = 42}, st2;
+	size_t len;
+	char *buf = jobstart_encode(&st, &len);
+	assert_int_equal(jobstart_decode(buf, len, &st2, &e), 0);
+	assert_int_equal(st2.supervisor_pid, 1234);
+	assert_int_equal(st2.pid, 1235);
+	assert_int_equal(st2.start_ns, 42);
+	for (size_t n = 0; n < len; n++)
+		assert_int_equal(jobstart_decode(buf, n, &st2, &e), -EBADMSG);
+	free(buf);
+
+	/* memset first: the struct is compared bytewise, padding included. */
+	struct jobstatus s, s2;
+	memset(&s, 0, sizeof s);
+	s.end_ns = UINT64_MAX;
+	s.signal = 9;
+	s.stopped = s.oom_killed = s.log_truncated = true;
+	s.user_usec = 1;
+	s.system_usec = 2;
+	s.memory_peak = 3;
+	s.log_bytes = 4;
+	buf = jobstatus_encode(&s, &len);
+	assert_int_equal(jobstatus_decode(buf, len, &s2, &e), 0);
+	assert_memory_equal(&s, &s2, sizeof s);
+	for (size_t n = 0; n < len; n++) {
+		assert_int_equal(jobstatus_decode(buf, n, &s2, &e), -EBADMSG);
+		assert_int_equal(s2.signal, 0);
+	}
+	free(buf);
+	s.exited = true;
+	s.exit_code = 255;
+	s.signal = 0;
+	buf = jobstatus_encode(&s, &len);
+	assert_int_equal(jobstatus_decode(buf, len, &s2, &e), 0);
+	assert_true(s2.exited);
+	assert_int_equal(s2.exit_code, 255);
+	free(buf);
+
+	const char *bad = "rund-status 1\nend_ns 1\nexited 2\nexit_code 0\nsignal 0\nstopped 0\n"
+			  "oom_killed 0\nuser_usec 0\nsystem_usec 0\nmemory_peak 0\nlog_bytes 0\n"
+			  "log_truncated 0\nend\n";
+	assert_int_equal(jobstatus_decode(bad, strlen(bad), &s2, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "exited"));
+	const char *missing = "rund-start 1\nsupervisor_pid 1\npid 2\nend\n";
+	assert_int_equal(jobstart_decode(missing, strlen(missing), &st2, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "start_ns"));
+}
+
+/* Random bytes and random mutations of a valid file: the decoders must
+ * return cleanly (ASan/valgrind catch what a plain run would not). */
+static void test_random(void **state)
+{
+	(void)state;
+	struct jobspec s, d;
+	struct jobstart st;
+	struct jobstatus ss;
+	struct err e;
+	make_spec(&s);
+	size_t len;
+	char *good = jobspec_encode(&s, &len);
+	srandom(12345);
+	char *buf = xmalloc(len + 64);
+	int accepted = 0;
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t n;
+		if (iter % 2) {
+			n = (size_t)random() % 200;
+			for (size_t i = 0; i < n; i++)
+				buf[i] = (char)random();
+		} else {
+			n = len;
+			memcpy(buf, good, len);
+			int flips = 1 + (int)(random() % 4);
+			for (int f = 0; f < flips; f++)
+				buf[(size_t)random() % len] = (char)random();
+		}
+		int r = jobspec_decode(buf, n, &d, &e);
+		assert_true(r == 0 || r == -EBADMSG);
+		if (r == 0)
+			accepted++;
+		jobspec_free(&d);
+		r = jobstart_decode(buf, n, &st, &e);
+		assert_true(r == 0 || r == -EBADMSG);
+		r = jobstatus_decode(buf, n, &ss, &e);
+		assert_true(r == 0 || r == -EBADMSG);
+	}
+	(void)accepted;
+	free(buf);
+	free(good);
+	jobspec_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validate),     cmocka_unit_test(test_spec_round_trip),
+		cmocka_unit_test(test_spec_truncations), cmocka_unit_test(test_spec_corrupt),
+		cmocka_unit_test(test_start_status), cmocka_unit_test(test_random),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
