@@ -1,1 +1,702 @@
-/* placeholder: being written */
+/* cgroup: rund's cgroup v2 subtree (cgroup.h). The only writer below R.
+ *
+ * Controllers may be missing (hybrid v1/v2 hosts bind cpu, memory and io
+ * to v1): setup enables what the hierarchy offers, records it, and only a
+ * job asking for a limit whose controller is missing is refused. Grouping,
+ * cgroup.kill, cpu.stat and cgroup.events work on any v2 hierarchy. */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+
+#include "util.h"
+
+#define KNOB_MAX 65536
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} controllers[] = {
+	{CGROUP_CPU, "cpu"},
+	{CGROUP_MEMORY, "memory"},
+	{CGROUP_IO, "io"},
+};
+
+/* ---- pure parsers and formatters ---- */
+
+/* Undoes mountinfo's octal escapes (\040 space, \011 tab, \012 newline,
+ * \134 backslash) in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+int cgroup_parse_mountinfo(const char *text, char **mount)
+{
+	/* Line: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SRC SUPEROPTS */
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t n = eol ? (size_t)(eol - line) : strlen(line);
+		_cleanup_free_ char *l = xstrndup(line, n);
+		line = eol ? eol + 1 : NULL;
+
+		char *sep = strstr(l, " - ");
+		if (!sep)
+			continue;
+		*sep = '\0';
+		char *fstype = sep + 3;
+		char *sp = strchr(fstype, ' ');
+		if (sp)
+			*sp = '\0';
+		if (strcmp(fstype, "cgroup2") != 0)
+			continue;
+
+		char *save = NULL, *f = strtok_r(l, " ", &save);
+		for (int i = 0; f && i < 4; i++)
+			f = strtok_r(NULL, " ", &save);
+		if (!f || f[0] != '/')
+			return -EBADMSG;
+		unescape_octal(f);
+		*mount = xstrdup(f);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int cgroup_parse_self(const char *text, char **path)
+{
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t n = eol ? (size_t)(eol - line) : strlen(line);
+		if (n >= 3 && memcmp(line, "0::", 3) == 0) {
+			if (n == 3 || line[3] != '/')
+				return -EBADMSG;
+			*path = xstrndup(line + 3, n - 3);
+			return 0;
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
+unsigned cgroup_parse_controllers(const char *text)
+{
+	unsigned bits = 0;
+	const char *p = text;
+	while (p && *p) {
+		p += strspn(p, " \t\n");
+		size_t n = strcspn(p, " \t\n");
+		for (size_t i = 0; i < ARRAY_SIZE(controllers); i++)
+			if (strlen(controllers[i].name) == n &&
+			    memcmp(p, controllers[i].name, n) == 0)
+				bits |= controllers[i].bit;
+		p += n;
+	}
+	return bits;
+}
+
+static int fmt_result(int n, size_t cap)
+{
+	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+}
+
+int cgroup_format_cpu_max(uint64_t quota, char *buf, size_t cap)
+{
+	return fmt_result(snprintf(buf, cap, "%" PRIu64 " 100000", quota), cap);
+}
+
+int cgroup_format_io_max(const struct io_device *dev, const struct job_limits *lim, char *buf,
+			 size_t cap)
+{
+	static const struct {
+		int limit;
+		const char *key;
+	} keys[] = {
+		{LIMIT_RBPS, "rbps"},
+		{LIMIT_WBPS, "wbps"},
+		{LIMIT_RIOPS, "riops"},
+		{LIMIT_WIOPS, "wiops"},
+	};
+	int n = snprintf(buf, cap, "%u:%u", dev->major, dev->minor);
+	if (fmt_result(n, cap) < 0)
+		return -ENOSPC;
+	size_t len = (size_t)n;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (!lim->has[keys[i].limit])
+			continue;
+		n = snprintf(buf + len, cap - len, " %s=%" PRIu64, keys[i].key,
+			     lim->value[keys[i].limit]);
+		if (fmt_result(n, cap - len) < 0)
+			return -ENOSPC;
+		len += (size_t)n;
+	}
+	return (int)len;
+}
+
+/* Finds "key N" in a flat-keyed file (cpu.stat, memory.events, cgroup.events). */
+static bool keyed_u64(const char *text, const char *key, uint64_t *out)
+{
+	size_t kl = strlen(key);
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+			char num[24];
+			const char *v = line + kl + 1;
+			size_t n = eol ? (size_t)(eol - v) : strlen(v);
+			if (n == 0 || n >= sizeof num)
+				return false;
+			memcpy(num, v, n);
+			num[n] = '\0';
+			return parse_u64(num, out) == 0;
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	return false;
+}
+
+/* ---- helpers ---- */
+
+/* A job id becomes a directory name: refuse anything that could escape
+ * R/jobs. */
+static bool id_ok(const char *id)
+{
+	return id && id[0] && strchr(id, '/') == NULL && strcmp(id, ".") != 0 &&
+	       strcmp(id, "..") != 0;
+}
+
+static int read_knob(int dirfd, const char *path, char **out)
+{
+	char *text = NULL;
+	int r = read_file_at(dirfd, path, KNOB_MAX, &text, NULL);
+	if (r < 0)
+		return r;
+	*out = text;
+	return 0;
+}
+
+static bool is_cgroup2(int fd)
+{
+	struct statfs sfs;
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+static void root_init(struct cgroup_root *root)
+{
+	memset(root, 0, sizeof *root);
+	root->dirfd = -1;
+	root->jobs_fd = -1;
+}
+
+static int mkdir_ok(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Enables each available controller of want in dir's subtree_control, one
+ * at a time so one refusal does not hide the others. Returns the bits that
+ * ended up enabled. */
+static unsigned enable_controllers(int dirfd, const char *dir, const char *sub, unsigned want)
+{
+	char path[64];
+	_cleanup_free_ char *avail_text = NULL;
+	snprintf(path, sizeof path, "%s%scgroup.controllers", sub, *sub ? "/" : "");
+	if (read_knob(dirfd, path, &avail_text) < 0)
+		return 0;
+	unsigned avail = cgroup_parse_controllers(avail_text) & want;
+
+	snprintf(path, sizeof path, "%s%scgroup.subtree_control", sub, *sub ? "/" : "");
+	for (size_t i = 0; i < ARRAY_SIZE(controllers); i++) {
+		if (!(avail & controllers[i].bit))
+			continue;
+		char cmd[16];
+		snprintf(cmd, sizeof cmd, "+%s", controllers[i].name);
+		int r = write_file_at(dirfd, path, cmd);
+		if (r < 0)
+			/* Start-up diagnostics: a missing controller is not
+			 * fatal, but the operator should learn why. */
+			fprintf(stderr, "rund: warning: cannot enable %s in %s/%s: %s\n",
+				controllers[i].name, dir, path, strerror(-r));
+	}
+	_cleanup_free_ char *on_text = NULL;
+	if (read_knob(dirfd, path, &on_text) < 0)
+		return 0;
+	return cgroup_parse_controllers(on_text);
+}
+
+static int open_jobs(struct cgroup_root *root, struct err *err)
+{
+	root->jobs_fd = openat(root->dirfd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root->jobs_fd < 0)
+		return err_sys(err, errno, "open %s/jobs", root->path);
+	_cleanup_free_ char *text = NULL;
+	if (read_knob(root->jobs_fd, "cgroup.subtree_control", &text) == 0)
+		root->controllers = cgroup_parse_controllers(text);
+	return 0;
+}
+
+/* ---- root ---- */
+
+int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err)
+{
+	root_init(root);
+	_cleanup_free_ char *mountinfo = NULL, *self = NULL, *mount = NULL, *path = NULL;
+	unsigned want = CGROUP_CPU | CGROUP_MEMORY | CGROUP_IO;
+	int r;
+
+	r = read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &mountinfo, NULL);
+	if (r < 0)
+		return err_sys(err, -r, "read /proc/self/mountinfo");
+	r = cgroup_parse_mountinfo(mountinfo, &mount);
+	if (r < 0 && !override)
+		return err_set(err, ENOENT, ERR_PRECONDITION,
+			       "no cgroup v2 filesystem is mounted (see /proc/self/mountinfo); "
+			       "mount one or pass -cgroup");
+
+	if (override) {
+		if (override[0] != '/')
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "cgroup root \"%s\" is not an absolute path", override);
+		path = xstrdup(override);
+		/* Only the last component is created: its parent must already
+		 * be a cgroup the administrator chose. */
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return err_sys(err, errno, "create cgroup %s", path);
+	} else {
+		_cleanup_free_ char *text = NULL;
+		r = read_file_at(AT_FDCWD, "/proc/self/cgroup", 1 << 20, &text, NULL);
+		if (r < 0)
+			return err_sys(err, -r, "read /proc/self/cgroup");
+		r = cgroup_parse_self(text, &self);
+		if (r < 0)
+			return err_set(err, -r, ERR_PRECONDITION,
+				       "this process is in no cgroup v2 group (/proc/self/cgroup "
+				       "has no \"0::\" line)");
+		if (strcmp(self, "/") == 0) {
+			/* The hierarchy's root cannot hold limits for us; use a
+			 * subtree of our own. */
+			path = xasprintf("%s/rund", mount);
+			if (mkdir(path, 0755) < 0 && errno != EEXIST)
+				return err_sys(err, errno, "create cgroup %s", path);
+		} else {
+			path = xasprintf("%s%s", mount, self);
+			/* A daemon re-executed from inside R/daemon (upgrade in
+			 * place) must find the same R, not nest a new one. */
+			char *slash = strrchr(path, '/');
+			if (slash && strcmp(slash, "/daemon") == 0) {
+				*slash = '\0';
+				_cleanup_free_ char *jobs = xasprintf("%s/jobs", path);
+				struct stat sb;
+				if (stat(jobs, &sb) < 0 || !S_ISDIR(sb.st_mode))
+					*slash = '/';
+			}
+		}
+	}
+
+	root->dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root->dirfd < 0) {
+		r = err_sys(err, errno, "open cgroup %s", path);
+		goto bad;
+	}
+	if (!is_cgroup2(root->dirfd)) {
+		r = err_set(err, ENOTDIR, ERR_PRECONDITION, "%s is not on a cgroup v2 filesystem",
+			    path);
+		goto bad;
+	}
+	root->path = steal_pointer(&path);
+	root->mount = mount ? steal_pointer(&mount) : xstrdup(root->path);
+
+	if ((r = mkdir_ok(root->dirfd, "daemon")) < 0 || (r = mkdir_ok(root->dirfd, "jobs")) < 0) {
+		r = err_sys(err, -r, "create cgroups below %s", root->path);
+		goto bad;
+	}
+	/* No internal processes: leave R itself empty so its subtree_control
+	 * may enable controllers. */
+	r = write_file_at(root->dirfd, "daemon/cgroup.procs", "0");
+	if (r < 0) {
+		r = err_sys(err, -r, "move rund into %s/daemon", root->path);
+		goto bad;
+	}
+	enable_controllers(root->dirfd, root->path, "", want);
+	enable_controllers(root->dirfd, root->path, "jobs", want);
+	if ((r = open_jobs(root, err)) < 0)
+		goto bad;
+	return 0;
+bad:
+	cgroup_root_close(root);
+	return r;
+}
+
+int cgroup_root_open(const char *path, struct cgroup_root *root, struct err *err)
+{
+	root_init(root);
+	if (!path || path[0] != '/')
+		return err_set(err, EINVAL, ERR_INTERNAL, "cgroup root \"%s\" is not absolute",
+			       path ? path : "(none)");
+	root->dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root->dirfd < 0)
+		return err_sys(err, errno, "open cgroup %s", path);
+	root->path = xstrdup(path);
+	int r = open_jobs(root, err);
+	if (r < 0)
+		cgroup_root_close(root);
+	return r;
+}
+
+void cgroup_root_close(struct cgroup_root *root)
+{
+	if (!root)
+		return;
+	if (root->dirfd >= 0)
+		close(root->dirfd);
+	if (root->jobs_fd >= 0)
+		close(root->jobs_fd);
+	free(root->path);
+	free(root->mount);
+	root_init(root);
+}
+
+int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits *lim,
+			struct err *err)
+{
+	static const struct {
+		int limit;
+		unsigned bit;
+		const char *ctl, *field;
+	} need[] = {
+		{LIMIT_CPU, CGROUP_CPU, "cpu", "max_cpu_bandwidth"},
+		{LIMIT_MEMORY, CGROUP_MEMORY, "memory", "max_memory_usage"},
+		{LIMIT_RBPS, CGROUP_IO, "io", "max_rbps"},
+		{LIMIT_WBPS, CGROUP_IO, "io", "max_wbps"},
+		{LIMIT_RIOPS, CGROUP_IO, "io", "max_riops"},
+		{LIMIT_WIOPS, CGROUP_IO, "io", "max_wiops"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(need); i++) {
+		if (lim->has[need[i].limit] && !(root->controllers & need[i].bit))
+			return err_set(err, EOPNOTSUPP, ERR_PRECONDITION,
+				       "%s controller is not available in the cgroup v2 hierarchy "
+				       "at %s (needed for %s)",
+				       need[i].ctl, root->path, need[i].field);
+	}
+	return 0;
+}
+
+/* ---- jobs ---- */
+
+static int write_limit(int fd, const struct cgroup_root *root, const char *id, const char *knob,
+		       const char *value, struct err *err)
+{
+	int r = write_file_at(fd, knob, value);
+	if (r == 0)
+		return 0;
+	if (r == -ENOENT)
+		return err_set(err, EOPNOTSUPP, ERR_PRECONDITION,
+			       "%s/jobs/%s has no %s (controller not enabled)", root->path, id,
+			       knob);
+	return err_sys(err, -r, "kernel refused \"%s\" in %s/jobs/%s/%s", value, root->path, id,
+		       knob);
+}
+
+int cgroup_job_create(const struct cgroup_root *root, const char *id, const struct job_limits *lim,
+		      const struct io_device *devs, size_t ndevs, int *fd, struct err *err)
+{
+	*fd = -1;
+	if (!id_ok(id))
+		return err_set(err, EINVAL, ERR_INTERNAL, "bad job id \"%s\"", id ? id : "");
+	bool io = lim->has[LIMIT_RBPS] || lim->has[LIMIT_WBPS] || lim->has[LIMIT_RIOPS] ||
+		  lim->has[LIMIT_WIOPS];
+	if (io && ndevs == 0)
+		return err_set(err, ENODEV, ERR_PRECONDITION,
+			       "io limits requested but no block devices are configured "
+			       "(see -io_devices)");
+	int r = cgroup_check_limits(root, lim, err);
+	if (r < 0)
+		return r;
+
+	if (mkdirat(root->jobs_fd, id, 0755) < 0)
+		return err_sys(err, errno, "create cgroup %s/jobs/%s", root->path, id);
+	_cleanup_close_ int dfd = openat(root->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = err_sys(err, errno, "open cgroup %s/jobs/%s", root->path, id);
+		goto bad;
+	}
+
+	char buf[256];
+	if (lim->has[LIMIT_CPU]) {
+		if ((r = cgroup_format_cpu_max(lim->value[LIMIT_CPU], buf, sizeof buf)) < 0 ||
+		    (r = write_limit(dfd, root, id, "cpu.max", buf, err)) < 0)
+			goto bad;
+	}
+	if (lim->has[LIMIT_MEMORY]) {
+		snprintf(buf, sizeof buf, "%" PRIu64, lim->value[LIMIT_MEMORY]);
+		if ((r = write_limit(dfd, root, id, "memory.max", buf, err)) < 0)
+			goto bad;
+		/* An OOM kill takes the whole job, not one random process of
+		 * it; best effort (memory.oom.group exists since 4.19). */
+		write_file_at(dfd, "memory.oom.group", "1");
+	}
+	for (size_t i = 0; io && i < ndevs; i++) {
+		if ((r = cgroup_format_io_max(&devs[i], lim, buf, sizeof buf)) < 0 ||
+		    (r = write_limit(dfd, root, id, "io.max", buf, err)) < 0)
+			goto bad;
+	}
+	*fd = steal_fd(&dfd);
+	return 0;
+bad:
+	if (r == -ENOSPC)
+		r = err_set(err, ENOSPC, ERR_INTERNAL, "limit value too long");
+	unlinkat(root->jobs_fd, id, AT_REMOVEDIR);
+	return r;
+}
+
+int cgroup_job_kill(const struct cgroup_root *root, const char *id, struct err *err)
+{
+	if (!id_ok(id))
+		return err_set(err, EINVAL, ERR_INTERNAL, "bad job id \"%s\"", id ? id : "");
+	char path[300];
+	snprintf(path, sizeof path, "%s/cgroup.kill", id);
+	int r = write_file_at(root->jobs_fd, path, "1");
+	if (r == -ENOENT)
+		return -ENOENT;
+	if (r < 0)
+		return err_sys(err, -r, "kill cgroup %s/jobs/%s", root->path, id);
+	return 0;
+}
+
+int cgroup_job_stats(const struct cgroup_root *root, const char *id, struct cgroup_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (!id_ok(id))
+		return -EINVAL;
+	_cleanup_close_ int dfd = openat(root->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+
+	/* cgroup.events exists in every v2 group: its absence means the group
+	 * is going away under us. */
+	_cleanup_free_ char *events = NULL;
+	int r = read_knob(dfd, "cgroup.events", &events);
+	if (r < 0)
+		return r;
+	uint64_t v = 0;
+	st->populated = keyed_u64(events, "populated", &v) && v != 0;
+
+	_cleanup_free_ char *cpu = NULL, *cur = NULL, *peak = NULL, *mev = NULL;
+	if (read_knob(dfd, "cpu.stat", &cpu) == 0) {
+		keyed_u64(cpu, "user_usec", &st->user_usec);
+		keyed_u64(cpu, "system_usec", &st->system_usec);
+	}
+	if (read_knob(dfd, "memory.current", &cur) == 0) {
+		cur[strcspn(cur, "\n")] = '\0';
+		if (parse_u64(cur, &v) == 0)
+			st->memory_current = v;
+	}
+	if (read_knob(dfd, "memory.peak", &peak) == 0) {
+		peak[strcspn(peak, "\n")] = '\0';
+		if (parse_u64(peak, &v) == 0)
+			st->memory_peak = v;
+	}
+	if (read_knob(dfd, "memory.events", &mev) == 0)
+		keyed_u64(mev, "oom_kill", &st->oom_kills);
+	return 0;
+}
+
+/* Removes dir/name and any child groups a job created below itself,
+ * deepest first. */
+static int rmdir_tree(int parent, const char *name)
+{
+	if (unlinkat(parent, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EBUSY && errno != ENOTEMPTY)
+		return -errno;
+	int saved = errno;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -saved;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			rmdir_tree(dirfd(d), de->d_name);
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;
+	return -errno;
+}
+
+int cgroup_job_remove(const struct cgroup_root *root, const char *id, unsigned timeout_ms,
+		      struct err *err)
+{
+	if (!id_ok(id))
+		return err_set(err, EINVAL, ERR_INTERNAL, "bad job id \"%s\"", id ? id : "");
+	uint64_t deadline = now_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	bool killed = false;
+	long sleep_ns = 500000;
+	for (;;) {
+		int r = rmdir_tree(root->jobs_fd, id);
+		if (r == 0)
+			return 0;
+		if (r != -EBUSY && r != -ENOTEMPTY)
+			return err_sys(err, -r, "remove cgroup %s/jobs/%s", root->path, id);
+		if (!killed) {
+			/* Leftovers (daemonized grandchildren) die with the
+			 * job; cgroup.kill reaches every descendant group. */
+			cgroup_job_kill(root, id, NULL);
+			killed = true;
+		}
+		if (now_mono_ns() >= deadline)
+			return err_set(err, EBUSY, ERR_INTERNAL,
+				       "cgroup %s/jobs/%s still has processes after %u ms",
+				       root->path, id, timeout_ms);
+		/* Dying processes leave within milliseconds; a short growing
+		 * sleep avoids both a busy loop and added latency. */
+		struct timespec ts = {0, sleep_ns};
+		nanosleep(&ts, NULL);
+		if (sleep_ns < 20000000)
+			sleep_ns *= 2;
+	}
+}
+
+/* ---- io devices ---- */
+
+static int cmp_dev(const void *a, const void *b)
+{
+	const struct io_device *x = a, *y = b;
+	if (x->major != y->major)
+		return x->major < y->major ? -1 : 1;
+	return x->minor < y->minor ? -1 : x->minor > y->minor;
+}
+
+/* "MAJ:MIN" with Linux's dev_t ranges. */
+static bool parse_dev(const char *s, size_t n, struct io_device *dev)
+{
+	char buf[32];
+	if (n == 0 || n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	char *colon = strchr(buf, ':');
+	if (!colon)
+		return false;
+	*colon = '\0';
+	uint64_t maj, min;
+	if (parse_u64(buf, &maj) < 0 || parse_u64(colon + 1, &min) < 0 || maj >= (1u << 12) ||
+	    min >= (1u << 20))
+		return false;
+	dev->major = (unsigned)maj;
+	dev->minor = (unsigned)min;
+	return true;
+}
+
+static void add_dev(struct io_device **devs, size_t *n, struct io_device d)
+{
+	for (size_t i = 0; i < *n; i++)
+		if ((*devs)[i].major == d.major && (*devs)[i].minor == d.minor)
+			return;
+	*devs = xrealloc(*devs, (*n + 1) * sizeof **devs);
+	(*devs)[(*n)++] = d;
+}
+
+int cgroup_default_io_devices(struct io_device **devs, size_t *n, struct err *err)
+{
+	*devs = NULL;
+	*n = 0;
+	_cleanup_close_ int fd = open("/sys/block", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, errno, "open /sys/block");
+	int dfd = dup(fd);
+	if (dfd < 0)
+		return err_sys(err, errno, "dup");
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return err_sys(err, errno, "read /sys/block");
+	}
+	struct io_device *list = NULL;
+	size_t count = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+		if (name[0] == '.' || strncmp(name, "loop", 4) == 0 ||
+		    strncmp(name, "ram", 3) == 0 || strncmp(name, "zram", 4) == 0)
+			continue;
+		char path[300];
+		struct stat st;
+		/* /sys/block lists whole disks; a "partition" file would mark
+		 * one that is not. */
+		snprintf(path, sizeof path, "%s/partition", name);
+		if (fstatat(fd, path, &st, 0) == 0)
+			continue;
+		snprintf(path, sizeof path, "%s/dev", name);
+		_cleanup_free_ char *text = NULL;
+		if (read_file_at(fd, path, 64, &text, NULL) < 0)
+			continue;
+		struct io_device dev;
+		if (parse_dev(text, strcspn(text, "\n"), &dev))
+			add_dev(&list, &count, dev);
+	}
+	closedir(d);
+	if (count)
+		qsort(list, count, sizeof *list, cmp_dev);
+	*devs = list;
+	*n = count;
+	return 0;
+}
+
+int cgroup_parse_io_devices(const char *s, struct io_device **devs, size_t *n, struct err *err)
+{
+	*devs = NULL;
+	*n = 0;
+	struct io_device *list = NULL;
+	size_t count = 0;
+	/* An empty value means "no devices" (io limits then fail clearly). */
+	for (const char *p = s; p && *p;) {
+		size_t len = strcspn(p, ",");
+		struct io_device dev;
+		if (!parse_dev(p, len, &dev)) {
+			free(list);
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "-io_devices: bad device \"%.*s\" (expected MAJ:MIN, e.g. "
+				       "8:0)",
+				       (int)(len > 64 ? 64 : len), p);
+		}
+		add_dev(&list, &count, dev);
+		p += len;
+		if (*p == ',') {
+			p++;
+			if (*p == '\0') {
+				free(list);
+				return err_set(err, EINVAL, ERR_INVALID,
+					       "-io_devices: trailing comma in \"%s\"", s);
+			}
+		}
+	}
+	*devs = list;
+	*n = count;
+	return 0;
+}

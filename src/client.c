@@ -44,6 +44,8 @@
 /* Plaintext chunk handed to nghttp2 at once, and OpenSSL's socket read
  * size (read-ahead): big reads keep a fast Log stream at few syscalls. */
 #define CLIENT_READ_CHUNK (256 * 1024)
+/* Outgoing frames are small (requests, WINDOW_UPDATE): one TLS record. */
+#define CLIENT_WRITE_CHUNK (16 * 1024)
 /* Flow control: the server may have this much in flight before we grant
  * more. We consume data as it arrives, so it bounds socket buffering, not
  * our memory. */
@@ -54,10 +56,10 @@
 struct call {
 	int32_t stream_id;
 	bool unary;
-	uint8_t *req;          /* prefix + message */
+	uint8_t *req; /* prefix + message */
 	size_t req_len, req_off;
 
-	int http_status;       /* 0 until the response headers arrived */
+	int http_status; /* 0 until the response headers arrived */
 	char content_type[96];
 	bool have_grpc_status;
 	int grpc_status;
@@ -66,14 +68,14 @@ struct call {
 
 	struct grpc_decoder dec;
 	size_t messages;
-	uint8_t *resp;         /* unary: the one response message */
+	uint8_t *resp; /* unary: the one response message */
 	size_t resp_len;
 	client_message_fn on_message;
 	void *ctx;
 
 	bool closed;
-	uint32_t close_error;  /* RST_STREAM code, 0 when closed normally */
-	int stop;              /* local reason to abandon the call, -errno */
+	uint32_t close_error; /* RST_STREAM code, 0 when closed normally */
+	int stop;	      /* local reason to abandon the call, -errno */
 	char stop_msg[256];
 };
 
@@ -89,12 +91,13 @@ struct client {
 	volatile sig_atomic_t *cancel;
 
 	uint8_t *rbuf;
+	uint8_t wbuf[CLIENT_WRITE_CHUNK];
 	struct call *call;
 
 	bool got_settings; /* the server's first SETTINGS: our certificate was accepted */
 	bool goaway;
 	uint32_t goaway_error;
-	int dead;          /* -errno once the connection is unusable */
+	int dead; /* -errno once the connection is unusable */
 	char dead_msg[ERR_MSG_MAX];
 };
 
@@ -216,17 +219,40 @@ static bool is_cert_alert(unsigned long e)
 }
 
 /* Turns a failed SSL_read/SSL_write into a connection failure. */
+/* After a failed write before HTTP/2 started: did the server send an alert
+ * (refusing our certificate) before it closed? Its bytes are still in our
+ * receive queue even after the reset that made the write fail. */
+static bool pending_cert_alert(struct client *c)
+{
+	char scratch[256];
+	ERR_clear_error();
+	for (int i = 0; i < 16; i++) {
+		int r = SSL_read(c->ssl, scratch, sizeof scratch);
+		if (r > 0)
+			continue;
+		return SSL_get_error(c->ssl, r) == SSL_ERROR_SSL &&
+		       is_cert_alert(ERR_peek_last_error());
+	}
+	return false;
+}
+
 static int tls_io_fail(struct client *c, int ret, int e, int saved, struct err *err)
 {
 	char buf[256];
 
-	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
-					   (ret == 0 || saved == 0))) {
+	if (!c->got_settings && e == SSL_ERROR_SYSCALL && pending_cert_alert(c))
+		return conn_fail(c, err, EACCES, "server rejected our certificate: %s",
+				 tls_last_error(buf, sizeof buf));
+
+	bool peer_gone = e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
+			 (ret == 0 || saved == 0 || saved == EPIPE || saved == ECONNRESET);
+	if (e == SSL_ERROR_ZERO_RETURN ||
+	    (peer_gone && (!c->got_settings || saved == 0 || ret == 0))) {
 		ERR_clear_error();
 		if (!c->got_settings)
 			return conn_fail(c, err, ECONNRESET,
-					 "connection to %s closed by the server before HTTP/2 "
-					 "started (does it accept our certificate?)",
+					 "connection to %s closed by the server right after the "
+					 "TLS handshake (did it refuse our certificate?)",
 					 c->addr);
 		if (c->goaway)
 			return conn_fail(c, err, ECONNRESET,
@@ -250,6 +276,8 @@ static int tls_io_fail(struct client *c, int ret, int e, int saved, struct err *
 static int ssl_write_all(struct client *c, const uint8_t *p, size_t n, uint64_t deadline,
 			 struct err *err)
 {
+	if (n == 0)
+		return 0;
 	while (n > 0) {
 		int chunk = n > INT32_MAX ? INT32_MAX : (int)n;
 		ERR_clear_error();
@@ -276,19 +304,32 @@ static int ssl_write_all(struct client *c, const uint8_t *p, size_t n, uint64_t 
 	return 0;
 }
 
-/* Sends everything nghttp2 has queued. */
+/* Sends everything nghttp2 has queued, gathering its frames so that a
+ * request's HEADERS and DATA leave in one TLS record and one send(). */
 static int flush(struct client *c, uint64_t deadline, struct err *err)
 {
+	size_t have = 0;
 	for (;;) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 		if (n < 0)
 			return conn_fail(c, err, EPROTO, "HTTP/2: %s", nghttp2_strerror((int)n));
+		if (n == 0 || have + (size_t)n > CLIENT_WRITE_CHUNK) {
+			int r = ssl_write_all(c, c->wbuf, have, deadline, err);
+			if (r < 0)
+				return r;
+			have = 0;
+		}
 		if (n == 0)
 			return 0;
-		int r = ssl_write_all(c, data, (size_t)n, deadline, err);
-		if (r < 0)
-			return r;
+		if ((size_t)n > CLIENT_WRITE_CHUNK) {
+			int r = ssl_write_all(c, data, (size_t)n, deadline, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		memcpy(c->wbuf + have, data, (size_t)n);
+		have += (size_t)n;
 	}
 }
 
@@ -352,8 +393,7 @@ static bool header_is(const uint8_t *name, size_t len, const char *want)
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
-		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		     void *ud)
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
 	struct call *call = stream_call(ud, frame->hd.stream_id);
 	if (!call)
@@ -493,7 +533,8 @@ static int split_addr(const char *addr, char **host, char **port, struct err *er
 		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
 			return err_set(err, EINVAL, ERR_INVALID,
 				       "bad address \"%s\": want host:port", addr);
-		*host = colon == addr ? xstrdup("localhost") : xstrndup(addr, (size_t)(colon - addr));
+		*host = colon == addr ? xstrdup("localhost")
+				      : xstrndup(addr, (size_t)(colon - addr));
 	}
 	uint64_t p;
 	if (parse_u64(colon + 1, &p) < 0 || p == 0 || p > 65535) {
@@ -559,13 +600,20 @@ static int tcp_connect(struct client *c, const char *host, const char *port, uin
 	return 0;
 }
 
-static int tls_handshake(struct client *c, const struct client_opts *opts, const char *host,
-			 uint64_t deadline, struct err *err)
+/* Loads the CA, certificate and key: a bad file is reported even when the
+ * server is down. */
+static int tls_setup(struct client *c, const struct client_opts *opts, struct err *err)
 {
 	struct tls_opts t = {.ca = opts->ca, .cert = opts->cert, .key = opts->key};
 	c->ctx = tls_client_ctx_new(&t, err);
 	if (!c->ctx)
 		return -(err && err->code ? err->code : EINVAL);
+	return 0;
+}
+
+static int tls_handshake(struct client *c, const struct client_opts *opts, const char *host,
+			 uint64_t deadline, struct err *err)
+{
 	c->ssl = SSL_new(c->ctx);
 	c->bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rund socket");
 	if (!c->ssl || !c->bio_method)
@@ -708,7 +756,7 @@ struct client *client_connect(const struct client_opts *opts, struct err *err)
 
 	_cleanup_free_ char *host = NULL;
 	_cleanup_free_ char *port = NULL;
-	if (split_addr(c->addr, &host, &port, err) < 0 ||
+	if (split_addr(c->addr, &host, &port, err) < 0 || tls_setup(c, opts, err) < 0 ||
 	    tcp_connect(c, host, port, deadline, err) < 0 ||
 	    tls_handshake(c, opts, host, deadline, err) < 0 || h2_start(c, deadline, err) < 0) {
 		client_free(c);
@@ -735,10 +783,10 @@ void client_free(struct client *c)
 
 /* ---- calls --------------------------------------------------------------- */
 
-#define NV(n, v)                                                                            \
-	{                                                                                   \
-		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                   \
-			NGHTTP2_NV_FLAG_NO_COPY_NAME                                        \
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                          \
+			NGHTTP2_NV_FLAG_NO_COPY_NAME                                               \
 	}
 
 static void call_free(struct call *call)
@@ -790,9 +838,8 @@ static int call_result(struct client *c, struct call *call, struct client_status
 			       call->content_type);
 	if (!call->have_grpc_status) {
 		if (call->close_error)
-			return err_set(err, ECONNRESET, ERR_INTERNAL,
-				       "%s reset the call: %s", c->addr,
-				       nghttp2_http2_strerror(call->close_error));
+			return err_set(err, ECONNRESET, ERR_INTERNAL, "%s reset the call: %s",
+				       c->addr, nghttp2_http2_strerror(call->close_error));
 		return err_set(err, EPROTO, ERR_INTERNAL,
 			       "server ended the call without a grpc-status");
 	}

@@ -46,9 +46,10 @@ int err_wrap(struct err *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof prefix, fmt, ap);
 	va_end(ap);
-	char old[ERR_MSG_MAX];
-	memcpy(old, err->msg, sizeof old);
-	snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+	/* Room for both whole, then cut to size: the newest context wins. */
+	char joined[2 * ERR_MSG_MAX + 2];
+	snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
+	snprintf(err->msg, sizeof err->msg, "%.*s", ERR_MSG_MAX - 1, joined);
 	return neg(err->code);
 }
 

@@ -104,8 +104,8 @@ int flags_parse(struct flag *flags, size_t n, int argc, char **argv, struct err 
 		if (!f) {
 			if ((len == 1 && name[0] == 'h') || (len == 4 && !memcmp(name, "help", 4)))
 				return -FLAGS_HELP;
-			return err_set(err, EINVAL, ERR_INVALID, "flag provided but not defined: -%.*s",
-				       (int)len, name);
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "flag provided but not defined: -%.*s", (int)len, name);
 		}
 
 		const char *value;
@@ -313,8 +313,9 @@ void flags_usage(FILE *out, const struct flag *flags, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct flag *f = &flags[i];
 		static const char *const type_names[] = {
-			[FLAG_STRING] = "string", [FLAG_BOOL] = "",      [FLAG_U64] = "uint",
-			[FLAG_BYTES] = "bytes",   [FLAG_DURATION] = "duration",
+			[FLAG_STRING] = "string",     [FLAG_BOOL] = "",
+			[FLAG_U64] = "uint",	      [FLAG_BYTES] = "bytes",
+			[FLAG_DURATION] = "duration",
 		};
 		char line[128];
 		int len = snprintf(line, sizeof line, "  -%s", f->name);
@@ -322,7 +323,8 @@ void flags_usage(FILE *out, const struct flag *flags, size_t n)
 			len += snprintf(line + len, sizeof line - (size_t)len, " %s",
 					type_names[f->type]);
 		/* Go puts the usage of a one-letter boolean on the same line. */
-		fprintf(out, "%s%s%s", line, len <= 4 ? "\t" : "\n    \t", f->usage ? f->usage : "");
+		fprintf(out, "%s%s%s", line, len <= 4 ? "\t" : "\n    \t",
+			f->usage ? f->usage : "");
 
 		char def[64] = "";
 		switch (f->type) {

@@ -333,6 +333,11 @@ static void mark_ended(struct job *j)
 	uint64_t now = now_mono_ns(), real = now_real_ns(), end = j->status.end_ns;
 	uint64_t ago = end && end < real ? real - end : 0;
 	j->ended_mono_ns = ago < now ? now - ago : 0;
+	/* An ended job costs no descriptor: its files are opened on demand. */
+	if (j->dirfd >= 0) {
+		close(j->dirfd);
+		j->dirfd = -1;
+	}
 	retention_arm(t, j->ended_mono_ns + t->cfg.retention_ns);
 	job_ref(j);
 	while (j->waiters) {
@@ -793,7 +798,9 @@ int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_f
 	       struct err *err)
 {
 	struct job_follower *f = xcalloc(1, sizeof *f);
-	int r = logreader_open(&f->reader, j->dirfd, "log");
+	char path[ULID_LEN + 8];
+	snprintf(path, sizeof path, "%s/log", j->id);
+	int r = logreader_open(&f->reader, j->t->jobs_fd, path);
 	if (r < 0 && r != -ENOENT) {
 		free(f);
 		return err_sys(err, -r, "open the output of job %s", j->id);

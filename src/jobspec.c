@@ -26,8 +26,8 @@
 
 static const char *const limit_names[LIMIT_COUNT] = {
 	[LIMIT_CPU] = "max_cpu_bandwidth", [LIMIT_MEMORY] = "max_memory_usage",
-	[LIMIT_RBPS] = "max_rbps",         [LIMIT_WBPS] = "max_wbps",
-	[LIMIT_RIOPS] = "max_riops",       [LIMIT_WIOPS] = "max_wiops",
+	[LIMIT_RBPS] = "max_rbps",	   [LIMIT_WBPS] = "max_wbps",
+	[LIMIT_RIOPS] = "max_riops",	   [LIMIT_WIOPS] = "max_wiops",
 };
 
 int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, struct err *err)
@@ -48,7 +48,8 @@ int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, stru
 		uint64_t v = l->value[LIMIT_CPU];
 		if (v < 1000 || v > max)
 			return err_set(err, EINVAL, ERR_INVALID,
-				       "max_cpu_bandwidth %" PRIu64 " is out of range [1000, %" PRIu64
+				       "max_cpu_bandwidth %" PRIu64
+				       " is out of range [1000, %" PRIu64
 				       "] (microseconds of CPU per 100000 on %ld CPUs)",
 				       v, max, ncpu > 0 ? ncpu : 1);
 	}
@@ -57,8 +58,8 @@ int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, stru
 		uint64_t min = page_size > 0 ? (uint64_t)page_size : 4096;
 		if (v < min)
 			return err_set(err, EINVAL, ERR_INVALID,
-				       "max_memory_usage %" PRIu64
-				       " is out of range [%" PRIu64 ", %" PRIu64 "] (at least one page)",
+				       "max_memory_usage %" PRIu64 " is out of range [%" PRIu64
+				       ", %" PRIu64 "] (at least one page)",
 				       v, min, UINT64_MAX);
 	}
 	return 0;
@@ -186,8 +187,7 @@ static int rd_bad(struct rd *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return err_set(r->err, EBADMSG, ERR_INTERNAL, "%s file line %u: %s", r->what, r->line,
-		       msg);
+	return err_set(r->err, EBADMSG, ERR_INTERNAL, "%s file line %u: %s", r->what, r->line, msg);
 }
 
 static int rd_version(struct rd *r, const char *want)
@@ -500,11 +500,16 @@ int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct 
 	memset(out, 0, sizeof *out);
 	struct rd r = {.p = buf, .end = buf ? buf + len : buf, .what = "status", .err = err};
 	struct num_field f[] = {
-		{"end_ns", UINT64_MAX, 0, false},     {"exited", 1, 0, false},
-		{"exit_code", 255, 0, false},         {"signal", 127, 0, false},
-		{"stopped", 1, 0, false},             {"oom_killed", 1, 0, false},
-		{"user_usec", UINT64_MAX, 0, false},  {"system_usec", UINT64_MAX, 0, false},
-		{"memory_peak", UINT64_MAX, 0, false}, {"log_bytes", UINT64_MAX, 0, false},
+		{"end_ns", UINT64_MAX, 0, false},
+		{"exited", 1, 0, false},
+		{"exit_code", 255, 0, false},
+		{"signal", 127, 0, false},
+		{"stopped", 1, 0, false},
+		{"oom_killed", 1, 0, false},
+		{"user_usec", UINT64_MAX, 0, false},
+		{"system_usec", UINT64_MAX, 0, false},
+		{"memory_peak", UINT64_MAX, 0, false},
+		{"log_bytes", UINT64_MAX, 0, false},
 		{"log_truncated", 1, 0, false},
 	};
 	int e = decode_numbers(&r, "rund-status 1", f, ARRAY_SIZE(f));

@@ -131,8 +131,8 @@ static int check_header(const uint8_t *h, size_t avail, uint32_t *len)
 	return 1;
 }
 
-int logstore_parse(const uint8_t *buf, size_t buflen, enum log_stream *stream,
-		   const uint8_t **data, size_t *len, size_t *consumed)
+int logstore_parse(const uint8_t *buf, size_t buflen, enum log_stream *stream, const uint8_t **data,
+		   size_t *len, size_t *consumed)
 {
 	uint32_t n = 0;
 	int r = check_header(buf, buflen, &n);
@@ -173,7 +173,8 @@ static ssize_t refill(struct logreader *r)
 		r->end = keep;
 	}
 	for (;;) {
-		ssize_t n = pread(r->fd, r->buf + r->end, r->cap - r->end, (off_t)(r->off + r->end));
+		ssize_t n =
+			pread(r->fd, r->buf + r->end, r->cap - r->end, (off_t)(r->off + r->end));
 		if (n >= 0) {
 			r->end += (size_t)n;
 			return n;

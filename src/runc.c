@@ -1,1 +1,715 @@
-/* placeholder: being written */
+/* runc: the command-line client of rund.
+ *
+ *   runc [flags] <command> [command flags] [args]
+ *
+ * One RPC per invocation. Exit status: 0 success, 1 the call failed (the
+ * server's gRPC status or a transport error, on stderr as
+ * "runc: <command>: <reason>"), 2 usage error, 130/143 interrupted by
+ * SIGINT/SIGTERM. The connection flags are accepted before the command and
+ * after it, so `runc status -addr h:1 ID` and `runc -addr h:1 status ID`
+ * mean the same. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "flags.h"
+#include "grpc.h"
+#include "health.pb-c.h"
+#include "rund.pb-c.h"
+#include "util.h"
+
+#define UNARY_TIMEOUT_NS (30ull * 1000000000)
+
+enum {
+	EXIT_RPC = 1,
+	EXIT_USAGE = 2,
+};
+
+/* Set by the SIGINT/SIGTERM handler; the client polls it. */
+static volatile sig_atomic_t interrupted;
+
+struct conn_flags {
+	const char *addr, *ca, *cert, *key;
+	uint64_t timeout_ns;
+	bool timeout_set;
+};
+
+struct command;
+typedef int (*command_fn)(const struct command *cmd, struct conn_flags *cf, int argc, char **argv);
+
+struct command {
+	const char *name;
+	const char *args; /* synopsis after the flags */
+	const char *summary;
+	int min_args, max_args; /* max -1: unlimited */
+	bool streaming;		/* no default deadline */
+	command_fn run;
+	struct flag *flags; /* command-specific flags, or NULL */
+	size_t n_flags;
+};
+
+#define CONN_FLAGS(cf)                                                                             \
+	{"addr", FLAG_STRING, &(cf)->addr, "server address, host:port or [v6addr]:port", false},   \
+		{"ca", FLAG_STRING, &(cf)->ca, "CA certificate the server must chain to (PEM)",    \
+		 false},                                                                           \
+		{"cert", FLAG_STRING, &(cf)->cert, "client certificate (PEM)", false},             \
+		{"key", FLAG_STRING, &(cf)->key, "client private key (PEM)", false},               \
+	{                                                                                          \
+		"timeout", FLAG_DURATION, &(cf)->timeout_ns,                                       \
+			"deadline for the call, e.g. 5s; 0 = none (default 30s, none for log)",    \
+			false                                                                      \
+	}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+/* Exits the way a Unix filter does when its reader went away (`| head`):
+ * by SIGPIPE, silently. */
+static void __attribute__((noreturn)) exit_broken_pipe(void)
+{
+	signal(SIGPIPE, SIG_DFL);
+	raise(SIGPIPE);
+	_exit(128 + SIGPIPE);
+}
+
+static void __attribute__((noreturn)) exit_interrupted(void)
+{
+	exit(128 + (interrupted ? interrupted : SIGINT));
+}
+
+static void fail_msg(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail_msg(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "runc: %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Writes s as a JSON string: valid UTF-8 passes through, invalid bytes
+ * become U+FFFD, control characters, quotes and backslashes are escaped. */
+static void json_string(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	fputc('"', out);
+	while (*p) {
+		unsigned char b = *p;
+		if (b == '"' || b == '\\') {
+			fputc('\\', out);
+			fputc(b, out);
+			p++;
+			continue;
+		}
+		if (b < 0x20 || b == 0x7f) {
+			switch (b) {
+			case '\n':
+				fputs("\\n", out);
+				break;
+			case '\r':
+				fputs("\\r", out);
+				break;
+			case '\t':
+				fputs("\\t", out);
+				break;
+			case '\b':
+				fputs("\\b", out);
+				break;
+			case '\f':
+				fputs("\\f", out);
+				break;
+			default:
+				fprintf(out, "\\u%04x", b);
+				break;
+			}
+			p++;
+			continue;
+		}
+		if (b < 0x80) {
+			fputc(b, out);
+			p++;
+			continue;
+		}
+		/* The length and the allowed range of the first continuation
+		 * byte exclude overlong forms, surrogates and > U+10FFFF. */
+		size_t n = 0;
+		unsigned char lo = 0x80, hi = 0xbf;
+		if (b >= 0xc2 && b <= 0xdf)
+			n = 1;
+		else if (b >= 0xe0 && b <= 0xef) {
+			n = 2;
+			lo = b == 0xe0 ? 0xa0 : 0x80;
+			hi = b == 0xed ? 0x9f : 0xbf;
+		} else if (b >= 0xf0 && b <= 0xf4) {
+			n = 3;
+			lo = b == 0xf0 ? 0x90 : 0x80;
+			hi = b == 0xf4 ? 0x8f : 0xbf;
+		}
+		bool ok = n > 0 && p[1] >= lo && p[1] <= hi;
+		for (size_t i = 2; ok && i <= n; i++)
+			ok = p[i] >= 0x80 && p[i] <= 0xbf;
+		if (!ok) {
+			fputs("\\ufffd", out);
+			p++;
+			continue;
+		}
+		fwrite(p, 1, n + 1, out);
+		p += n + 1;
+	}
+	fputc('"', out);
+}
+
+/* Proto3 JSON fractions: 0, 3, 6 or 9 digits. */
+static void json_fraction(FILE *out, uint32_t nanos)
+{
+	if (nanos == 0)
+		return;
+	if (nanos % 1000000 == 0)
+		fprintf(out, ".%03" PRIu32, nanos / 1000000);
+	else if (nanos % 1000 == 0)
+		fprintf(out, ".%06" PRIu32, nanos / 1000);
+	else
+		fprintf(out, ".%09" PRIu32, nanos);
+}
+
+static void json_duration(FILE *out, const Google__Protobuf__Duration *d)
+{
+	if (!d) {
+		fputs("null", out);
+		return;
+	}
+	bool neg = d->seconds < 0 || d->nanos < 0;
+	uint64_t secs = d->seconds < 0 ? -(uint64_t)d->seconds : (uint64_t)d->seconds;
+	uint32_t nanos = d->nanos < 0 ? (uint32_t) - (int64_t)d->nanos : (uint32_t)d->nanos;
+	fprintf(out, "\"%s%" PRIu64, neg ? "-" : "", secs);
+	json_fraction(out, nanos % 1000000000);
+	fputs("s\"", out);
+}
+
+static void json_timestamp(FILE *out, const Google__Protobuf__Timestamp *t)
+{
+	if (!t) {
+		fputs("null", out);
+		return;
+	}
+	time_t secs = (time_t)t->seconds;
+	struct tm tm;
+	char buf[64];
+	if (!gmtime_r(&secs, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		fputs("null", out);
+		return;
+	}
+	fprintf(out, "\"%s", buf);
+	json_fraction(out, t->nanos > 0 ? (uint32_t)t->nanos % 1000000000 : 0);
+	fputs("Z\"", out);
+}
+
+static void json_bool(FILE *out, const char *name, bool v, bool comma)
+{
+	fprintf(out, "\"%s\":%s%s", name, v ? "true" : "false", comma ? "," : "");
+}
+
+static void json_u64str(FILE *out, const char *name, uint64_t v)
+{
+	fprintf(out, "\"%s\":\"%" PRIu64 "\",", name, v);
+}
+
+/* The proto3 JSON mapping with proto field names and every field present
+ * (unset messages as null), one line. */
+static void print_status(FILE *out, const Rund__JobStatus *s)
+{
+	fputc('{', out);
+	json_bool(out, "stopped", s->stopped, true);
+	json_bool(out, "killed", s->killed, true);
+	fputs("\"exit_code\":", out);
+	if (s->exit_code)
+		fprintf(out, "%" PRIu32, s->exit_code->value);
+	else
+		fputs("null", out);
+	fputs(",\"user_time\":", out);
+	json_duration(out, s->user_time);
+	fputs(",\"system_time\":", out);
+	json_duration(out, s->system_time);
+	fputc(',', out);
+	json_u64str(out, "memory_current", s->memory_current);
+
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+		&rund__job_status__state__descriptor, s->state);
+	fputs("\"state\":", out);
+	if (ev)
+		json_string(out, ev->name);
+	else
+		fprintf(out, "%d", (int)s->state);
+	fprintf(out, ",\"signal\":%" PRIu32 ",", s->signal);
+	json_bool(out, "oom_killed", s->oom_killed, true);
+	json_u64str(out, "memory_peak", s->memory_peak);
+	fputs("\"start_time\":", out);
+	json_timestamp(out, s->start_time);
+	fputs(",\"end_time\":", out);
+	json_timestamp(out, s->end_time);
+	fputs(",\"command\":[", out);
+	for (size_t i = 0; i < s->n_command; i++) {
+		if (i)
+			fputc(',', out);
+		json_string(out, s->command[i]);
+	}
+	fputs("],", out);
+	json_u64str(out, "log_bytes", s->log_bytes);
+	json_bool(out, "log_truncated", s->log_truncated, false);
+	fputs("}\n", out);
+}
+
+static int flush_stdout(const char *cmd)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno == EPIPE)
+			exit_broken_pipe();
+		fail_msg(cmd, "write to stdout: %s", strerror(errno));
+		return EXIT_RPC;
+	}
+	return 0;
+}
+
+/* ---- calls --------------------------------------------------------------- */
+
+static struct client *dial(const struct command *cmd, const struct conn_flags *cf)
+{
+	struct client_opts o = {
+		.addr = cf->addr,
+		.ca = cf->ca,
+		.cert = cf->cert,
+		.key = cf->key,
+		.cancel = &interrupted,
+	};
+	uint64_t t = cf->timeout_set ? cf->timeout_ns : cmd->streaming ? 0 : UNARY_TIMEOUT_NS;
+	/* Round up: a 1ns deadline is still a deadline. */
+	o.timeout_ms = (t + 999999) / 1000000;
+
+	struct err err = {0};
+	struct client *c = client_connect(&o, &err);
+	if (!c) {
+		if (err.code == ECANCELED && interrupted)
+			exit_interrupted();
+		fail_msg(cmd->name, "%s", err.msg);
+	}
+	return c;
+}
+
+/* A server's message goes to a terminal: its control characters (escape
+ * sequences) are shown, not obeyed. Newlines and tabs are kept. */
+static void sanitize(char *s)
+{
+	for (unsigned char *p = (unsigned char *)s; *p; p++)
+		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+			*p = '?';
+}
+
+/* Reports a failed call; returns the exit status. */
+static int call_failed(const struct command *cmd, int r, struct client_status *st, struct err *err)
+{
+	if (r == -ECANCELED && interrupted)
+		exit_interrupted();
+	if (r < 0) {
+		sanitize(err->msg);
+		fail_msg(cmd->name, "%s", err->msg);
+	} else {
+		sanitize(st->message);
+		fail_msg(cmd->name, "%s: %s", grpc_code_name(st->code), st->message);
+	}
+	return EXIT_RPC;
+}
+
+/* One unary call with the request packed from msg; *resp is the answer on
+ * success (caller frees). Returns 0 or an exit status. */
+static int unary(const struct command *cmd, struct conn_flags *cf, const char *path,
+		 const ProtobufCMessage *msg, uint8_t **resp, size_t *resp_len)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	_cleanup_free_ uint8_t *req = xmalloc(len);
+	protobuf_c_message_pack(msg, req);
+
+	struct client *c = dial(cmd, cf);
+	if (!c)
+		return EXIT_RPC;
+	struct client_status st;
+	struct err err = {0};
+	int r = client_unary(c, path, req, len, resp, resp_len, &st, &err);
+	client_free(c);
+	if (r < 0 || st.code != GRPC_OK)
+		return call_failed(cmd, r, &st, &err);
+	return 0;
+}
+
+static int cmd_status(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Rund__JobIdentifier id = RUND__JOB_IDENTIFIER__INIT;
+	id.ulid = argv[0];
+	const char *path = strcmp(cmd->name, "stop") == 0 ? "/rund.JobController/Stop"
+							  : "/rund.JobController/Status";
+	_cleanup_free_ uint8_t *resp = NULL;
+	size_t len;
+	int r = unary(cmd, cf, path, &id.base, &resp, &len);
+	if (r)
+		return r;
+	Rund__JobStatus *s = rund__job_status__unpack(NULL, len, resp);
+	if (!s) {
+		fail_msg(cmd->name, "cannot decode the server's JobStatus (%zu bytes)", len);
+		return EXIT_RPC;
+	}
+	print_status(stdout, s);
+	rund__job_status__free_unpacked(s, NULL);
+	return flush_stdout(cmd->name);
+}
+
+/* Limit flags of start; indexes into start_flags[]. */
+static uint64_t lim_cpu, lim_mem, lim_rbps, lim_wbps, lim_riops, lim_wiops;
+static struct flag start_flags[] = {
+	{"max_cpu_bandwidth", FLAG_U64, &lim_cpu,
+	 "CPU quota in microseconds per 100000 us period (50000 = half a CPU)", false},
+	{"max_memory_usage", FLAG_BYTES, &lim_mem, "memory limit in bytes (K, M, G, T suffixes)",
+	 false},
+	{"max_rbps", FLAG_BYTES, &lim_rbps, "disk read limit, bytes per second", false},
+	{"max_wbps", FLAG_BYTES, &lim_wbps, "disk write limit, bytes per second", false},
+	{"max_riops", FLAG_BYTES, &lim_riops, "disk read limit, operations per second", false},
+	{"max_wiops", FLAG_BYTES, &lim_wiops, "disk write limit, operations per second", false},
+};
+
+static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Rund__JobStartRequest req = RUND__JOB_START_REQUEST__INIT;
+	req.name = argv[0];
+	req.n_args = (size_t)argc - 1;
+	req.args = argv + 1;
+
+	Google__Protobuf__UInt32Value cpu = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+	Google__Protobuf__UInt64Value u64[5];
+	Google__Protobuf__UInt64Value **fields[5] = {&req.max_memory_usage, &req.max_rbps,
+						     &req.max_wbps, &req.max_riops, &req.max_wiops};
+	if (start_flags[0].set) {
+		cpu.value = (uint32_t)lim_cpu;
+		req.max_cpu_bandwidth = &cpu;
+	}
+	for (size_t i = 0; i < 5; i++) {
+		if (!start_flags[i + 1].set)
+			continue;
+		google__protobuf__uint64_value__init(&u64[i]);
+		u64[i].value = *(uint64_t *)start_flags[i + 1].value;
+		*fields[i] = &u64[i];
+	}
+
+	_cleanup_free_ uint8_t *resp = NULL;
+	size_t len;
+	int r = unary(cmd, cf, "/rund.JobController/Start", &req.base, &resp, &len);
+	if (r)
+		return r;
+	Rund__JobIdentifier *id = rund__job_identifier__unpack(NULL, len, resp);
+	if (!id) {
+		fail_msg(cmd->name, "cannot decode the server's JobIdentifier (%zu bytes)", len);
+		return EXIT_RPC;
+	}
+	printf("%s\n", id->ulid);
+	rund__job_identifier__free_unpacked(id, NULL);
+	return flush_stdout(cmd->name);
+}
+
+struct log_ctx {
+	const char *cmd;
+	bool bad_message;
+};
+
+/* A JobLog seen in place. The Log stream is the one hot path of runc: its
+ * payloads go from the receive buffer to fd 1/2 without protobuf-c's copy
+ * and allocation per message. */
+struct joblog_view {
+	const uint8_t *out, *err;
+	size_t out_len, err_len;
+	uint64_t truncated_at;
+};
+
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -EBADMSG;
+}
+
+/* Proto3 wire format: fields 1 and 2 (bytes), 3 (varint); unknown fields
+ * are skipped; a repeated field's last occurrence wins, as in protobuf. */
+static int joblog_parse(const uint8_t *p, size_t len, struct joblog_view *v)
+{
+	const uint8_t *end = p + len;
+	memset(v, 0, sizeof *v);
+	while (p < end) {
+		uint64_t key, n;
+		if (varint(&p, end, &key) < 0 || key >> 3 == 0)
+			return -EBADMSG;
+		switch (key & 7) {
+		case 0:
+			if (varint(&p, end, &n) < 0)
+				return -EBADMSG;
+			if (key >> 3 == 3)
+				v->truncated_at = n;
+			break;
+		case 1:
+		case 5: {
+			size_t w = (key & 7) == 1 ? 8 : 4;
+			if ((size_t)(end - p) < w)
+				return -EBADMSG;
+			p += w;
+			break;
+		}
+		case 2:
+			if (varint(&p, end, &n) < 0 || n > (uint64_t)(end - p))
+				return -EBADMSG;
+			if (key >> 3 == 1) {
+				v->out = p;
+				v->out_len = (size_t)n;
+			} else if (key >> 3 == 2) {
+				v->err = p;
+				v->err_len = (size_t)n;
+			}
+			p += n;
+			break;
+		default:
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static int write_out(int fd, const uint8_t *b, size_t len)
+{
+	if (len == 0)
+		return 0;
+	int r = write_all(fd, b, len);
+	if (r == -EPIPE)
+		exit_broken_pipe();
+	return r;
+}
+
+static int on_log(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct log_ctx *lc = ctx;
+	struct joblog_view l;
+	if (joblog_parse(msg, len, &l) < 0) {
+		lc->bad_message = true;
+		return 1;
+	}
+	int r = write_out(STDOUT_FILENO, l.out, l.out_len);
+	if (r == 0)
+		r = write_out(STDERR_FILENO, l.err, l.err_len);
+	if (r == 0 && l.truncated_at)
+		fprintf(stderr, "runc: output truncated by the server after %" PRIu64 " bytes\n",
+			l.truncated_at);
+	if (r < 0) {
+		fail_msg(lc->cmd, "write output: %s", strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_log(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Rund__JobIdentifier id = RUND__JOB_IDENTIFIER__INIT;
+	id.ulid = argv[0];
+	size_t len = rund__job_identifier__get_packed_size(&id);
+	_cleanup_free_ uint8_t *req = xmalloc(len);
+	rund__job_identifier__pack(&id, req);
+
+	struct client *c = dial(cmd, cf);
+	if (!c)
+		return EXIT_RPC;
+	struct log_ctx lc = {.cmd = cmd->name};
+	struct client_status st;
+	struct err err = {0};
+	int r = client_stream(c, "/rund.JobController/Log", req, len, on_log, &lc, &st, &err);
+	client_free(c);
+	if (r == -ECANCELED && !interrupted) {
+		if (lc.bad_message)
+			fail_msg(cmd->name, "cannot decode a JobLog message from the server");
+		return EXIT_RPC; /* a write error, already reported */
+	}
+	if (r < 0 || st.code != GRPC_OK)
+		return call_failed(cmd, r, &st, &err);
+	return 0;
+}
+
+static int cmd_health(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	if (argc > 0)
+		req.service = argv[0];
+	_cleanup_free_ uint8_t *resp = NULL;
+	size_t len;
+	int r = unary(cmd, cf, "/grpc.health.v1.Health/Check", &req.base, &resp, &len);
+	if (r)
+		return r;
+	Grpc__Health__V1__HealthCheckResponse *h =
+		grpc__health__v1__health_check_response__unpack(NULL, len, resp);
+	if (!h) {
+		fail_msg(cmd->name, "cannot decode the server's HealthCheckResponse");
+		return EXIT_RPC;
+	}
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+		&grpc__health__v1__health_check_response__serving_status__descriptor, h->status);
+	bool serving =
+		h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	if (ev)
+		printf("%s\n", ev->name);
+	else
+		printf("%d\n", (int)h->status);
+	grpc__health__v1__health_check_response__free_unpacked(h, NULL);
+	r = flush_stdout(cmd->name);
+	return r ? r : serving ? 0 : EXIT_RPC;
+}
+
+static const struct command commands[] = {
+	{"start", "NAME [ARGS...]",
+	 "start NAME with ARGS (no shell, PATH lookup); prints the job ID", 1, -1, false, cmd_start,
+	 start_flags, ARRAY_SIZE(start_flags)},
+	{"stop", "ID", "kill the job and print its final status as JSON", 1, 1, false, cmd_status,
+	 NULL, 0},
+	{"status", "ID", "print the job's status as JSON", 1, 1, false, cmd_status, NULL, 0},
+	{"log", "ID", "stream the job's output from its first byte until it ends", 1, 1, true,
+	 cmd_log, NULL, 0},
+	{"logs", "ID", "same as log", 1, 1, true, cmd_log, NULL, 0},
+	{"health", "[SERVICE]", "ask the server's grpc.health.v1 service; prints SERVING", 0, 1,
+	 false, cmd_health, NULL, 0},
+};
+
+/* ---- usage and main ------------------------------------------------------ */
+
+static void usage_main(FILE *out, struct flag *flags, size_t n)
+{
+	fprintf(out, "Usage: runc [flags] <command> [command flags] [args]\n\nCommands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		char syn[64];
+		snprintf(syn, sizeof syn, "%s %s", commands[i].name, commands[i].args);
+		fprintf(out, "  %-22s %s\n", syn, commands[i].summary);
+	}
+	fprintf(out, "\nFlags (also accepted after the command):\n");
+	flags_usage(out, flags, n);
+	fprintf(out, "\nExit status: 0 ok, 1 the call failed, 2 usage error, 130 interrupted.\n"
+		     "Run 'runc <command> -h' for the flags of a command.\n");
+}
+
+static void usage_command(FILE *out, const struct command *cmd, struct flag *flags, size_t n)
+{
+	fprintf(out, "Usage: runc %s [flags] %s\n\n%s.\n\nFlags:\n", cmd->name, cmd->args,
+		cmd->summary);
+	flags_usage(out, flags, n);
+	if (cmd->run == cmd_start)
+		fprintf(out, "\nLimits are sent only when given. Flags end at NAME: "
+			     "`runc start ls -l` runs `ls -l`.\n");
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: poll() must return EINTR so the call ends now. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	struct conn_flags cf = {
+		.addr = "localhost:8000",
+		.ca = "tls/ca.pem",
+		.cert = "tls/client.pem",
+		.key = "tls/client-key.pem",
+	};
+	struct flag global[] = {CONN_FLAGS(&cf)};
+	struct err err = {0};
+
+	install_signals();
+
+	int r = flags_parse(global, ARRAY_SIZE(global), argc - 1, argv + 1, &err);
+	if (r == -FLAGS_HELP) {
+		usage_main(stdout, global, ARRAY_SIZE(global));
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "runc: %s\n\n", err.msg);
+		usage_main(stderr, global, ARRAY_SIZE(global));
+		return EXIT_USAGE;
+	}
+	argc -= 1 + r;
+	argv += 1 + r;
+	if (argc == 0) {
+		fprintf(stderr, "runc: no command given\n\n");
+		usage_main(stderr, global, ARRAY_SIZE(global));
+		return EXIT_USAGE;
+	}
+
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (strcmp(argv[0], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "runc: unknown command \"%s\"\n\n", argv[0]);
+		usage_main(stderr, global, ARRAY_SIZE(global));
+		return EXIT_USAGE;
+	}
+
+	/* The command's own flags first, then the connection flags again,
+	 * writing to the same variables. */
+	size_t n = cmd->n_flags + ARRAY_SIZE(global);
+	_cleanup_free_ struct flag *flags = xcalloc(n, sizeof *flags);
+	for (size_t i = 0; i < cmd->n_flags; i++)
+		flags[i] = cmd->flags[i];
+	struct flag again[] = {CONN_FLAGS(&cf)};
+	memcpy(flags + cmd->n_flags, again, sizeof again);
+
+	r = flags_parse(flags, n, argc - 1, argv + 1, &err);
+	if (r == -FLAGS_HELP) {
+		usage_command(stdout, cmd, flags, n);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "runc: %s: %s\n\n", cmd->name, err.msg);
+		usage_command(stderr, cmd, flags, n);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < cmd->n_flags; i++)
+		cmd->flags[i].set = flags[i].set;
+	cf.timeout_set = global[4].set || flags[cmd->n_flags + 4].set;
+
+	int nargs = argc - 1 - r;
+	char **args = argv + 1 + r;
+	if (nargs < cmd->min_args) {
+		fprintf(stderr, "runc: %s: missing %s\n\n", cmd->name, cmd->args);
+		usage_command(stderr, cmd, flags, n);
+		return EXIT_USAGE;
+	}
+	if (cmd->max_args >= 0 && nargs > cmd->max_args) {
+		fprintf(stderr,
+			"runc: %s: unexpected argument \"%s\" (usage: runc %s [flags] %s)\n",
+			cmd->name, args[cmd->max_args], cmd->name, cmd->args);
+		return EXIT_USAGE;
+	}
+	if (cmd->run == cmd_start && start_flags[0].set && lim_cpu > UINT32_MAX) {
+		fprintf(stderr,
+			"runc: start: invalid value \"%" PRIu64
+			"\" for flag -max_cpu_bandwidth: above %" PRIu32 "\n",
+			lim_cpu, UINT32_MAX);
+		return EXIT_USAGE;
+	}
+	return cmd->run(cmd, &cf, nargs, args);
+}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,6 +87,17 @@ static int make_state_dir(const char *path, char **abs, struct err *err)
 	return 0;
 }
 
+/* Each running job holds a pidfd and a directory fd; allow as many as the
+ * hard limit permits rather than failing at the soft default of 1024. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int serve(int argc, char **argv)
 {
 	struct serve_opts o = {
@@ -138,6 +150,7 @@ static int serve(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 
 	struct tls_opts tls = {.ca = o.ca, .cert = o.cert, .key = o.key, .groups = o.tls_groups};
 	SSL_CTX *ssl_ctx = tls_server_ctx_new(&tls, &err);

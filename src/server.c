@@ -34,6 +34,7 @@
 #define OUT_LOW_WATER (256 * 1024)
 #define SSL_IO_CHUNK (256 * 1024)
 #define ACCEPT_RETRY_MS 100
+#define CLOSE_LINGER_S 5 /* longest wait for a closing conn's output to drain */
 #define LISTEN_BACKLOG 511
 
 struct sconn {
@@ -96,8 +97,12 @@ static void conn_close_soon(struct sconn *c)
 {
 	c->closing = true;
 	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		conn_free(c);
+		return;
+	}
+	struct timeval tv = {CLOSE_LINGER_S, 0};
+	evtimer_add(c->hs_timer, &tv);
 }
 
 static void conn_wake(void *ctx)
@@ -222,6 +227,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(c);
 }
 
+/* Handshake deadline, and the linger limit of a closing connection. */
 static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	conn_free(arg);
@@ -483,9 +489,11 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
-	s->done_ev = NULL; /* no completion callback from here on */
+	struct event *done_ev = steal_pointer(&s->done_ev); /* no callback from here on */
 	while (s->conns)
 		conn_free(s->conns);
+	if (done_ev)
+		event_free(done_ev);
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	if (s->accept_retry)

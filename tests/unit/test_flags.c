@@ -49,9 +49,9 @@ static int teardown(void **state)
 }
 
 #define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-#define PARSE(f, ...)                                                                        \
-	flags_parse((f)->flags, ARRAY_SIZE((f)->flags),                                      \
-		    (int)(sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)), ARGV(__VA_ARGS__), \
+#define PARSE(f, ...)                                                                              \
+	flags_parse((f)->flags, ARRAY_SIZE((f)->flags),                                            \
+		    (int)(sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)), ARGV(__VA_ARGS__),    \
 		    &(f)->err)
 
 static void test_forms(void **state)
@@ -205,7 +205,7 @@ static void test_bytes(void **state)
 		assert_int_equal(flags_parse_bytes(ok[i].in, &v), 0);
 		assert_int_equal(v, ok[i].out);
 	}
-	static const char *const bad[] = {"",    "abc", "K",  "-1",  "+1",   "1.5M", "1 M", "1P",
+	static const char *const bad[] = {"",	 "abc", "K",   "-1",  "+1",   "1.5M", "1 M", "1P",
 					  "1Ki", "1iB", "1KK", "1BB", "0x10", "1M ",  " 1"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		uint64_t v = 42;
@@ -251,7 +251,7 @@ static void test_duration(void **state)
 			fail_msg("duration \"%s\" refused", ok[i].in);
 		assert_int_equal(v, ok[i].out);
 	}
-	static const char *const bad[] = {"",  "5",   "s",  ".s",    "-1s", "1d",
+	static const char *const bad[] = {"",	"5",   "s",   ".s",  "-1s", "1d",
 					  "1S", "1 s", "1.5", "1s5", "1hh", "1m.s"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		uint64_t v = 42;

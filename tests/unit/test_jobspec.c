@@ -15,8 +15,8 @@
 #include "util.h"
 
 static char *nasty_args[] = {
-	"/bin/echo", "", "two words", "line\nbreak", "$HOME", "end\n", "arg 3 x\n", " ", "\t\r\x7f\xff",
-	NULL,
+	"/bin/echo", "",	  "two words", "line\nbreak",  "$HOME",
+	"end\n",     "arg 3 x\n", " ",	       "\t\r\x7f\xff", NULL,
 };
 
 static void make_spec(struct jobspec *s)
@@ -205,19 +205,23 @@ static void test_spec_corrupt(void **state)
 	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 4 true\n"
 		   "bogus 1\nend\n",
 		   "unknown key \"bogus\"");
-	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 05\narg 4 true\nend\n",
-		   "bad number");
-	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns -5\narg 4 true\nend\n",
-		   "bad number");
-	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5 \narg 4 true\nend\n",
-		   "bad number");
+	expect_bad(
+		"rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 05\narg 4 true\nend\n",
+		"bad number");
+	expect_bad(
+		"rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns -5\narg 4 true\nend\n",
+		"bad number");
+	expect_bad(
+		"rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5 \narg 4 true\nend\n",
+		"bad number");
 	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\n"
 		   "created_ns 99999999999999999999\narg 4 true\nend\n",
 		   "too large");
 	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 5 true\nend\n",
 		   "newline");
-	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 400 true\nend\n",
-		   "truncated");
+	expect_bad(
+		"rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\narg 400 true\nend\n",
+		"truncated");
 	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAV\ncreated_ns 5\nend\n", "arg");
 	expect_bad("rund-spec 1\ncreated_ns 5\narg 4 true\nend\n", "missing \"id\"");
 	expect_bad("rund-spec 1\nid 26 01ARYZ6S41TSV4RRFFQ69G5FAI\ncreated_ns 5\narg 4 true\nend\n",
@@ -340,9 +344,9 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_validate),     cmocka_unit_test(test_spec_round_trip),
+		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_spec_round_trip),
 		cmocka_unit_test(test_spec_truncations), cmocka_unit_test(test_spec_corrupt),
-		cmocka_unit_test(test_start_status), cmocka_unit_test(test_random),
+		cmocka_unit_test(test_start_status),	 cmocka_unit_test(test_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,9 +164,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_ms_sets_time), cmocka_unit_test(test_monotonic_same_ms),
-		cmocka_unit_test(test_clock_backwards),  cmocka_unit_test(test_carry),
-		cmocka_unit_test(test_overflow),         cmocka_unit_test(test_format_known),
-		cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_parse_strict),
+		cmocka_unit_test(test_clock_backwards),	 cmocka_unit_test(test_carry),
+		cmocka_unit_test(test_overflow),	 cmocka_unit_test(test_format_known),
+		cmocka_unit_test(test_round_trip),	 cmocka_unit_test(test_parse_strict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
