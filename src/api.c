@@ -222,6 +222,21 @@ static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobStartRequest message");
 		return;
 	}
+	/* protobuf-c does not check proto3's UTF-8 rule; a job whose command
+	 * could not be echoed back in a JobStatus must not exist. */
+	for (size_t i = 0; i <= m->n_args; i++) {
+		const char *a = i == 0 ? m->name : m->args[i - 1];
+		if (!utf8_valid(a, strlen(a))) {
+			char msg[96];
+			if (i == 0)
+				snprintf(msg, sizeof msg, "name is not valid UTF-8");
+			else
+				snprintf(msg, sizeof msg, "args[%zu] is not valid UTF-8", i - 1);
+			rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
+			rund__job_start_request__free_unpacked(m, NULL);
+			return;
+		}
+	}
 	_cleanup_free_ char **argv = xcalloc(m->n_args + 2, sizeof *argv);
 	argv[0] = m->name;
 	for (size_t i = 0; i < m->n_args; i++)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,6 +218,14 @@ static _Noreturn void child_exec(const struct exec_plan *p)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			sigaction(sig, &dfl, NULL);
 	sigprocmask(SIG_SETMASK, &p->empty, NULL);
+	/* The daemon raises its descriptor limit for its own bookkeeping; the
+	 * job gets the conventional soft limit back (some programs loop over
+	 * every possible fd). */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 1024) {
+		nofile.rlim_cur = 1024;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 
 	/* Like execvp: ENOENT-like errors move on to the next directory, the
 	 * first EACCES wins if nothing runs, anything else (ENOEXEC...) is

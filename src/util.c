@@ -215,6 +215,38 @@ int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+bool utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str, *end = s + len;
+	while (s < end) {
+		unsigned c = *s++;
+		if (c < 0x80)
+			continue;
+		unsigned need;
+		uint32_t cp, min;
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1, cp = c & 0x1f, min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2, cp = c & 0x0f, min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - s) < need)
+			return false;
+		for (unsigned i = 0; i < need; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		s += need;
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+	}
+	return true;
+}
+
 static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;

@@ -68,6 +68,10 @@ int write_file_at(int dirfd, const char *path, const char *s);
  * -ERANGE. */
 int parse_u64(const char *s, uint64_t *out);
 
+/* True when s[0..len) is well-formed UTF-8 (no overlongs, surrogates or
+ * code points above U+10FFFF), as proto3 requires of string fields. */
+bool utf8_valid(const char *s, size_t len);
+
 /* Monotonic and real clocks in nanoseconds. */
 uint64_t now_mono_ns(void);
 uint64_t now_real_ns(void);

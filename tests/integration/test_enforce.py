@@ -20,12 +20,16 @@ SCRATCH = "/dev/vda"  # the lane's virtio-blk scratch disk (254:0)
 
 def need(*ctrls):
     missing = set(ctrls) - controllers_available()
+    if missing and ENFORCE:
+        pytest.fail("RUND_ENFORCE=1 but controller(s) %s are missing" % ", ".join(sorted(missing)))
     if missing:
         pytest.skip("cgroup v2 controller(s) %s not available here" % ", ".join(sorted(missing)))
 
 
 def need_scratch():
     if not os.path.exists(SCRATCH):
+        if ENFORCE:
+            pytest.fail("RUND_ENFORCE=1 but there is no scratch disk " + SCRATCH)
         pytest.skip("no scratch disk %s (run in tests/vm/run)" % SCRATCH)
 
 

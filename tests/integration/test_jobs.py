@@ -316,3 +316,21 @@ def test_retention_removes_ended_jobs(rund_factory, pb):
     with pytest.raises(grpc.RpcError) as e:
         s.Status(pb.JobIdentifier(ulid=jid), timeout=5)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_non_utf8_arguments_rejected(rund, pb):
+    ch = channel(rund)
+    raw = ch.unary_unary("/rund.JobController/Start", lambda b: b, lambda b: b)
+    # JobStartRequest{name: "echo", args: ["ok", "\xff\xfe"]}, encoded by hand.
+    msg = b"\x0a\x04echo" + b"\x12\x02ok" + b"\x12\x02\xff\xfe"
+    with pytest.raises(grpc.RpcError) as e:
+        raw(msg, timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "args[1]" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        raw(b"\x0a\x02\xc0\xaf", timeout=5)  # overlong encoding of '/'
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert job_dirs(rund) == []
+    with pytest.raises(grpc.RpcError) as e:
+        raw(b"\x0a\xff", timeout=5)  # truncated message
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
