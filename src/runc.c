@@ -379,8 +379,8 @@ static struct flag start_flags[] = {
 	 false},
 	{"max_rbps", FLAG_BYTES, &lim_rbps, "disk read limit, bytes per second", false},
 	{"max_wbps", FLAG_BYTES, &lim_wbps, "disk write limit, bytes per second", false},
-	{"max_riops", FLAG_BYTES, &lim_riops, "disk read limit, operations per second", false},
-	{"max_wiops", FLAG_BYTES, &lim_wiops, "disk write limit, operations per second", false},
+	{"max_riops", FLAG_U64, &lim_riops, "disk read limit, operations per second", false},
+	{"max_wiops", FLAG_U64, &lim_wiops, "disk write limit, operations per second", false},
 };
 
 static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
