@@ -60,7 +60,8 @@ static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
 	protobuf_c_message_pack(m, buf);
 	struct iovec iov = {.iov_base = buf, .iov_len = n};
 	if (rpc_call_send(call, &iov, 1) < 0)
-		rpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "response exceeds the message size limit");
+		rpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
+				"response exceeds the message size limit");
 	else
 		rpc_call_finish(call, GRPC_OK, NULL);
 }
@@ -248,7 +249,7 @@ static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
 	}
 	const Google__Protobuf__UInt64Value *u64[] = {
 		[LIMIT_MEMORY] = m->max_memory_usage, [LIMIT_RBPS] = m->max_rbps,
-		[LIMIT_WBPS] = m->max_wbps,           [LIMIT_RIOPS] = m->max_riops,
+		[LIMIT_WBPS] = m->max_wbps,	      [LIMIT_RIOPS] = m->max_riops,
 		[LIMIT_WIOPS] = m->max_wiops,
 	};
 	for (int l = LIMIT_MEMORY; l < LIMIT_COUNT; l++) {
@@ -373,7 +374,8 @@ static void on_health_check(struct rpc_call *call, const uint8_t *req, size_t le
 	Grpc__Health__V1__HealthCheckRequest *m =
 		grpc__health__v1__health_check_request__unpack(NULL, len, req);
 	if (!m) {
-		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed HealthCheckRequest message");
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+				"malformed HealthCheckRequest message");
 		return;
 	}
 	bool known = m->service[0] == '\0' || strcmp(m->service, "rund.JobController") == 0;
@@ -382,7 +384,8 @@ static void on_health_check(struct rpc_call *call, const uint8_t *req, size_t le
 		snprintf(msg, sizeof msg, "unknown service \"%.100s\"", m->service);
 		rpc_call_finish(call, GRPC_NOT_FOUND, msg);
 	} else {
-		Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+		Grpc__Health__V1__HealthCheckResponse r =
+			GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 		r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 		send_packed(call, &r.base);
 	}

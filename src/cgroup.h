@@ -24,10 +24,10 @@ enum {
 };
 
 struct cgroup_root {
-	char *path;       /* absolute path of R */
-	char *mount;      /* the cgroup2 mount point, for messages */
-	int dirfd;        /* O_PATH|O_DIRECTORY of R */
-	int jobs_fd;      /* directory fd of R/jobs */
+	char *path;	      /* absolute path of R */
+	char *mount;	      /* the cgroup2 mount point, for messages */
+	int dirfd;	      /* O_PATH|O_DIRECTORY of R */
+	int jobs_fd;	      /* directory fd of R/jobs */
 	unsigned controllers; /* CGROUP_* enabled for jobs */
 };
 
@@ -75,9 +75,9 @@ int cgroup_job_kill(const struct cgroup_root *root, const char *id, struct err *
 struct cgroup_stats {
 	uint64_t user_usec, system_usec;
 	uint64_t memory_current; /* 0 where memory.current does not exist */
-	uint64_t memory_peak;    /* 0 where memory.peak does not exist */
-	uint64_t oom_kills;      /* memory.events oom_kill */
-	bool populated;          /* cgroup.events */
+	uint64_t memory_peak;	 /* 0 where memory.peak does not exist */
+	uint64_t oom_kills;	 /* memory.events oom_kill */
+	bool populated;		 /* cgroup.events */
 };
 
 /* Reads what exists of cpu.stat, memory.*, cgroup.events. 0 or -errno

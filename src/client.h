@@ -12,7 +12,7 @@
 struct client;
 
 struct client_opts {
-	const char *addr;   /* "host:port", "[v6]:port" */
+	const char *addr; /* "host:port", "[v6]:port" */
 	const char *ca, *cert, *key;
 	uint64_t timeout_ms; /* per call deadline (sent as grpc-timeout); 0 = none */
 	/* When non-NULL and it becomes non-zero (e.g. from a SIGINT handler), a
@@ -22,8 +22,8 @@ struct client_opts {
 
 /* The outcome of a call that reached the server. */
 struct client_status {
-	int code;             /* grpc_code */
-	char message[1024];   /* decoded grpc-message */
+	int code;	    /* grpc_code */
+	char message[1024]; /* decoded grpc-message */
 };
 
 /* Connects and completes the TLS and HTTP/2 handshakes. NULL with err set

@@ -23,11 +23,11 @@ enum flag_type {
 };
 
 struct flag {
-	const char *name;   /* without dashes */
+	const char *name; /* without dashes */
 	enum flag_type type;
-	void *value;        /* holds the default on entry */
-	const char *usage;  /* one line */
-	bool set;           /* out: given on the command line */
+	void *value;	   /* holds the default on entry */
+	const char *usage; /* one line */
+	bool set;	   /* out: given on the command line */
 };
 
 #define FLAGS_HELP 1

@@ -40,12 +40,12 @@ void grpc_prefix_encode(uint8_t out[GRPC_PREFIX_LEN], uint32_t len);
 /* Incremental decoder for a stream of length-prefixed messages, fed DATA
  * frame payloads in arbitrary pieces. */
 struct grpc_decoder {
-	size_t max_message;  /* messages above this fail with -EMSGSIZE */
+	size_t max_message; /* messages above this fail with -EMSGSIZE */
 	uint8_t prefix[GRPC_PREFIX_LEN];
 	size_t prefix_have;
-	uint8_t *msg;        /* owned buffer of the message being assembled */
+	uint8_t *msg; /* owned buffer of the message being assembled */
 	size_t msg_len, msg_have;
-	size_t msg_cap;      /* allocated size of msg; grows with bytes received */
+	size_t msg_cap; /* allocated size of msg; grows with bytes received */
 	bool compressed;
 };
 

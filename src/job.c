@@ -57,7 +57,7 @@ struct job {
 	bool sup_is_child;
 	int pidfd;
 	struct loop_watch *pid_watch;
-	int wd;                    /* inotify watch on the job dir, -1 if none */
+	int wd; /* inotify watch on the job dir, -1 if none */
 	uint64_t ended_mono_ns;
 	struct job_follower *followers;
 	struct job_waiter *waiters;
@@ -66,7 +66,7 @@ struct job {
 
 struct job_pending {
 	struct job_table *t;
-	struct job *job;            /* not yet in the table */
+	struct job *job; /* not yet in the table */
 	pid_t pid;
 	int pidfd;
 	int report_fd;
@@ -371,7 +371,9 @@ static void supervisor_gone(struct job *j)
 	} else {
 		if (r != -ENOENT)
 			fprintf(stderr, "rund: %s\n", err.msg);
-		fprintf(stderr, "rund: job %s: supervisor died without recording a status; killing the job\n",
+		fprintf(stderr,
+			"rund: job %s: supervisor died without recording a status; killing the "
+			"job\n",
 			j->id);
 		j->state = JOB_LOST;
 		err_clear(&err);
@@ -610,7 +612,8 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	s->cgroup = xstrdup(t->cfg.cgroup->path);
 	if (t->cfg.n_io_devices) {
 		s->io_devices = xcalloc(t->cfg.n_io_devices, sizeof *s->io_devices);
-		memcpy(s->io_devices, t->cfg.io_devices, t->cfg.n_io_devices * sizeof *s->io_devices);
+		memcpy(s->io_devices, t->cfg.io_devices,
+		       t->cfg.n_io_devices * sizeof *s->io_devices);
 		s->n_io_devices = t->cfg.n_io_devices;
 	}
 	s->max_log_bytes = t->cfg.max_log_bytes;
@@ -872,7 +875,8 @@ static void recover_job(struct job_table *t, const char *name)
 	}
 	r = read_file_at(j->dirfd, "spec", SPEC_MAX, &buf, &len);
 	if (r < 0) {
-		fprintf(stderr, "rund: state: skipping jobs/%s: read spec: %s\n", name, strerror(-r));
+		fprintf(stderr, "rund: state: skipping jobs/%s: read spec: %s\n", name,
+			strerror(-r));
 		goto bad;
 	}
 	if (jobspec_decode(buf, len, &j->spec, &err) < 0 || strcmp(j->spec.id, canon) != 0) {

@@ -27,13 +27,13 @@ struct job_table;
 struct job;
 
 struct job_config {
-	const char *state_dir;       /* absolute; created if missing */
-	const char *exe;             /* the rund binary to run as supervisor */
-	struct cgroup_root *cgroup;  /* set up by the caller; borrowed */
+	const char *state_dir;	    /* absolute; created if missing */
+	const char *exe;	    /* the rund binary to run as supervisor */
+	struct cgroup_root *cgroup; /* set up by the caller; borrowed */
 	const struct io_device *io_devices;
 	size_t n_io_devices;
-	uint64_t max_log_bytes;      /* per job; 0 = unlimited */
-	uint64_t retention_ns;       /* ended jobs are removed after this; 0 = never */
+	uint64_t max_log_bytes; /* per job; 0 = unlimited */
+	uint64_t retention_ns;	/* ended jobs are removed after this; 0 = never */
 };
 
 /* Opens the state directory and serves every job found there (running jobs
@@ -47,7 +47,7 @@ size_t job_table_count(const struct job_table *t);
 /* --- Start ------------------------------------------------------------ */
 
 struct job_request {
-	char **argv;                 /* argv[0] is the name; borrowed */
+	char **argv; /* argv[0] is the name; borrowed */
 	size_t argc;
 	struct job_limits limits;
 	const struct san_set *owner; /* the caller's SANs; borrowed */
@@ -79,7 +79,7 @@ void job_unref(struct job *j);
 enum job_state {
 	JOB_RUNNING = 1,
 	JOB_EXITED = 2,
-	JOB_LOST = 3,   /* its supervisor died; the job was killed */
+	JOB_LOST = 3, /* its supervisor died; the job was killed */
 };
 
 struct job_info {
@@ -91,8 +91,8 @@ struct job_info {
 	bool oom_killed;
 	uint64_t user_usec, system_usec;
 	uint64_t memory_current, memory_peak;
-	uint64_t start_ns, end_ns;  /* 0 = unknown / not yet */
-	char *const *argv;          /* borrowed from the job */
+	uint64_t start_ns, end_ns; /* 0 = unknown / not yet */
+	char *const *argv;	   /* borrowed from the job */
 	size_t argc;
 	uint64_t log_bytes;
 	bool log_truncated;

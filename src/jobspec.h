@@ -24,9 +24,9 @@
 #include "san.h"
 
 enum job_limit {
-	LIMIT_CPU = 0,   /* cpu.max quota in µs per 100000 µs period */
-	LIMIT_MEMORY,    /* memory.max bytes */
-	LIMIT_RBPS,      /* io.max */
+	LIMIT_CPU = 0, /* cpu.max quota in µs per 100000 µs period */
+	LIMIT_MEMORY,  /* memory.max bytes */
+	LIMIT_RBPS,    /* io.max */
 	LIMIT_WBPS,
 	LIMIT_RIOPS,
 	LIMIT_WIOPS,
@@ -43,34 +43,34 @@ struct io_device {
 };
 
 struct jobspec {
-	char id[27];              /* ULID text */
-	char **argv;              /* argv[0] = name; NULL-terminated; owned */
+	char id[27]; /* ULID text */
+	char **argv; /* argv[0] = name; NULL-terminated; owned */
 	size_t argc;
 	struct job_limits limits;
 	struct san_set owners;
-	uint64_t created_ns;      /* CLOCK_REALTIME */
-	char *cgroup;             /* absolute path of the rund cgroup root R (job: R/jobs/<id>) */
+	uint64_t created_ns; /* CLOCK_REALTIME */
+	char *cgroup;	     /* absolute path of the rund cgroup root R (job: R/jobs/<id>) */
 	struct io_device *io_devices; /* io.max targets (owned) */
 	size_t n_io_devices;
-	uint64_t max_log_bytes;   /* 0 = unlimited */
+	uint64_t max_log_bytes; /* 0 = unlimited */
 };
 
 struct jobstart {
 	pid_t supervisor_pid;
-	pid_t pid;                /* the job's main process */
-	uint64_t start_ns;        /* CLOCK_REALTIME at exec */
+	pid_t pid;	   /* the job's main process */
+	uint64_t start_ns; /* CLOCK_REALTIME at exec */
 };
 
 struct jobstatus {
-	uint64_t end_ns;          /* CLOCK_REALTIME when the main process ended */
-	bool exited;              /* true: exit_code valid; false: killed by signal */
+	uint64_t end_ns; /* CLOCK_REALTIME when the main process ended */
+	bool exited;	 /* true: exit_code valid; false: killed by signal */
 	int exit_code;
 	int signal;
-	bool stopped;             /* a Stop call ended it (the "stop" file existed) */
+	bool stopped; /* a Stop call ended it (the "stop" file existed) */
 	bool oom_killed;
 	uint64_t user_usec, system_usec;
-	uint64_t memory_peak;     /* 0 when the kernel does not offer it */
-	uint64_t log_bytes;       /* output bytes kept */
+	uint64_t memory_peak; /* 0 when the kernel does not offer it */
+	uint64_t log_bytes;   /* output bytes kept */
 	bool log_truncated;
 };
 

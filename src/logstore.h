@@ -21,10 +21,10 @@ enum log_stream {
 };
 
 struct logwriter {
-	int fd;             /* O_APPEND file, owned */
-	uint64_t kept;      /* output bytes written (excluding headers) */
-	uint64_t cap;       /* 0 = unlimited */
-	bool truncated;     /* cap reached; further output is dropped */
+	int fd;		/* O_APPEND file, owned */
+	uint64_t kept;	/* output bytes written (excluding headers) */
+	uint64_t cap;	/* 0 = unlimited */
+	bool truncated; /* cap reached; further output is dropped */
 };
 
 /* Opens (creating) path relative to dirfd for appending. 0 or -errno. */
@@ -38,22 +38,22 @@ void logwriter_close(struct logwriter *w);
 /* Parses one record at the start of buf. Returns 1 and fills *stream,
  * *data, *len, *consumed for a complete record; 0 if buf holds only part
  * of one (read more); -EBADMSG for a bad stream byte or oversized length. */
-int logstore_parse(const uint8_t *buf, size_t buflen, enum log_stream *stream,
-		   const uint8_t **data, size_t *len, size_t *consumed);
+int logstore_parse(const uint8_t *buf, size_t buflen, enum log_stream *stream, const uint8_t **data,
+		   size_t *len, size_t *consumed);
 
 /* A follower of a log file. */
 struct logreader {
-	int fd;               /* owned */
-	uint64_t off;         /* file offset of buf[0] */
+	int fd;	      /* owned */
+	uint64_t off; /* file offset of buf[0] */
 	uint8_t *buf;
 	size_t cap, start, end; /* valid bytes are buf[start..end) */
-	enum log_stream cur;  /* stream of the record being handed out */
-	size_t rec_left;      /* its payload bytes not yet handed out */
+	enum log_stream cur;	/* stream of the record being handed out */
+	size_t rec_left;	/* its payload bytes not yet handed out */
 };
 
 struct logchunk {
 	enum log_stream stream;
-	const uint8_t *data;  /* valid until the next logreader call */
+	const uint8_t *data; /* valid until the next logreader call */
 	size_t len;
 	uint64_t truncated_at; /* for LOG_TRUNCATED */
 };

@@ -66,7 +66,8 @@ struct loop_timer *loop_timer_new(struct loop *loop, loop_fn fn, void *ctx)
 
 void loop_timer_arm(struct loop_timer *t, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(t->ev, &tv);
 }
 

@@ -22,8 +22,8 @@ struct san_set;
 typedef void (*rpc_handler_fn)(struct rpc_call *call, const uint8_t *req, size_t len);
 
 struct rpc_method {
-	const char *path;  /* "/rund.JobController/Start" */
-	bool streaming;    /* server-streaming response */
+	const char *path; /* "/rund.JobController/Start" */
+	bool streaming;	  /* server-streaming response */
 	rpc_handler_fn handler;
 };
 

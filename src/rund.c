@@ -40,9 +40,10 @@ struct daemon {
 
 static void usage_main(FILE *out)
 {
-	fprintf(out, "usage: rund serve [flags]          run the daemon\n"
-		     "       rund execute -fifo PATH     per-job supervisor (started by the daemon)\n"
-		     "Run \"rund serve -h\" for the daemon's flags.\n");
+	fprintf(out,
+		"usage: rund serve [flags]          run the daemon\n"
+		"       rund execute -fifo PATH     per-job supervisor (started by the daemon)\n"
+		"Run \"rund serve -h\" for the daemon's flags.\n");
 }
 
 static void drained(void *ctx)
@@ -116,19 +117,33 @@ static int serve(int argc, char **argv)
 		.max_connections = 1024,
 	};
 	struct flag flags[] = {
-		{"addr", FLAG_STRING, &o.addr, "listen address host:port (\":8000\" = all interfaces, IPv4 and IPv6)"},
-		{"ca", FLAG_STRING, &o.ca, "CA certificate(s) that client certificates must chain to (PEM)"},
+		{"addr", FLAG_STRING, &o.addr,
+		 "listen address host:port (\":8000\" = all interfaces, IPv4 and IPv6)"},
+		{"ca", FLAG_STRING, &o.ca,
+		 "CA certificate(s) that client certificates must chain to (PEM)"},
 		{"cert", FLAG_STRING, &o.cert, "server certificate (PEM)"},
 		{"key", FLAG_STRING, &o.key, "server private key (PEM)"},
-		{"tls_groups", FLAG_STRING, &o.tls_groups, "TLS 1.3 key exchange groups, in order of preference"},
-		{"state_dir", FLAG_STRING, &o.state_dir, "directory for job specs, output and final status"},
-		{"cgroup", FLAG_STRING, &o.cgroup, "cgroup v2 directory to run under (default: the daemon's own cgroup, or <cgroup2 mount>/rund when that is the root)"},
-		{"io_devices", FLAG_STRING, &o.io_devices, "MAJ:MIN,... devices io.max limits apply to (default: every whole disk except loop, ram, zram)"},
-		{"max_log_bytes", FLAG_BYTES, &o.max_log_bytes, "output kept per job (K/M/G suffixes; 0 = unlimited); later output is discarded and readers are told"},
-		{"retention", FLAG_DURATION, &o.retention, "how long an ended job, its output and status are kept (0 = forever)"},
-		{"handshake_timeout", FLAG_DURATION, &o.handshake_timeout, "drop connections that have not completed the TLS handshake by then"},
-		{"drain", FLAG_DURATION, &o.drain, "on SIGINT/SIGTERM, how long running calls may take to finish"},
-		{"max_connections", FLAG_U64, &o.max_connections, "maximum number of simultaneous client connections"},
+		{"tls_groups", FLAG_STRING, &o.tls_groups,
+		 "TLS 1.3 key exchange groups, in order of preference"},
+		{"state_dir", FLAG_STRING, &o.state_dir,
+		 "directory for job specs, output and final status"},
+		{"cgroup", FLAG_STRING, &o.cgroup,
+		 "cgroup v2 directory to run under (default: the daemon's own cgroup, or <cgroup2 "
+		 "mount>/rund when that is the root)"},
+		{"io_devices", FLAG_STRING, &o.io_devices,
+		 "MAJ:MIN,... devices io.max limits apply to (default: every whole disk except "
+		 "loop, ram, zram)"},
+		{"max_log_bytes", FLAG_BYTES, &o.max_log_bytes,
+		 "output kept per job (K/M/G suffixes; 0 = unlimited); later output is discarded "
+		 "and readers are told"},
+		{"retention", FLAG_DURATION, &o.retention,
+		 "how long an ended job, its output and status are kept (0 = forever)"},
+		{"handshake_timeout", FLAG_DURATION, &o.handshake_timeout,
+		 "drop connections that have not completed the TLS handshake by then"},
+		{"drain", FLAG_DURATION, &o.drain,
+		 "on SIGINT/SIGTERM, how long running calls may take to finish"},
+		{"max_connections", FLAG_U64, &o.max_connections,
+		 "maximum number of simultaneous client connections"},
 	};
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);

@@ -9,7 +9,7 @@
 
 struct san_set {
 	size_t n;
-	char **names;  /* owned; kept sorted and unique */
+	char **names; /* owned; kept sorted and unique */
 };
 
 /* Adds a copy of name (DNS names are lower-cased so comparison is case

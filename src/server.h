@@ -14,19 +14,18 @@
 struct server;
 
 struct server_opts {
-	const char *addr;            /* ":8000", "127.0.0.1:0", "[::1]:8000" */
-	SSL_CTX *ssl_ctx;            /* server policy (tls.h); borrowed */
+	const char *addr; /* ":8000", "127.0.0.1:0", "[::1]:8000" */
+	SSL_CTX *ssl_ctx; /* server policy (tls.h); borrowed */
 	const struct rpc_method *methods;
 	size_t n_methods;
-	size_t max_message;          /* 0 = GRPC_DEFAULT_MAX_MESSAGE */
-	size_t max_connections;      /* 0 = 1024 */
+	size_t max_message;	       /* 0 = GRPC_DEFAULT_MAX_MESSAGE */
+	size_t max_connections;	       /* 0 = 1024 */
 	unsigned handshake_timeout_ms; /* 0 = 10000 */
 };
 
 /* Binds and listens (":port" means all IPv6 and IPv4 interfaces). NULL
  * with err set ("listen on :8000: Address already in use"). */
-struct server *server_new(struct event_base *base, const struct server_opts *opts,
-			  struct err *err);
+struct server *server_new(struct event_base *base, const struct server_opts *opts, struct err *err);
 
 /* The bound port (useful with port 0). */
 int server_port(const struct server *s);

@@ -12,7 +12,7 @@
 #define TLS_DEFAULT_GROUPS "X25519:P-521:P-384:P-256"
 
 struct tls_opts {
-	const char *ca;     /* PEM CA bundle the peer's certificate must chain to */
+	const char *ca;	    /* PEM CA bundle the peer's certificate must chain to */
 	const char *cert;   /* our PEM certificate (chain) */
 	const char *key;    /* our PEM private key */
 	const char *groups; /* NULL = TLS_DEFAULT_GROUPS */

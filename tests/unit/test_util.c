@@ -39,19 +39,19 @@ static void test_utf8(void **state)
 	} cases[] = {
 		{"", true},
 		{"plain ascii $HOME 'x'", true},
-		{"caf\xc3\xa9", true},                  /* é */
-		{"\xe2\x82\xac", true},                 /* € */
-		{"\xf0\x9f\x98\x80", true},             /* U+1F600 */
-		{"\xf4\x8f\xbf\xbf", true},             /* U+10FFFF */
+		{"caf\xc3\xa9", true},	    /* é */
+		{"\xe2\x82\xac", true},	    /* € */
+		{"\xf0\x9f\x98\x80", true}, /* U+1F600 */
+		{"\xf4\x8f\xbf\xbf", true}, /* U+10FFFF */
 		{"\xff", false},
-		{"\xc0\xaf", false},                    /* overlong '/' */
-		{"\xe0\x80\xaf", false},                /* overlong */
-		{"\xed\xa0\x80", false},                /* surrogate */
-		{"\xf4\x90\x80\x80", false},            /* above U+10FFFF */
-		{"\xc3", false},                        /* truncated */
-		{"\xe2\x82", false},                    /* truncated */
-		{"a\x80", false},                       /* stray continuation */
-		{"\xc3\x28", false},                    /* bad continuation */
+		{"\xc0\xaf", false},	     /* overlong '/' */
+		{"\xe0\x80\xaf", false},     /* overlong */
+		{"\xed\xa0\x80", false},     /* surrogate */
+		{"\xf4\x90\x80\x80", false}, /* above U+10FFFF */
+		{"\xc3", false},	     /* truncated */
+		{"\xe2\x82", false},	     /* truncated */
+		{"a\x80", false},	     /* stray continuation */
+		{"\xc3\x28", false},	     /* bad continuation */
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		if (utf8_valid(cases[i].s, strlen(cases[i].s)) != cases[i].ok)
