@@ -30,8 +30,24 @@
 #define H2_QUEUE_LOW (256 * 1024)       /* pull a streaming call below this */
 #define H2_PULL_BUDGET (512 * 1024)     /* ... up to about this much queued */
 #define H2_DEFAULT_HIGH_WATER (1 << 20)
+#define H2_BLOCK_SIZE (1024 * 1024)  /* response bytes are copied into these */
+#define H2_BLOCK_MIN_MESSAGE 4096    /* smaller messages go to plain chains */
+#define H2_POOL_MAX 16               /* free blocks kept for reuse */
 #define H2_PATH_MAX 1024
 #define H2_ENCODING_MAX 64
+
+/* Large response messages are copied into big reference-counted blocks
+ * that are recycled through a small free list, and appended to the call's
+ * queue with evbuffer_add_reference: the bytes are copied once (from the
+ * handler) and then only relinked, queue -> output, until OpenSSL encrypts
+ * them. Without the pool every Log message would be a fresh 128 KiB+
+ * allocation, and page faults on new memory cost more than the copy. */
+struct h2_block {
+	struct h2_block *next_free;
+	size_t refs;  /* queued pieces + the call appending to it */
+	size_t used, size;
+	uint8_t data[];
+};
 
 struct rpc_call {
 	struct h2_conn *conn;
@@ -63,6 +79,7 @@ struct rpc_call {
 	int code;
 	char *message;
 	struct evbuffer *queue;  /* prefixed messages not yet framed */
+	struct h2_block *block;  /* block being filled by rpc_call_send */
 	struct event *deadline;
 
 	void *ctx;
@@ -78,6 +95,73 @@ struct h2_conn {
 	size_t n_calls;
 	bool goaway;
 };
+
+/* ---- response blocks ------------------------------------------------ */
+
+static struct h2_block *pool;
+static size_t pool_len;
+
+static struct h2_block *block_get(size_t need)
+{
+	struct h2_block *b;
+	if (need <= H2_BLOCK_SIZE && pool) {
+		b = pool;
+		pool = b->next_free;
+		pool_len--;
+	} else {
+		size_t size = need > H2_BLOCK_SIZE ? need : H2_BLOCK_SIZE;
+		b = xmalloc(sizeof *b + size);
+		b->size = size;
+	}
+	b->next_free = NULL;
+	b->refs = 1;
+	b->used = 0;
+	return b;
+}
+
+static void block_unref(struct h2_block *b)
+{
+	if (!b || --b->refs > 0)
+		return;
+	if (b->size == H2_BLOCK_SIZE && pool_len < H2_POOL_MAX) {
+		b->next_free = pool;
+		pool = b;
+		pool_len++;
+		return;
+	}
+	free(b);
+}
+
+static void block_piece_done(const void *data, size_t len, void *extra)
+{
+	block_unref(extra);
+}
+
+/* Appends prefix + iov to the queue through the call's current block. */
+static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREFIX_LEN],
+			   const struct iovec *iov, int iovcnt, size_t total)
+{
+	size_t need = GRPC_PREFIX_LEN + total;
+	struct h2_block *b = call->block;
+	if (!b || b->size - b->used < need) {
+		block_unref(b);
+		b = call->block = block_get(need);
+	}
+	uint8_t *p = b->data + b->used;
+	memcpy(p, prefix, GRPC_PREFIX_LEN);
+	size_t off = GRPC_PREFIX_LEN;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(p + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	b->used += need;
+	b->refs++;
+	if (evbuffer_add_reference(call->queue, p, need, block_piece_done, b) < 0) {
+		fprintf(stderr, "rund: out of memory queueing a response\n");
+		exit(1);
+	}
+}
 
 /* ---- calls ---------------------------------------------------------- */
 
@@ -126,6 +210,7 @@ static void call_free(struct rpc_call *call)
 		event_free(call->deadline);
 	if (call->queue)
 		evbuffer_free(call->queue);
+	block_unref(call->block);
 	grpc_decoder_free(&call->dec);
 	free(call->path);
 	free(call->encoding);
@@ -217,6 +302,21 @@ static void submit_trailers(struct rpc_call *call)
 	nghttp2_submit_trailer(call->conn->session, call->stream_id, nv, (size_t)n);
 }
 
+/* The longest prefix of q, at most len bytes, that ends on a chain
+ * boundary (len itself if the first chain is longer): frames that end
+ * there let send_data_cb relink chains instead of copying a split one. */
+static size_t whole_pieces(struct evbuffer *q, size_t len)
+{
+	struct evbuffer_iovec v[64];
+	int n = evbuffer_peek(q, (ev_ssize_t)len, NULL, v, ARRAY_SIZE(v));
+	if (n > (int)ARRAY_SIZE(v))
+		n = ARRAY_SIZE(v);
+	size_t sum = 0;
+	for (int i = 0; i < n && sum + v[i].iov_len <= len; i++)
+		sum += v[i].iov_len;
+	return sum ? sum : len;
+}
+
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 			    size_t length, uint32_t *flags, nghttp2_data_source *source,
 			    void *user_data)
@@ -232,6 +332,8 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 	}
 	if (q > 0) {
 		size_t n = q < length ? q : length;
+		if (n < q)
+			n = whole_pieces(call->queue, n);
 		*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 		if (n == q && call->finished) {
 			*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -281,10 +383,14 @@ int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt)
 		call->queue = evbuffer_new();
 	uint8_t prefix[GRPC_PREFIX_LEN];
 	grpc_prefix_encode(prefix, (uint32_t)total);
-	evbuffer_add(call->queue, prefix, sizeof prefix);
-	for (int i = 0; i < iovcnt; i++)
-		if (iov[i].iov_len)
-			evbuffer_add(call->queue, iov[i].iov_base, iov[i].iov_len);
+	if (total >= H2_BLOCK_MIN_MESSAGE) {
+		queue_in_block(call, prefix, iov, iovcnt, total);
+	} else {
+		evbuffer_add(call->queue, prefix, sizeof prefix);
+		for (int i = 0; i < iovcnt; i++)
+			if (iov[i].iov_len)
+				evbuffer_add(call->queue, iov[i].iov_base, iov[i].iov_len);
+	}
 	if (!call->response_started) {
 		call_start_response(call);
 		wake(call->conn);

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,8 +22,7 @@
 
 #define SPEC_MAX (8u << 20)
 #define SMALL_FILE_MAX 4096
-#define FIFO_OPEN_RETRY_MS 1
-#define FIFO_OPEN_TIMEOUT_MS 10000
+#define REQUEST_MAX (1u << 20) /* encoded command line + limits + owners */
 #define LOST_REMOVE_TIMEOUT_MS 2000
 
 struct job_follower {
@@ -71,16 +71,12 @@ struct job_pending {
 	int pidfd;
 	int report_fd;
 	struct loop_watch *report_watch;
-	char *fifo_data;
-	size_t fifo_len;
-	struct loop_timer *fifo_timer;
-	unsigned fifo_waited_ms;
+	int fifo_fd;
 	char line[1024];
 	size_t line_len;
 	job_started_fn cb;
 	void *ctx;
 	bool detached;
-	bool fifo_done;
 };
 
 #define NBUCKETS 4096
@@ -210,6 +206,16 @@ bool job_ended(const struct job *j)
 	return j->state != JOB_RUNNING;
 }
 
+/* Jobs in the table hold no directory fd (10,000 jobs must fit in the
+ * descriptor limit): their files are opened by path when needed. */
+static void close_dirfd(struct job *j)
+{
+	if (j->dirfd >= 0) {
+		close(j->dirfd);
+		j->dirfd = -1;
+	}
+}
+
 /* Removes a job directory and its files (no subdirectories are expected). */
 static void remove_job_dir(int jobs_fd, const char *id)
 {
@@ -232,9 +238,11 @@ static void remove_job_dir(int jobs_fd, const char *id)
 }
 
 /* True while the job's supervisor holds its lock, i.e. is alive. */
-static bool supervisor_alive(int dirfd)
+static bool supervisor_alive(struct job *j)
 {
-	_cleanup_close_ int fd = openat(dirfd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char path[ULID_LEN + 8];
+	snprintf(path, sizeof path, "%s/lock", j->id);
+	_cleanup_close_ int fd = openat(j->t->jobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return false;
 	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
@@ -248,7 +256,9 @@ static int load_start(struct job *j, struct err *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	int r = read_file_at(j->dirfd, "started", SMALL_FILE_MAX, &buf, &len);
+	char path[ULID_LEN + 12];
+	snprintf(path, sizeof path, "%s/started", j->id);
+	int r = read_file_at(j->t->jobs_fd, path, SMALL_FILE_MAX, &buf, &len);
 	if (r < 0)
 		return err_sys(err, -r, "job %s: read started", j->id);
 	r = jobstart_decode(buf, len, &j->start, err);
@@ -263,7 +273,9 @@ static int load_status(struct job *j, struct err *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	int r = read_file_at(j->dirfd, "status", SMALL_FILE_MAX, &buf, &len);
+	char path[ULID_LEN + 12];
+	snprintf(path, sizeof path, "%s/status", j->id);
+	int r = read_file_at(j->t->jobs_fd, path, SMALL_FILE_MAX, &buf, &len);
 	if (r < 0)
 		return r == -ENOENT ? r : err_sys(err, -r, "job %s: read status", j->id);
 	r = jobstatus_decode(buf, len, &j->status, err);
@@ -333,11 +345,7 @@ static void mark_ended(struct job *j)
 	uint64_t now = now_mono_ns(), real = now_real_ns(), end = j->status.end_ns;
 	uint64_t ago = end && end < real ? real - end : 0;
 	j->ended_mono_ns = ago < now ? now - ago : 0;
-	/* An ended job costs no descriptor: its files are opened on demand. */
-	if (j->dirfd >= 0) {
-		close(j->dirfd);
-		j->dirfd = -1;
-	}
+	close_dirfd(j);
 	retention_arm(t, j->ended_mono_ns + t->cfg.retention_ns);
 	job_ref(j);
 	while (j->waiters) {
@@ -394,6 +402,7 @@ static void on_supervisor_exit(void *ctx)
 static void watch_running(struct job *j)
 {
 	struct job_table *t = j->t;
+	close_dirfd(j);
 	j->pid_watch = loop_watch_fd(t->loop, j->pidfd, on_supervisor_exit, j);
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/jobs/%s", t->cfg.state_dir, j->id);
@@ -428,12 +437,12 @@ static void on_inotify(void *ctx)
 static void pending_free(struct job_pending *p)
 {
 	loop_watch_free(p->report_watch);
-	loop_timer_free(p->fifo_timer);
+	if (p->fifo_fd >= 0)
+		close(p->fifo_fd);
 	if (p->report_fd >= 0)
 		close(p->report_fd);
 	if (p->pidfd >= 0)
 		close(p->pidfd);
-	free(p->fifo_data);
 	if (p->job)
 		job_unref(p->job);
 	free(p);
@@ -515,37 +524,36 @@ static void on_report(void *ctx)
 	pending_fail(p, &err);
 }
 
-static void try_fifo(void *ctx)
+/* Opens the request FIFO read-write and writes the whole request into it.
+ * Read-write so the open never blocks or fails for want of a reader, and
+ * the data survives until the supervisor reads it: we keep the fd until
+ * its report. The request must fit in the pipe buffer, so the write never
+ * blocks either. */
+static int write_request(struct job_pending *p, const char *spec, size_t len, struct err *err)
 {
-	struct job_pending *p = ctx;
-	char path[64];
-	snprintf(path, sizeof path, "%s/fifo", p->job->id);
-	/* O_NONBLOCK open of a FIFO for writing fails with ENXIO until the
-	 * supervisor has opened it for reading, and writing before that would
-	 * lose the data when we close. */
-	_cleanup_close_ int fd =
-		openat(p->t->jobs_fd, path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENXIO && p->fifo_waited_ms < FIFO_OPEN_TIMEOUT_MS) {
-		p->fifo_waited_ms += FIFO_OPEN_RETRY_MS;
-		loop_timer_arm(p->fifo_timer, FIFO_OPEN_RETRY_MS);
-		return;
-	}
-	struct err err = {0};
-	if (fd < 0) {
-		err_sys(&err, errno == ENXIO ? ETIMEDOUT : errno,
-			"hand the request to the job's supervisor");
-		pending_fail(p, &err);
-		return;
-	}
-	/* The supervisor is reading: a blocking write completes promptly. */
-	fcntl(fd, F_SETFL, 0);
-	int r = write_all(fd, p->fifo_data, p->fifo_len);
-	if (r < 0) {
-		err_sys(&err, -r, "write the request to the job's supervisor");
-		pending_fail(p, &err);
-		return;
-	}
-	p->fifo_done = true;
+	char hdr[24];
+	int n = snprintf(hdr, sizeof hdr, "%zu\n", len);
+	size_t total = (size_t)n + len;
+	if (total > REQUEST_MAX)
+		return err_set(err, E2BIG, ERR_INVALID,
+			       "command line too long: %zu bytes encoded, limit %u", total,
+			       REQUEST_MAX);
+	p->fifo_fd = openat(p->job->dirfd, "fifo", O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	if (p->fifo_fd < 0)
+		return err_sys(err, errno, "open fifo of job %s", p->job->id);
+	int cap = fcntl(p->fifo_fd, F_GETPIPE_SZ);
+	if (cap >= 0 && (size_t)cap < total)
+		cap = fcntl(p->fifo_fd, F_SETPIPE_SZ, (int)REQUEST_MAX);
+	if (cap < 0 || (size_t)cap < total)
+		return err_set(err, E2BIG, ERR_EXHAUSTED,
+			       "command line too long for the request pipe: %zu bytes", total);
+	struct iovec iov[2] = {{hdr, (size_t)n}, {(void *)spec, len}};
+	ssize_t w = writev(p->fifo_fd, iov, 2);
+	if (w < 0)
+		return err_sys(err, errno, "write request of job %s", p->job->id);
+	if ((size_t)w != total)
+		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", p->job->id);
+	return 0;
 }
 
 static int spawn_supervisor(struct job_table *t, const char *id, int report_w, pid_t *pid,
@@ -631,9 +639,11 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	p->job = j;
 	p->pidfd = -1;
 	p->report_fd = -1;
+	p->fifo_fd = -1;
 	p->cb = cb;
 	p->ctx = ctx;
-	p->fifo_data = jobspec_encode(s, &p->fifo_len);
+	size_t spec_len;
+	_cleanup_free_ char *spec = jobspec_encode(s, &spec_len);
 
 	if (mkdirat(t->jobs_fd, id, 0700) < 0) {
 		r = err_sys(err, errno, "create job directory %s/jobs/%s", t->cfg.state_dir, id);
@@ -644,10 +654,12 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	int pipefd[2] = {-1, -1};
 	if (j->dirfd < 0) {
 		r = err_sys(err, errno, "open job directory %s", id);
-	} else if ((r = write_file_atomic(j->dirfd, "spec", p->fifo_data, p->fifo_len)) < 0) {
+	} else if ((r = write_file_atomic(j->dirfd, "spec", spec, spec_len)) < 0) {
 		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->cfg.state_dir, id);
 	} else if (mkfifoat(j->dirfd, "fifo", 0600) < 0) {
 		r = err_sys(err, errno, "create fifo for job %s", id);
+	} else if ((r = write_request(p, spec, spec_len, err)) < 0) {
+		/* err is set */
 	} else if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = err_sys(err, errno, "create report pipe");
 	} else {
@@ -672,9 +684,6 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	}
 	fcntl(p->report_fd, F_SETFL, O_NONBLOCK);
 	p->report_watch = loop_watch_fd(t->loop, p->report_fd, on_report, p);
-	/* First attempt from the loop: callbacks never run inside job_start. */
-	p->fifo_timer = loop_timer_new(t->loop, try_fifo, p);
-	loop_timer_arm(p->fifo_timer, 0);
 	*pending = p;
 	return 0;
 }
@@ -760,8 +769,10 @@ int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out,
 		*out = w;
 		return 0;
 	}
+	char path[ULID_LEN + 8];
+	snprintf(path, sizeof path, "%s/stop", j->id);
 	_cleanup_close_ int fd =
-		openat(j->dirfd, "stop", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		openat(j->t->jobs_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		free(w);
 		return err_sys(err, errno, "job %s: record the stop request", j->id);
@@ -894,11 +905,11 @@ static void recover_job(struct job_table *t, const char *name)
 	}
 	if (r != -ENOENT) {
 		fprintf(stderr, "rund: state: jobs/%s: %s; treating it as lost\n", name, err.msg);
-	} else if (started && supervisor_alive(j->dirfd)) {
+	} else if (started && supervisor_alive(j)) {
 		/* The lock proves the recorded pid is still our supervisor; a
 		 * pidfd opened before re-checking it cannot name a reused pid. */
 		j->pidfd = sys_pidfd_open(j->start.supervisor_pid, 0);
-		if (j->pidfd >= 0 && supervisor_alive(j->dirfd)) {
+		if (j->pidfd >= 0 && supervisor_alive(j)) {
 			j->sup_pid = j->start.supervisor_pid;
 			j->state = JOB_RUNNING;
 			table_insert(t, j);
@@ -906,7 +917,7 @@ static void recover_job(struct job_table *t, const char *name)
 			return;
 		}
 	} else if (!started) {
-		if (supervisor_alive(j->dirfd)) {
+		if (supervisor_alive(j)) {
 			fprintf(stderr, "rund: state: jobs/%s is still starting; skipped\n", name);
 			goto bad;
 		}

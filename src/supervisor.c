@@ -105,6 +105,43 @@ static const char *parse_args(int argc, char **argv)
 	return fifo;
 }
 
+/* Reads the request: a decimal length line, then that many bytes of
+ * jobspec. The daemon keeps its end open until we report, so there is no
+ * EOF to wait for (see supervisor.h). */
+static int read_request(int fd, char **out, size_t *len, struct err *err)
+{
+	char hdr[24];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read_retry(fd, hdr + n, 1);
+		if (r <= 0)
+			return r < 0 ? err_sys(err, (int)-r, "read request header")
+				     : err_set(err, EPROTO, ERR_INTERNAL, "request ends in its header");
+		if (hdr[n] == '\n')
+			break;
+		if (++n == sizeof hdr - 1)
+			return err_set(err, EPROTO, ERR_INTERNAL, "request header too long");
+	}
+	hdr[n] = '\0';
+	uint64_t want;
+	if (parse_u64(hdr, &want) < 0 || want > SPEC_MAX)
+		return err_set(err, EPROTO, ERR_INTERNAL, "bad request length \"%s\"", hdr);
+	_cleanup_free_ char *buf = xmalloc(want + 1);
+	for (size_t have = 0; have < want;) {
+		ssize_t r = read_retry(fd, buf + have, want - have);
+		if (r <= 0)
+			return r < 0 ? err_sys(err, (int)-r, "read request")
+				     : err_set(err, EPROTO, ERR_INTERNAL,
+					       "request truncated at %zu of %llu bytes", have,
+					       (unsigned long long)want);
+		have += (size_t)r;
+	}
+	buf[want] = '\0';
+	*out = steal_pointer(&buf);
+	*len = want;
+	return 0;
+}
+
 static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 {
 	/* If the daemon died before writing, do not wait forever: SIGALRM's
@@ -117,11 +154,11 @@ static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 	}
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
-	int r = read_fd_all(fd, SPEC_MAX, &buf, &len);
+	int r = read_request(fd, &buf, &len, err);
 	alarm(0);
 	unlink(fifo);
 	if (r < 0)
-		return err_sys(err, -r, "read fifo %s", fifo);
+		return err_wrap(err, "fifo %s", fifo);
 	r = jobspec_decode(buf, len, spec, err);
 	if (r < 0)
 		return err_wrap(err, "job request");

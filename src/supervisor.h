@@ -2,8 +2,11 @@
  *
  * Protocol with the daemon: the daemon creates <jobdir>/spec and the FIFO
  * <jobdir>/fifo, spawns `rund execute -fifo <jobdir>/fifo` with stdout a
- * pipe to itself, writes the encoded jobspec into the FIFO and closes it.
- * The supervisor reads it to EOF, removes the FIFO, starts a new session,
+ * pipe to itself. Before spawning, it opened the FIFO read-write (so
+ * neither side ever blocks in open) and wrote the request into it: a
+ * decimal byte count and a newline, then the encoded jobspec; it keeps
+ * that end open until the report below arrives. The supervisor reads the
+ * request, removes the FIFO, starts a new session,
  * takes the flock on <jobdir>/lock, creates the cgroup, clone3()s the job
  * into it and execs it, then writes <jobdir>/started and reports one line
  * on stdout:

@@ -174,8 +174,6 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t len)
 	if (fd < 0)
 		return -errno;
 	int r = write_all(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
 	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
 		r = -errno;
 	if (r < 0)

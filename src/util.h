@@ -58,8 +58,11 @@ int pwrite_all(int fd, const void *buf, size_t n, off_t off);
 int read_fd_all(int fd, size_t max, char **out, size_t *len);
 /* Reads a whole file relative to dirfd (AT_FDCWD allowed), same contract. */
 int read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len);
-/* Writes data to dirfd/name atomically: temp file, fsync, rename.
- * Returns 0 or -errno. */
+/* Writes data to dirfd/name atomically: temp file, then rename. Readers
+ * see the old or the new content, never a mix, whatever process dies
+ * when. Not fsync'ed: rund's files describe processes, which do not
+ * survive a power loss either, and an fsync on Start's path costs
+ * milliseconds. Returns 0 or -errno. */
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len);
 /* Writes a short string to an existing file (cgroup/proc knobs). 0 or -errno. */
 int write_file_at(int dirfd, const char *path, const char *s);
