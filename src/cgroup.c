@@ -505,6 +505,10 @@ int cgroup_job_stats(const struct cgroup_root *root, const char *id, struct cgro
 		keyed_u64(cpu, "user_usec", &st->user_usec);
 		keyed_u64(cpu, "system_usec", &st->system_usec);
 	}
+	/* Without the memory controller these files do not exist: do not pay
+	 * three failed lookups per Status call to find out again. */
+	if (!(root->controllers & CGROUP_MEMORY))
+		return 0;
 	if (read_knob(dfd, "memory.current", &cur) == 0) {
 		cur[strcspn(cur, "\n")] = '\0';
 		if (parse_u64(cur, &v) == 0)

@@ -564,8 +564,18 @@ static int spawn_supervisor(struct job_table *t, const char *id, int report_w, p
 	if (n < 0 || (size_t)n >= sizeof fifo)
 		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
 	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", fifo, NULL};
-	char *envp[] = {(char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			NULL};
+	/* A clean environment; sanitizer settings pass through so that an
+	 * instrumented supervisor reports where the test lane looks. */
+	static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+	char *envp[2 + ARRAY_SIZE(keep)];
+	size_t ne = 0;
+	envp[ne++] = (char *)"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+		const char *v = getenv(keep[i]);
+		if (v)
+			envp[ne++] = xasprintf("%s=%s", keep[i], v);
+	}
+	envp[ne] = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -584,6 +594,8 @@ static int spawn_supervisor(struct job_table *t, const char *id, int report_w, p
 	posix_spawnattr_setsigdefault(&attr, &dfl);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	int r = posix_spawn(pid, t->cfg.exe, &fa, &attr, argv, envp);
+	for (size_t i = 1; i < ne; i++)
+		free(envp[i]);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (r != 0)

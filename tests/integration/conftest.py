@@ -165,7 +165,12 @@ class Rund:
         self.start(extra_args)
 
     def cleanup(self):
-        self.stop(signal.SIGTERM)
+        code = self.stop(signal.SIGTERM)
+        if os.environ.get("RUND_SANITIZED") == "1":
+            log = open(self.errfile, "rb").read().decode(errors="replace")
+            for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                assert needle not in log, "sanitizer report from rund:\n" + log[-4000:]
+            assert code == 0, "rund exited %s under sanitizers:\n%s" % (code, log[-4000:])
         jobs = os.path.join(self.cgroup, "jobs")
         if os.path.isdir(jobs):
             for d in os.listdir(jobs):

@@ -225,6 +225,12 @@ static void test_stats_fixture(void **state)
 	root.jobs_fd = open(FIXTURES "/cgroup_root/jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(root.jobs_fd >= 0);
 	struct cgroup_stats st;
+	/* Memory files are read only where the memory controller is on. */
+	assert_int_equal(cgroup_job_stats(&root, "01ARYZ6S41TSV4RRFFQ69G5FAV", &st), 0);
+	assert_int_equal(st.user_usec, 1000);
+	assert_int_equal(st.memory_current, 0);
+	assert_int_equal(st.oom_kills, 0);
+	root.controllers = CGROUP_CPU | CGROUP_MEMORY;
 	assert_int_equal(cgroup_job_stats(&root, "01ARYZ6S41TSV4RRFFQ69G5FAV", &st), 0);
 	assert_int_equal(st.user_usec, 1000);
 	assert_int_equal(st.system_usec, 500);
