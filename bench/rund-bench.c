@@ -173,8 +173,8 @@ static void pack_start(struct packed *p, char **argv, size_t argc)
 
 /* Runs one unary call; 0 on GRPC_OK with *resp set, else -1 with a message
  * in err (transport failure or the server's status). */
-static int unary(struct client *c, const char *path, const uint8_t *req, size_t len,
-		 uint8_t **resp, size_t *resp_len, struct err *err)
+static int unary(struct client *c, const char *path, const uint8_t *req, size_t len, uint8_t **resp,
+		 size_t *resp_len, struct err *err)
 {
 	struct client_status st = {0};
 	int r = client_unary(c, path, req, len, resp, resp_len, &st, err);
@@ -188,8 +188,7 @@ static int unary(struct client *c, const char *path, const uint8_t *req, size_t 
 	return 0;
 }
 
-static int call_start(struct client *c, const struct packed *req, char id[ID_MAX],
-		      struct err *err)
+static int call_start(struct client *c, const struct packed *req, char id[ID_MAX], struct err *err)
 {
 	_cleanup_free_ uint8_t *resp = NULL;
 	size_t resp_len = 0;
@@ -206,8 +205,7 @@ static int call_start(struct client *c, const struct packed *req, char id[ID_MAX
 }
 
 /* Status or Stop of job `id`; *state receives JobStatus.state. */
-static int call_id(struct client *c, const char *path, const char *id, int *state,
-		   struct err *err)
+static int call_id(struct client *c, const char *path, const char *id, int *state, struct err *err)
 {
 	Rund__JobIdentifier ji = RUND__JOB_IDENTIFIER__INIT;
 	ji.ulid = (char *)id;
@@ -251,7 +249,7 @@ struct work {
 	size_t n, conns;
 	item_fn item;
 	void *ctx;
-	uint64_t *lat_ns;     /* per item, or NULL */
+	uint64_t *lat_ns; /* per item, or NULL */
 	atomic_size_t next;
 	atomic_size_t errors;
 	atomic_size_t connect_errors;
@@ -459,7 +457,7 @@ static void stop_job(struct client *c, const char *id)
 struct id_ctx {
 	const char *path;
 	char (*ids)[ID_MAX];
-	int want_state;     /* 0: any */
+	int want_state; /* 0: any */
 };
 
 static int item_id_call(struct work *w, struct client *c, size_t i, struct err *err)
@@ -473,8 +471,8 @@ static int item_id_call(struct work *w, struct client *c, size_t i, struct err *
 	if (call_id(c, ic->path, id, &state, err) < 0)
 		return -1;
 	if (ic->want_state && state != ic->want_state)
-		return err_set(err, EIO, ERR_INTERNAL, "%s %s: state %d, expected %d", ic->path,
-			       id, state, ic->want_state);
+		return err_set(err, EIO, ERR_INTERNAL, "%s %s: state %d, expected %d", ic->path, id,
+			       state, ic->want_state);
 	return 0;
 }
 
@@ -513,9 +511,9 @@ static int cmd_status(void)
 
 static int run_runc_status(const char *id)
 {
-	char *argv[] = {(char *)opt.runc, (char *)"-addr", (char *)opt.addr, (char *)"-ca",
-			(char *)opt.ca, (char *)"-cert", (char *)opt.cert, (char *)"-key",
-			(char *)opt.key, (char *)"status", (char *)id, NULL};
+	char *argv[] = {(char *)opt.runc, (char *)"-addr",  (char *)opt.addr, (char *)"-ca",
+			(char *)opt.ca,	  (char *)"-cert",  (char *)opt.cert, (char *)"-key",
+			(char *)opt.key,  (char *)"status", (char *)id,	      NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -636,8 +634,9 @@ static int read_log(struct client *c, const char *id, uint64_t *bytes, struct er
 		return err_set(err, EIO, ERR_INTERNAL, "Log %s: %s: %s", id,
 			       grpc_code_name(st.code), st.message);
 	if (*bytes != opt.bytes)
-		return err_set(err, EIO, ERR_INTERNAL, "Log %s: got %" PRIu64 " of %" PRIu64 " bytes",
-			       id, *bytes, opt.bytes);
+		return err_set(err, EIO, ERR_INTERNAL,
+			       "Log %s: got %" PRIu64 " of %" PRIu64 " bytes", id, *bytes,
+			       opt.bytes);
 	return 0;
 }
 
@@ -895,9 +894,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"spawn", cmd_spawn},         {"pipe", cmd_pipe}, {"start", cmd_start},
-	{"status", cmd_status},       {"handshake", cmd_handshake}, {"log", cmd_log},
-	{"mem", cmd_mem},             {"scale", cmd_scale},
+	{"spawn", cmd_spawn},	{"pipe", cmd_pipe},	      {"start", cmd_start},
+	{"status", cmd_status}, {"handshake", cmd_handshake}, {"log", cmd_log},
+	{"mem", cmd_mem},	{"scale", cmd_scale},
 };
 
 int main(int argc, char **argv)
@@ -912,13 +911,16 @@ int main(int argc, char **argv)
 		{"bytes", FLAG_BYTES, &opt.bytes, "bytes for pipe and log (K/M/G suffixes)"},
 		{"readers", FLAG_U64, &opt.readers, "concurrent Log readers of a finished job"},
 		{"pid", FLAG_U64, &opt.pid, "daemon pid (mem)"},
-		{"state_dir", FLAG_STRING, &opt.state_dir, "the daemon's state directory (mem: finds its supervisors)"},
-		{"runc", FLAG_STRING, &opt.runc, "runc binary to time whole `runc status` processes (handshake)"},
+		{"state_dir", FLAG_STRING, &opt.state_dir,
+		 "the daemon's state directory (mem: finds its supervisors)"},
+		{"runc", FLAG_STRING, &opt.runc,
+		 "runc binary to time whole `runc status` processes (handshake)"},
 		{"runc_n", FLAG_U64, &opt.runc_n, "how many runc processes"},
 		{"timeout_ms", FLAG_U64, &opt.timeout_ms, "per call deadline in ms"},
 	};
 	if (argc < 2) {
-		fprintf(stderr, "usage: rund-bench <spawn|pipe|start|status|handshake|log|mem|scale> [flags]\n");
+		fprintf(stderr, "usage: rund-bench "
+				"<spawn|pipe|start|status|handshake|log|mem|scale> [flags]\n");
 		flags_usage(stderr, flags, ARRAY_SIZE(flags));
 		return 1;
 	}

@@ -62,7 +62,7 @@ static void defer(struct rpc_call *call, const uint8_t *req, size_t len)
 /* Streams a few messages per pull, then finishes. */
 static void stream_pull(struct rpc_call *call, void *ctx, size_t budget)
 {
-	static uint8_t chunk[3000];
+	static uint8_t chunk[5000]; /* above H2_BLOCK_MIN_MESSAGE: pooled blocks */
 	struct iovec iov = {chunk, sizeof chunk};
 	rpc_call_send(call, &iov, 1);
 	rpc_call_send(call, &iov, 1);
@@ -136,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct h2_conn_config cfg = {
 		.methods = methods,
 		.n_methods = ARRAY_SIZE(methods),
-		.max_message = 4096, /* small, so the limit is reachable */
+		.max_message = 8192, /* small, so the limit is reachable */
 		.base = base,
 		.out = out,
 		.out_high_water = 16384,

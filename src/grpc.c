@@ -153,8 +153,12 @@ static const struct {
 	char unit;
 	uint64_t ns;
 } timeout_units[] = {
-	{'H', 3600ull * 1000000000ull}, {'M', 60ull * 1000000000ull}, {'S', 1000000000ull},
-	{'m', 1000000ull},		{'u', 1000ull},			{'n', 1ull},
+	{'H', 3600ull * 1000000000ull},
+	{'M', 60ull * 1000000000ull},
+	{'S', 1000000000ull},
+	{'m', 1000000ull},
+	{'u', 1000ull},
+	{'n', 1ull},
 };
 
 #define TIMEOUT_MAX_DIGITS 8
@@ -197,8 +201,7 @@ void grpc_timeout_format(uint64_t ns, char *out, size_t cap)
 		uint64_t u = timeout_units[i].ns;
 		uint64_t v = ns / u + (ns % u != 0);
 		if (v <= TIMEOUT_MAX_VALUE) {
-			snprintf(out, cap, "%llu%c", (unsigned long long)v,
-				 timeout_units[i].unit);
+			snprintf(out, cap, "%llu%c", (unsigned long long)v, timeout_units[i].unit);
 			return;
 		}
 	}

@@ -24,15 +24,17 @@
 #include "util.h"
 
 #define H2_MAX_STREAMS 100
-#define H2_STREAM_WINDOW (1 << 20)      /* request bytes in flight per stream */
-#define H2_CONN_WINDOW (16 << 20)       /* ... and per connection */
-#define H2_MAX_DATA_FRAME (256 * 1024)  /* our DATA payload cap, if the peer allows */
-#define H2_QUEUE_LOW (256 * 1024)       /* pull a streaming call below this */
-#define H2_PULL_BUDGET (512 * 1024)     /* ... up to about this much queued */
+#define H2_STREAM_WINDOW (1 << 20)     /* request bytes in flight per stream */
+#define H2_CONN_WINDOW (16 << 20)      /* ... and per connection */
+#define H2_MAX_DATA_FRAME (256 * 1024) /* our DATA payload cap, if the peer allows */
+#define H2_QUEUE_LOW (256 * 1024)      /* pull a streaming call below this */
+#define H2_PULL_BUDGET (512 * 1024)    /* ... up to about this much queued */
+#define H2_PULL_MIN (16 * 1024)	       /* budget beyond the peer's window */
 #define H2_DEFAULT_HIGH_WATER (1 << 20)
-#define H2_BLOCK_SIZE (1024 * 1024)  /* response bytes are copied into these */
-#define H2_BLOCK_MIN_MESSAGE 4096    /* smaller messages go to plain chains */
-#define H2_POOL_MAX 16               /* free blocks kept for reuse */
+#define H2_BLOCK_SIZE (1024 * 1024) /* response bytes are copied into these */
+#define H2_BLOCK_MIN_MESSAGE 4096   /* smaller messages go to plain chains */
+#define H2_POOL_MAX 16		    /* free blocks kept for reuse */
+#define H2_SMALL_FRAME 4096	    /* DATA payloads copied, not relinked */
 #define H2_PATH_MAX 1024
 #define H2_ENCODING_MAX 64
 
@@ -44,7 +46,7 @@
  * allocation, and page faults on new memory cost more than the copy. */
 struct h2_block {
 	struct h2_block *next_free;
-	size_t refs;  /* queued pieces + the call appending to it */
+	size_t refs; /* queued pieces + the call appending to it */
 	size_t used, size;
 	uint8_t data[];
 };
@@ -56,7 +58,7 @@ struct rpc_call {
 
 	/* Request, as parsed from headers and DATA. */
 	char *path;
-	char *encoding;          /* grpc-encoding when not identity */
+	char *encoding; /* grpc-encoding when not identity */
 	bool method_post;
 	bool content_type_ok;
 	bool bad_timeout;
@@ -67,19 +69,19 @@ struct rpc_call {
 	uint8_t *req;
 	size_t req_len;
 	unsigned n_msgs;
-	bool remote_closed;      /* the client's END_STREAM arrived */
+	bool remote_closed; /* the client's END_STREAM arrived */
 
 	/* Response. */
-	bool handler_owns;       /* dispatched and neither finished nor cancelled */
-	bool finished;           /* the final status is decided */
-	bool response_started;   /* HEADERS + data provider submitted */
-	bool responded;          /* the final frame is submitted */
-	bool deferred;           /* data provider parked (NGHTTP2_ERR_DEFERRED) */
+	bool handler_owns;     /* dispatched and neither finished nor cancelled */
+	bool finished;	       /* the final status is decided */
+	bool response_started; /* HEADERS + data provider submitted */
+	bool responded;	       /* the final frame is submitted */
+	bool deferred;	       /* data provider parked (NGHTTP2_ERR_DEFERRED) */
 	bool in_pull;
 	int code;
 	char *message;
-	struct evbuffer *queue;  /* prefixed messages not yet framed */
-	struct h2_block *block;  /* block being filled by rpc_call_send */
+	struct evbuffer *queue; /* prefixed messages not yet framed */
+	struct h2_block *block; /* block being filled by rpc_call_send */
 	struct event *deadline;
 
 	void *ctx;
@@ -219,7 +221,10 @@ static void call_free(struct rpc_call *call)
 	free(call);
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE     \
+	}
 
 static int status_headers(struct rpc_call *call, nghttp2_nv *nv, char *code_buf, size_t cap,
 			  char **encoded)
@@ -325,8 +330,14 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 	size_t q = evbuffer_get_length(call->queue);
 
 	if (!call->finished && call->pull && q < H2_QUEUE_LOW && !call->in_pull) {
+		/* Pull no more than the peer's window lets us send soon: a slow
+		 * reader's bytes wait in its job's log, not in our memory. */
+		size_t budget = H2_PULL_BUDGET - q;
+		int32_t window = nghttp2_session_get_stream_remote_window_size(session, stream_id);
+		if (window >= 0 && (size_t)window + H2_PULL_MIN < budget)
+			budget = (size_t)window + H2_PULL_MIN;
 		call->in_pull = true;
-		call->pull(call, call->ctx, H2_PULL_BUDGET - q);
+		call->pull(call, call->ctx, budget);
 		call->in_pull = false;
 		q = evbuffer_get_length(call->queue);
 	}
@@ -341,6 +352,9 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 		}
 		return (ssize_t)n;
 	}
+	/* Nothing queued: a parked stream must not pin a mostly empty block
+	 * (thousands of idle Log followers would hold a MiB each). */
+	block_unref(steal_pointer(&call->block));
 	if (call->finished) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		submit_trailers(call);
@@ -556,8 +570,16 @@ static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const ui
 		uint8_t b = (uint8_t)(padlen - 1);
 		evbuffer_add(c->cfg.out, &b, 1);
 	}
-	if (evbuffer_remove_buffer(call->queue, c->cfg.out, length) != (int)length)
+	if (length <= H2_SMALL_FRAME) {
+		/* Copy small payloads so that headers, data and trailers of a
+		 * unary answer share one chain: one TLS record, one write(2). */
+		uint8_t tmp[H2_SMALL_FRAME];
+		if (evbuffer_remove(call->queue, tmp, length) != (int)length)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		evbuffer_add(c->cfg.out, tmp, length);
+	} else if (evbuffer_remove_buffer(call->queue, c->cfg.out, length) != (int)length) {
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	if (padlen > 1) {
 		static const uint8_t zeros[256];
 		evbuffer_add(c->cfg.out, zeros, padlen - 1);
@@ -626,8 +648,8 @@ static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, co
 		free(call->encoding);
 		call->encoding = NULL;
 		if (!(valuelen == 8 && memcmp(v, "identity", 8) == 0))
-			call->encoding = xstrndup(
-				v, valuelen < H2_ENCODING_MAX ? valuelen : H2_ENCODING_MAX);
+			call->encoding = xstrndup(v, valuelen < H2_ENCODING_MAX ? valuelen
+										: H2_ENCODING_MAX);
 	}
 	return 0;
 }

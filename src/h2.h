@@ -21,10 +21,10 @@ struct h2_conn;
 struct h2_conn_config {
 	const struct rpc_method *methods; /* borrowed; must outlive the conn */
 	size_t n_methods;
-	size_t max_message;    /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
+	size_t max_message;	 /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
 	struct event_base *base; /* deadline timers */
-	struct evbuffer *out;  /* frames are appended here; borrowed */
-	size_t out_high_water; /* stop producing while out holds more; 0 = 1 MiB */
+	struct evbuffer *out;	 /* frames are appended here; borrowed */
+	size_t out_high_water;	 /* stop producing while out holds more; 0 = 1 MiB */
 	/* Called when the conn has output to produce outside h2_conn_feed and
 	 * h2_conn_flush (a deferred handler answered, a stream was resumed, a
 	 * deadline passed). The owner should call h2_conn_flush soon, from

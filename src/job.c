@@ -552,7 +552,8 @@ static int write_request(struct job_pending *p, const char *spec, size_t len, st
 	if (w < 0)
 		return err_sys(err, errno, "write request of job %s", p->job->id);
 	if ((size_t)w != total)
-		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", p->job->id);
+		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s",
+			       p->job->id);
 	return 0;
 }
 

@@ -30,21 +30,23 @@
 
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define OUT_HIGH_WATER (1024 * 1024)
-#define OUT_LOW_WATER (256 * 1024)
-#define SSL_IO_CHUNK (256 * 1024)
+#define OUT_HIGH_WATER (2 * 1024 * 1024) /* bounds output queued per connection */
+#define OUT_LOW_WATER (512 * 1024)
+#define SSL_IO_CHUNK (1024 * 1024)
 #define ACCEPT_RETRY_MS 100
 #define CLOSE_LINGER_S 5 /* longest wait for a closing conn's output to drain */
 #define LISTEN_BACKLOG 511
+#define H2_PREFACE_LEN 24
 
 struct sconn {
 	struct server *srv;
 	struct sconn *prev, *next;
 	struct bufferevent *bev;
-	struct h2_conn *h2;       /* NULL until the TLS handshake completed */
-	struct event *hs_timer;   /* handshake deadline */
-	struct event *flush_ev;   /* h2 asked for a flush (wake) */
-	bool closing;             /* close once the output drained */
+	struct h2_conn *h2;	/* NULL until the TLS handshake completed */
+	struct event *hs_timer; /* deadline for the TLS handshake + HTTP/2 preface */
+	size_t fed;		/* bytes fed to h2 until the preface was seen */
+	struct event *flush_ev; /* h2 asked for a flush (wake) */
+	bool closing;		/* close once the output drained */
 };
 
 struct server {
@@ -163,6 +165,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			used += v[i].iov_len;
 		}
 		evbuffer_drain(in, used);
+		/* The client preface (24 bytes) passed nghttp2's check: the
+		 * connection is established, its deadline no longer applies. */
+		if (c->fed < H2_PREFACE_LEN && (c->fed += used) >= H2_PREFACE_LEN)
+			event_del(c->hs_timer);
 	}
 	conn_flush(c);
 }
@@ -194,7 +200,6 @@ static void conn_handshake_done(struct sconn *c)
 		conn_free(c);
 		return;
 	}
-	event_del(c->hs_timer);
 	struct h2_conn_config cfg = {
 		.methods = c->srv->opts.methods,
 		.n_methods = c->srv->opts.n_methods,
@@ -227,7 +232,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(c);
 }
 
-/* Handshake deadline, and the linger limit of a closing connection. */
+/* Handshake deadline (TLS and the HTTP/2 preface: a client that connects
+ * and then stays silent is dropped too), and the linger limit of a closing
+ * connection. */
 static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	conn_free(arg);
@@ -390,8 +397,7 @@ static int listen_socket(const char *addr, int *out, struct err *err)
 
 /* ---- public --------------------------------------------------------- */
 
-struct server *server_new(struct event_base *base, const struct server_opts *opts,
-			  struct err *err)
+struct server *server_new(struct event_base *base, const struct server_opts *opts, struct err *err)
 {
 	_cleanup_close_ int fd = -1;
 	if (listen_socket(opts->addr, &fd, err) < 0)
@@ -414,13 +420,12 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	if (!s->opts.handshake_timeout_ms)
 		s->opts.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						  : ((struct sockaddr_in *)&ss)->sin_port);
+						 : ((struct sockaddr_in *)&ss)->sin_port);
 
 	/* listen() was already called: backlog 0 here means "leave it". */
-	s->listener = evconnlistener_new(base, accept_cb, s,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-						 LEV_OPT_REUSEABLE,
-					 0, fd);
+	s->listener = evconnlistener_new(
+		base, accept_cb, s,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, fd);
 	if (!s->listener) {
 		free(s);
 		err_set(err, ENOMEM, ERR_INTERNAL, "listen on %s: cannot create listener",

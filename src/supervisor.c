@@ -116,7 +116,8 @@ static int read_request(int fd, char **out, size_t *len, struct err *err)
 		ssize_t r = read_retry(fd, hdr + n, 1);
 		if (r <= 0)
 			return r < 0 ? err_sys(err, (int)-r, "read request header")
-				     : err_set(err, EPROTO, ERR_INTERNAL, "request ends in its header");
+				     : err_set(err, EPROTO, ERR_INTERNAL,
+					       "request ends in its header");
 		if (hdr[n] == '\n')
 			break;
 		if (++n == sizeof hdr - 1)

@@ -244,3 +244,63 @@ def test_unary_latency(rund, pb):
     print("\nHealth/Check grpcio latency: p50 %.0f us, p99 %.0f us, mean %.0f us" %
           (p50, p99, statistics.mean(samples) * 1e6))
     assert p99 < 50000  # generous: CI machines are noisy
+
+
+def test_shutdown_drains_then_closes(rund_factory, pb):
+    """SIGTERM: GOAWAY, running calls may finish within -drain, then the
+    daemon closes what is left and exits; a finished call got its answer."""
+    import signal
+    import threading
+    rund = rund_factory("-drain", "1s")
+    s = stub(channel(rund))
+    jid = s.Start(pb.JobStartRequest(name="sleep", args=["30"]), timeout=10).ulid
+    outcome = {}
+
+    def follow():
+        try:
+            for _ in s.Log(pb.JobIdentifier(ulid=jid), timeout=30):
+                pass
+            outcome["code"] = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            outcome["code"] = e.code()
+
+    t = threading.Thread(target=follow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    rund.proc.send_signal(signal.SIGTERM)
+    rund.proc.wait(10)
+    elapsed = time.monotonic() - t0
+    t.join(10)
+    assert not t.is_alive()
+    # The Log stream cannot end by itself (the job sleeps): it is cut when
+    # the drain time is over, not before and not much later.
+    assert 0.8 <= elapsed < 4, elapsed
+    assert outcome["code"] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                               grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), outcome
+    assert rund.proc.returncode == 0
+
+
+def test_parked_log_streams_hold_little_memory(rund, pb):
+    """Hundreds of Log followers parked on a job that waits: each costs a
+    few KiB in the daemon (no buffer is pinned while a stream is parked)."""
+    s = stub(channel(rund))
+    jid = s.Start(pb.JobStartRequest(name="sh", args=["-c", "echo hi; sleep 30"]),
+                  timeout=10).ulid
+    try:
+        time.sleep(0.3)
+        rss0 = rund.rss_kib()
+        streams = []
+        for ch in [channel(rund) for _ in range(3)]:
+            st = stub(ch)
+            streams += [st.Log(pb.JobIdentifier(ulid=jid), timeout=30) for _ in range(90)]
+        for it in streams:  # each got the output so far and is now parked
+            assert next(it).stdout == b"hi\n"
+        time.sleep(0.3)
+        grown = rund.rss_kib() - rss0
+        print("\n270 parked Log streams: daemon RSS grew %d KiB" % grown)
+        assert grown < 270 * 16, grown
+        for it in streams:
+            it.cancel()
+    finally:
+        s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)

@@ -80,7 +80,7 @@ static void stream_pull(struct rpc_call *call, void *ctx, size_t budget)
 	size_t sent = 0;
 	while (sent < budget && stream_sent < stream_total) {
 		size_t n = stream_total - stream_sent < stream_msg ? stream_total - stream_sent
-								    : stream_msg;
+								   : stream_msg;
 		struct iovec iov = {stream_buf, n};
 		assert_int_equal(rpc_call_send(call, &iov, 1), 0);
 		sent += n + GRPC_PREFIX_LEN;
@@ -131,8 +131,8 @@ static struct result *res_of(struct tc *t, int32_t id)
 	return &t->res[id / 2];
 }
 
-static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-		       size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+		       const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
 	struct result *r = res_of(ud, f->hd.stream_id);
 	if (nl == 7 && memcmp(name, ":status", 7) == 0)
@@ -158,8 +158,8 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	return 0;
 }
 
-static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-		     size_t len, void *ud)
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		     void *ud)
 {
 	struct result *r = res_of(ud, id);
 	r->data = realloc(r->data, r->data_len + len);
@@ -254,15 +254,18 @@ static void pump(struct tc *t)
 	fail_msg("pump did not settle");
 }
 
-#define HDR(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define HDR(n, v)                                                                                  \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE         \
+	}
 
 struct body {
 	const uint8_t *data;
 	size_t len, off;
 };
 
-static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-			 uint32_t *flags, nghttp2_data_source *src, void *ud)
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
 {
 	struct body *b = src->ptr;
 	size_t n = b->len - b->off < len ? b->len - b->off : len;
@@ -279,7 +282,7 @@ static int32_t request(struct tc *t, const char *method, const char *path, const
 		       struct body *body, ...)
 {
 	nghttp2_nv nv[16] = {
-		HDR(":method", method), HDR(":scheme", "https"), HDR(":path", path),
+		HDR(":method", method),		HDR(":scheme", "https"), HDR(":path", path),
 		HDR(":authority", "localhost"), HDR("te", "trailers"),
 	};
 	size_t n = 5;
@@ -478,7 +481,7 @@ static void test_deadline(void **state)
 	struct body b = framed(buf, "q");
 	cancels = 0;
 	int32_t id = request(&t, "POST", "/t.S/Defer", "application/grpc", &b, "grpc-timeout",
-			    "20m", NULL);
+			     "20m", NULL);
 	pump(&t);
 	assert_non_null(deferred_call);
 	event_base_loop(t.base, EVLOOP_ONCE); /* waits for the 20 ms timer */
@@ -488,8 +491,7 @@ static void test_deadline(void **state)
 	assert_int_equal(res_of(&t, id)->grpc_status, GRPC_DEADLINE_EXCEEDED);
 	assert_true(res_of(&t, id)->closed);
 
-	id = request(&t, "POST", "/t.S/Echo", "application/grpc", &b, "grpc-timeout", "1x",
-		     NULL);
+	id = request(&t, "POST", "/t.S/Echo", "application/grpc", &b, "grpc-timeout", "1x", NULL);
 	pump(&t);
 	assert_int_equal(res_of(&t, id)->grpc_status, GRPC_INTERNAL);
 	tc_free(&t);
