@@ -182,14 +182,26 @@ static bool id_ok(const char *id)
 	       strcmp(id, "..") != 0;
 }
 
+/* Reads a cgroup knob. The kernel generates a knob's whole text on the
+ * first read from offset 0, so a read that does not fill the buffer has
+ * everything: one read instead of reading on to EOF. */
 static int read_knob(int dirfd, const char *path, char **out)
 {
-	char *text = NULL;
-	int r = read_file_at(dirfd, path, KNOB_MAX, &text, NULL);
-	if (r < 0)
-		return r;
-	*out = text;
-	return 0;
+	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	char buf[4096];
+	ssize_t n = read_retry(fd, buf, sizeof buf);
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < sizeof buf) {
+		*out = xstrndup(buf, (size_t)n);
+		return 0;
+	}
+	/* Longer than one page: read the rest the general way. */
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return -errno;
+	return read_fd_all(fd, KNOB_MAX, out, NULL);
 }
 
 static bool is_cgroup2(int fd)
@@ -482,44 +494,44 @@ int cgroup_job_kill(const struct cgroup_root *root, const char *id, struct err *
 	return 0;
 }
 
+/* A knob holding one number and a newline. */
+static int parse_line_u64(char *text, uint64_t *v)
+{
+	text[strcspn(text, "\n")] = '\0';
+	return parse_u64(text, v);
+}
+
 int cgroup_job_stats(const struct cgroup_root *root, const char *id, struct cgroup_stats *st)
 {
 	memset(st, 0, sizeof *st);
 	if (!id_ok(id))
 		return -EINVAL;
-	_cleanup_close_ int dfd = openat(root->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-
-	/* cgroup.events exists in every v2 group: its absence means the group
-	 * is going away under us. */
-	_cleanup_free_ char *events = NULL;
-	int r = read_knob(dfd, "cgroup.events", &events);
+	/* Status calls land here while a job runs: one open per file, by
+	 * path, no directory fd. cpu.stat exists in every v2 group, so its
+	 * absence means the group is gone. */
+	char path[64];
+	_cleanup_free_ char *cpu = NULL;
+	snprintf(path, sizeof path, "%s/cpu.stat", id);
+	int r = read_knob(root->jobs_fd, path, &cpu);
 	if (r < 0)
 		return r;
-	uint64_t v = 0;
-	st->populated = keyed_u64(events, "populated", &v) && v != 0;
+	keyed_u64(cpu, "user_usec", &st->user_usec);
+	keyed_u64(cpu, "system_usec", &st->system_usec);
 
-	_cleanup_free_ char *cpu = NULL, *cur = NULL, *peak = NULL, *mev = NULL;
-	if (read_knob(dfd, "cpu.stat", &cpu) == 0) {
-		keyed_u64(cpu, "user_usec", &st->user_usec);
-		keyed_u64(cpu, "system_usec", &st->system_usec);
-	}
 	/* Without the memory controller these files do not exist: do not pay
-	 * three failed lookups per Status call to find out again. */
+	 * three failed lookups per call to find out again. */
 	if (!(root->controllers & CGROUP_MEMORY))
 		return 0;
-	if (read_knob(dfd, "memory.current", &cur) == 0) {
-		cur[strcspn(cur, "\n")] = '\0';
-		if (parse_u64(cur, &v) == 0)
-			st->memory_current = v;
-	}
-	if (read_knob(dfd, "memory.peak", &peak) == 0) {
-		peak[strcspn(peak, "\n")] = '\0';
-		if (parse_u64(peak, &v) == 0)
-			st->memory_peak = v;
-	}
-	if (read_knob(dfd, "memory.events", &mev) == 0)
+	_cleanup_free_ char *cur = NULL, *peak = NULL, *mev = NULL;
+	uint64_t v;
+	snprintf(path, sizeof path, "%s/memory.current", id);
+	if (read_knob(root->jobs_fd, path, &cur) == 0 && parse_line_u64(cur, &v) == 0)
+		st->memory_current = v;
+	snprintf(path, sizeof path, "%s/memory.peak", id);
+	if (read_knob(root->jobs_fd, path, &peak) == 0 && parse_line_u64(peak, &v) == 0)
+		st->memory_peak = v;
+	snprintf(path, sizeof path, "%s/memory.events", id);
+	if (read_knob(root->jobs_fd, path, &mev) == 0)
 		keyed_u64(mev, "oom_kill", &st->oom_kills);
 	return 0;
 }

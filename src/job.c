@@ -206,6 +206,14 @@ bool job_ended(const struct job *j)
 	return j->state != JOB_RUNNING;
 }
 
+#define JOB_FILE_MAX (ULID_LEN + 16)
+
+/* "<id>/<name>": a job's file relative to the table's jobs directory. */
+static void job_file(const struct job *j, const char *name, char path[JOB_FILE_MAX])
+{
+	snprintf(path, JOB_FILE_MAX, "%s/%s", j->id, name);
+}
+
 /* Jobs in the table hold no directory fd (10,000 jobs must fit in the
  * descriptor limit): their files are opened by path when needed. */
 static void close_dirfd(struct job *j)
@@ -240,8 +248,8 @@ static void remove_job_dir(int jobs_fd, const char *id)
 /* True while the job's supervisor holds its lock, i.e. is alive. */
 static bool supervisor_alive(struct job *j)
 {
-	char path[ULID_LEN + 8];
-	snprintf(path, sizeof path, "%s/lock", j->id);
+	char path[JOB_FILE_MAX];
+	job_file(j, "lock", path);
 	_cleanup_close_ int fd = openat(j->t->jobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return false;
@@ -256,8 +264,8 @@ static int load_start(struct job *j, struct err *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	char path[ULID_LEN + 12];
-	snprintf(path, sizeof path, "%s/started", j->id);
+	char path[JOB_FILE_MAX];
+	job_file(j, "started", path);
 	int r = read_file_at(j->t->jobs_fd, path, SMALL_FILE_MAX, &buf, &len);
 	if (r < 0)
 		return err_sys(err, -r, "job %s: read started", j->id);
@@ -273,8 +281,8 @@ static int load_status(struct job *j, struct err *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	char path[ULID_LEN + 12];
-	snprintf(path, sizeof path, "%s/status", j->id);
+	char path[JOB_FILE_MAX];
+	job_file(j, "status", path);
 	int r = read_file_at(j->t->jobs_fd, path, SMALL_FILE_MAX, &buf, &len);
 	if (r < 0)
 		return r == -ENOENT ? r : err_sys(err, -r, "job %s: read status", j->id);
@@ -782,8 +790,8 @@ int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out,
 		*out = w;
 		return 0;
 	}
-	char path[ULID_LEN + 8];
-	snprintf(path, sizeof path, "%s/stop", j->id);
+	char path[JOB_FILE_MAX];
+	job_file(j, "stop", path);
 	_cleanup_close_ int fd =
 		openat(j->t->jobs_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
@@ -825,8 +833,8 @@ int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_f
 	       struct err *err)
 {
 	struct job_follower *f = xcalloc(1, sizeof *f);
-	char path[ULID_LEN + 8];
-	snprintf(path, sizeof path, "%s/log", j->id);
+	char path[JOB_FILE_MAX];
+	job_file(j, "log", path);
 	int r = logreader_open(&f->reader, j->t->jobs_fd, path);
 	if (r < 0 && r != -ENOENT) {
 		free(f);
