@@ -79,6 +79,17 @@ struct job_pending {
 	bool detached;
 };
 
+/* A supervisor started ahead of time, waiting on its FIFO for a job. */
+struct spare {
+	struct job_table *t;
+	pid_t pid;
+	int pidfd, report_fd, fifo_fd;
+	char fifo[40];		  /* name in <state_dir>/run */
+	struct loop_watch *watch; /* pidfd, while idle */
+	struct spare *next;
+};
+
+#define SPARES 2
 #define NBUCKETS 4096
 
 struct job_table {
@@ -95,6 +106,11 @@ struct job_table {
 	struct loop_watch *inotify_watch;
 	struct loop_timer *retention_timer;
 	uint64_t retention_due; /* mono ns of the armed sweep, 0 = none */
+	int run_fd;		/* <state_dir>/run: supervisors' FIFOs */
+	struct spare *spares;
+	size_t n_spares;
+	unsigned long long spare_seq;
+	struct loop_timer *refill_timer;
 };
 
 /* --- hashing ------------------------------------------------------------ */
@@ -532,12 +548,10 @@ static void on_report(void *ctx)
 	pending_fail(p, &err);
 }
 
-/* Opens the request FIFO read-write and writes the whole request into it.
- * Read-write so the open never blocks or fails for want of a reader, and
- * the data survives until the supervisor reads it: we keep the fd until
- * its report. The request must fit in the pipe buffer, so the write never
- * blocks either. */
-static int write_request(struct job_pending *p, const char *spec, size_t len, struct err *err)
+/* Writes the whole request into a supervisor's FIFO (opened read-write by
+ * spare_spawn, so the data survives until the supervisor reads it). The
+ * request must fit in the pipe buffer, so the write never blocks. */
+static int write_request(int fifo_fd, const char *id, const char *spec, size_t len, struct err *err)
 {
 	char hdr[24];
 	int n = snprintf(hdr, sizeof hdr, "%zu\n", len);
@@ -546,33 +560,90 @@ static int write_request(struct job_pending *p, const char *spec, size_t len, st
 		return err_set(err, E2BIG, ERR_INVALID,
 			       "command line too long: %zu bytes encoded, limit %u", total,
 			       REQUEST_MAX);
-	p->fifo_fd = openat(p->job->dirfd, "fifo", O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-	if (p->fifo_fd < 0)
-		return err_sys(err, errno, "open fifo of job %s", p->job->id);
-	int cap = fcntl(p->fifo_fd, F_GETPIPE_SZ);
+	int cap = fcntl(fifo_fd, F_GETPIPE_SZ);
 	if (cap >= 0 && (size_t)cap < total)
-		cap = fcntl(p->fifo_fd, F_SETPIPE_SZ, (int)REQUEST_MAX);
+		cap = fcntl(fifo_fd, F_SETPIPE_SZ, (int)REQUEST_MAX);
 	if (cap < 0 || (size_t)cap < total)
 		return err_set(err, E2BIG, ERR_EXHAUSTED,
 			       "command line too long for the request pipe: %zu bytes", total);
 	struct iovec iov[2] = {{hdr, (size_t)n}, {(void *)spec, len}};
-	ssize_t w = writev(p->fifo_fd, iov, 2);
+	ssize_t w = writev(fifo_fd, iov, 2);
 	if (w < 0)
-		return err_sys(err, errno, "write request of job %s", p->job->id);
+		return err_sys(err, errno, "write request of job %s", id);
 	if ((size_t)w != total)
-		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s",
-			       p->job->id);
+		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", id);
 	return 0;
 }
 
-static int spawn_supervisor(struct job_table *t, const char *id, int report_w, pid_t *pid,
-			    struct err *err)
+static void spare_free(struct spare *sp)
 {
-	char fifo[PATH_MAX];
-	int n = snprintf(fifo, sizeof fifo, "%s/jobs/%s/fifo", t->cfg.state_dir, id);
-	if (n < 0 || (size_t)n >= sizeof fifo)
-		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
-	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", fifo, NULL};
+	if (!sp)
+		return;
+	loop_watch_free(sp->watch);
+	if (sp->fifo_fd >= 0)
+		close(sp->fifo_fd);
+	if (sp->report_fd >= 0)
+		close(sp->report_fd);
+	if (sp->pidfd >= 0)
+		close(sp->pidfd);
+	free(sp);
+}
+
+/* A spare died before it was given a job: reap it and forget it. The pool
+ * is refilled by the next Start, not here, so a supervisor that cannot
+ * start at all does not make us spin. */
+static void on_spare_exit(void *ctx)
+{
+	struct spare *sp = ctx;
+	struct job_table *t = sp->t;
+	for (struct spare **p = &t->spares; *p; p = &(*p)->next) {
+		if (*p == sp) {
+			*p = sp->next;
+			t->n_spares--;
+			break;
+		}
+	}
+	while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	unlinkat(t->run_fd, sp->fifo, 0);
+	fprintf(stderr, "rund: spare supervisor %d exited before it was given a job\n",
+		(int)sp->pid);
+	spare_free(sp);
+}
+
+/* Starts `rund execute -fifo <state_dir>/run/<n>`. The supervisor waits for
+ * its request, so the daemon can keep one ready and take an exec off the
+ * critical path of Start. */
+static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
+{
+	struct spare *sp = xcalloc(1, sizeof *sp);
+	sp->t = t;
+	sp->pidfd = sp->report_fd = sp->fifo_fd = -1;
+	snprintf(sp->fifo, sizeof sp->fifo, "%d-%llu", (int)getpid(),
+		 (unsigned long long)++t->spare_seq);
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s/run/%s", t->cfg.state_dir, sp->fifo);
+	int pipefd[2] = {-1, -1};
+	int r = 0;
+	if (n < 0 || (size_t)n >= sizeof path)
+		r = err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
+	else if (mkfifoat(t->run_fd, sp->fifo, 0600) < 0)
+		r = err_sys(err, errno, "create fifo %s", path);
+	/* Read-write: never blocks, and keeps the FIFO's data alive until
+	 * the supervisor has read it; our close is its EOF if we die. */
+	else if ((sp->fifo_fd = openat(t->run_fd, sp->fifo,
+				       O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		r = err_sys(err, errno, "open fifo %s", path);
+	else if (pipe2(pipefd, O_CLOEXEC) < 0)
+		r = err_sys(err, errno, "create report pipe");
+	if (r < 0) {
+		unlinkat(t->run_fd, sp->fifo, 0);
+		spare_free(sp);
+		return r;
+	}
+	sp->report_fd = pipefd[0];
+
+	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", path, NULL};
 	/* A clean environment; sanitizer settings pass through so that an
 	 * instrumented supervisor reports where the test lane looks. */
 	static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
@@ -588,7 +659,7 @@ static int spawn_supervisor(struct job_table *t, const char *id, int report_w, p
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, report_w, 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
 	sigset_t none;
@@ -602,13 +673,65 @@ static int spawn_supervisor(struct job_table *t, const char *id, int report_w, p
 	sigaddset(&dfl, SIGCHLD);
 	posix_spawnattr_setsigdefault(&attr, &dfl);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	int r = posix_spawn(pid, t->cfg.exe, &fa, &attr, argv, envp);
+	r = posix_spawn(&sp->pid, t->cfg.exe, &fa, &attr, argv, envp);
 	for (size_t i = 1; i < ne; i++)
 		free(envp[i]);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	if (r != 0)
-		return err_sys(err, r, "spawn supervisor %s", t->cfg.exe);
+	close(pipefd[1]);
+	if (r != 0) {
+		r = err_sys(err, r, "spawn supervisor %s", t->cfg.exe);
+		unlinkat(t->run_fd, sp->fifo, 0);
+		spare_free(sp);
+		return r;
+	}
+	sp->pidfd = sys_pidfd_open(sp->pid, 0);
+	if (sp->pidfd < 0) {
+		r = err_sys(err, errno, "pidfd_open supervisor %d", (int)sp->pid);
+		kill(sp->pid, SIGKILL);
+		waitpid(sp->pid, NULL, 0);
+		unlinkat(t->run_fd, sp->fifo, 0);
+		spare_free(sp);
+		return r;
+	}
+	*out = sp;
+	return 0;
+}
+
+static void spares_refill(void *ctx)
+{
+	struct job_table *t = ctx;
+	while (t->n_spares < SPARES) {
+		struct spare *sp;
+		struct err err = {0};
+		if (spare_spawn(t, &sp, &err) < 0) {
+			fprintf(stderr, "rund: cannot prepare a spare supervisor: %s\n", err.msg);
+			return;
+		}
+		sp->watch = loop_watch_fd(t->loop, sp->pidfd, on_spare_exit, sp);
+		sp->next = t->spares;
+		t->spares = sp;
+		t->n_spares++;
+	}
+}
+
+/* A ready supervisor: a spare when there is one, else a new one. */
+static int spare_take(struct job_table *t, struct spare **out, struct err *err)
+{
+	struct spare *sp = t->spares;
+	if (sp) {
+		t->spares = sp->next;
+		t->n_spares--;
+		loop_watch_free(sp->watch);
+		sp->watch = NULL;
+		*out = sp;
+	} else {
+		int r = spare_spawn(t, out, err);
+		if (r < 0)
+			return r;
+	}
+	/* Refill from the loop, after this Start's own work. */
+	loop_timer_arm(t->refill_timer, 0);
 	return 0;
 }
 
@@ -672,27 +795,19 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		return r;
 	}
 	j->dirfd = openat(t->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	int pipefd[2] = {-1, -1};
-	if (j->dirfd < 0) {
+	struct spare *sp = NULL;
+	if (j->dirfd < 0)
 		r = err_sys(err, errno, "open job directory %s", id);
-	} else if ((r = write_file_atomic(j->dirfd, "spec", spec, spec_len)) < 0) {
+	else if ((r = write_file_atomic(j->dirfd, "spec", spec, spec_len)) < 0)
 		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->cfg.state_dir, id);
-	} else if (mkfifoat(j->dirfd, "fifo", 0600) < 0) {
-		r = err_sys(err, errno, "create fifo for job %s", id);
-	} else if ((r = write_request(p, spec, spec_len, err)) < 0) {
-		/* err is set */
-	} else if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		r = err_sys(err, errno, "create report pipe");
-	} else {
-		r = spawn_supervisor(t, id, pipefd[1], &p->pid, err);
-	}
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	p->report_fd = pipefd[0];
-	if (r == 0) {
-		p->pidfd = sys_pidfd_open(p->pid, 0);
-		if (p->pidfd < 0)
-			r = err_sys(err, errno, "pidfd_open supervisor %d", (int)p->pid);
+	else if ((r = spare_take(t, &sp, err)) == 0)
+		r = write_request(sp->fifo_fd, id, spec, spec_len, err);
+	if (sp) {
+		p->pid = sp->pid;
+		p->pidfd = steal_fd(&sp->pidfd);
+		p->report_fd = steal_fd(&sp->report_fd);
+		p->fifo_fd = steal_fd(&sp->fifo_fd);
+		spare_free(sp);
 	}
 	if (r < 0) {
 		if (p->pid > 0) {
@@ -957,13 +1072,37 @@ bad:
 	job_unref(j);
 }
 
+/* <state_dir>/run holds supervisors' FIFOs. Whatever an earlier daemon
+ * left there is stale: its spares saw EOF when it died. */
+static int open_run_dir(struct job_table *t, struct err *err)
+{
+	if (mkdirat(t->state_fd, "run", 0700) < 0 && errno != EEXIST)
+		return err_sys(err, errno, "create %s/run", t->cfg.state_dir);
+	t->run_fd = openat(t->state_fd, "run", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (t->run_fd < 0)
+		return err_sys(err, errno, "open %s/run", t->cfg.state_dir);
+	int fd = dup(t->run_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return err_sys(err, errno, "read %s/run", t->cfg.state_dir);
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			unlinkat(t->run_fd, e->d_name, 0);
+	closedir(d);
+	return 0;
+}
+
 int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_table **out,
 		   struct err *err)
 {
 	struct job_table *t = xcalloc(1, sizeof *t);
 	t->loop = loop;
 	t->cfg = *cfg;
-	t->state_fd = t->jobs_fd = t->inotify_fd = -1;
+	t->state_fd = t->jobs_fd = t->inotify_fd = t->run_fd = -1;
 	t->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	t->page_size = sysconf(_SC_PAGESIZE);
 	int r = 0;
@@ -976,6 +1115,8 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 	if (r == 0 &&
 	    (t->jobs_fd = openat(t->state_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		r = err_sys(err, errno, "open %s/jobs", cfg->state_dir);
+	if (r == 0)
+		r = open_run_dir(t, err);
 	if (r == 0 && (t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		r = err_sys(err, errno, "inotify_init1");
 	if (r < 0) {
@@ -984,6 +1125,8 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 	}
 	t->inotify_watch = loop_watch_fd(loop, t->inotify_fd, on_inotify, t);
 	t->retention_timer = loop_timer_new(loop, retention_sweep, t);
+	t->refill_timer = loop_timer_new(loop, spares_refill, t);
+	loop_timer_arm(t->refill_timer, 0);
 
 	int fd = dup(t->jobs_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -1025,8 +1168,18 @@ void job_table_free(struct job_table *t)
 			job_unref(j);
 		}
 	}
+	/* Spares see EOF on their FIFO and exit on their own. */
+	while (t->spares) {
+		struct spare *sp = t->spares;
+		t->spares = sp->next;
+		unlinkat(t->run_fd, sp->fifo, 0);
+		spare_free(sp);
+	}
 	loop_watch_free(t->inotify_watch);
 	loop_timer_free(t->retention_timer);
+	loop_timer_free(t->refill_timer);
+	if (t->run_fd >= 0)
+		close(t->run_fd);
 	if (t->inotify_fd >= 0)
 		close(t->inotify_fd);
 	if (t->jobs_fd >= 0)

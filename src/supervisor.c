@@ -6,7 +6,7 @@
  * it, report "ok" or "err ..." to the daemon, then copy output into the log
  * until the job and everything it left behind are gone, record the final
  * status and remove the cgroup. Single-threaded; the only blocking points
- * are the FIFO read (bounded by an alarm) and poll(). */
+ * are the FIFO read (ended by EOF if the daemon dies) and poll(). */
 #include "supervisor.h"
 
 #include <errno.h>
@@ -28,7 +28,6 @@
 #include "util.h"
 
 #define SPEC_MAX (16u << 20)  /* bounded request read from the FIFO */
-#define FIFO_TIMEOUT_S 60     /* the daemon writes right after spawning us */
 #define PIPE_SIZE (1 << 20)   /* larger pipes: fewer wakeups for chatty jobs */
 #define READ_CHUNK (1u << 20) /* one read per wakeup; <= LOGSTORE_MAX_RECORD */
 #define REMOVE_TIMEOUT_MS 10000
@@ -143,20 +142,16 @@ static int read_request(int fd, char **out, size_t *len, struct err *err)
 	return 0;
 }
 
+/* Waits for the request. No timeout is needed: the daemon holds the FIFO's
+ * other end, so if it dies before writing, the read sees EOF. */
 static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 {
-	/* If the daemon died before writing, do not wait forever: SIGALRM's
-	 * default action ends us, and the daemon cleans up the directory. */
-	alarm(FIFO_TIMEOUT_S);
 	_cleanup_close_ int fd = open(fifo, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		alarm(0);
+	if (fd < 0)
 		return err_sys(err, errno, "open fifo %s", fifo);
-	}
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = read_request(fd, &buf, &len, err);
-	alarm(0);
 	unlink(fifo);
 	if (r < 0)
 		return err_wrap(err, "fifo %s", fifo);
@@ -168,12 +163,14 @@ static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 	return 0;
 }
 
-static int open_jobdir(const char *fifo, struct err *err)
+/* The FIFO is <state_dir>/run/<name>; the job is <state_dir>/jobs/<id>. */
+static int open_jobdir(const char *fifo, const char *id, struct err *err)
 {
 	const char *slash = strrchr(fifo, '/');
-	_cleanup_free_ char *dir =
+	_cleanup_free_ char *run =
 		slash ? xstrndup(fifo, slash == fifo ? 1 : (size_t)(slash - fifo)) : xstrdup(".");
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ char *dir = xasprintf("%s/../jobs/%s", run, id);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return err_sys(err, errno, "open job directory %s", dir);
 	return fd;
@@ -547,11 +544,13 @@ int supervisor_main(int argc, char **argv)
 	j.root.dirfd = j.root.jobs_fd = -1;
 	int r;
 
-	if ((j.dirfd = open_jobdir(fifo, &err)) < 0 || (r = read_spec(fifo, &j.spec, &err)) < 0)
-		goto fail;
 	/* Our own session: signals for the daemon's terminal or process
-	 * group (^C) must not reach the job or us. */
+	 * group (^C) must not reach the job or us, nor a spare supervisor
+	 * waiting for its job. */
 	setsid();
+	if ((r = read_spec(fifo, &j.spec, &err)) < 0 ||
+	    (j.dirfd = open_jobdir(fifo, j.spec.id, &err)) < 0)
+		goto fail;
 	if ((j.lockfd = take_lock(j.dirfd, &err)) < 0 || (r = start_job(&j, &err)) < 0)
 		goto fail;
 

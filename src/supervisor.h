@@ -1,15 +1,20 @@
 /* supervisor: `rund execute -fifo PATH`, one process per job.
  *
- * Protocol with the daemon: the daemon creates <jobdir>/spec and the FIFO
- * <jobdir>/fifo, spawns `rund execute -fifo <jobdir>/fifo` with stdout a
- * pipe to itself. Before spawning, it opened the FIFO read-write (so
- * neither side ever blocks in open) and wrote the request into it: a
- * decimal byte count and a newline, then the encoded jobspec; it keeps
- * that end open until the report below arrives. The supervisor reads the
- * request, removes the FIFO, starts a new session,
- * takes the flock on <jobdir>/lock, creates the cgroup, clone3()s the job
- * into it and execs it, then writes <jobdir>/started and reports one line
- * on stdout:
+ * Protocol with the daemon. The daemon creates the FIFO
+ * <state_dir>/run/<name>, opens it read-write (so neither side ever blocks
+ * in open, and written data survives until it is read), and spawns
+ * `rund execute -fifo <state_dir>/run/<name>` with stdout a pipe to
+ * itself. The supervisor starts a new session and waits for its request:
+ * a decimal byte count and a newline, then the encoded jobspec (jobspec.h).
+ * The daemon writes it when a Start arrives, after writing
+ * <state_dir>/jobs/<id>/spec; until then the supervisor is a "spare" the
+ * daemon keeps ready so that Start does not wait for an exec. If the
+ * daemon dies first, its end closes and the supervisor sees EOF and exits.
+ *
+ * With the request read, the supervisor removes the FIFO, opens
+ * <state_dir>/jobs/<id> (<jobdir>), takes the flock on <jobdir>/lock,
+ * creates the cgroup, clone3()s the job into it and execs it, then writes
+ * <jobdir>/started and reports one line on stdout:
  *   "ok\n"
  *   "err <errno> <err_kind> <message>\n"   (nothing is left behind but the
  *                                          job directory, which the daemon

@@ -44,6 +44,16 @@ def supervisors_of(rund):
     return found
 
 
+def supervisor_of(rund, jid):
+    """The supervisor pid a job's `started` file records."""
+    with open(os.path.join(rund.state_dir, "jobs", jid, "started")) as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            if key == "supervisor_pid":
+                return int(value)
+    raise AssertionError("no supervisor_pid in started of " + jid)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_twenty_jobs_survive_restart(rund, pb, sig):
     s = stub(channel(rund))
@@ -85,10 +95,9 @@ def test_killed_supervisor_marks_only_its_job_lost(rund, pb):
     s = stub(channel(rund))
     victim = start(s, pb, "sh", "-c", "echo before; exec sleep 1000")
     other = start(s, pb, "sleep", "1000")
-    wait_for(lambda: len(supervisors_of(rund)) == 2, 5)
-    sup = [p for p, fifo in supervisors_of(rund) if victim in fifo]
-    assert len(sup) == 1
-    os.kill(sup[0], signal.SIGKILL)
+    sup = supervisor_of(rund, victim)
+    assert sup in [p for p, _ in supervisors_of(rund)]
+    os.kill(sup, signal.SIGKILL)
     st = wait_for(lambda: (lambda x: x if x.state == pb.JobStatus.LOST else None)(
         s.Status(pb.JobIdentifier(ulid=victim), timeout=5)), 10)
     assert st and st.state == pb.JobStatus.LOST and st.killed
