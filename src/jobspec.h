@@ -9,7 +9,6 @@
  *   log      output records (logstore.h), written by the supervisor
  *   lock     flock'ed by the supervisor for its whole life
  *   stop     created by the daemon when a Stop call kills the job
- *   fifo     the request channel, removed once read
  * The encodings are line-oriented text with length-prefixed strings, begin
  * with a version line, and decoders reject anything malformed. */
 #ifndef RUND_JOBSPEC_H
