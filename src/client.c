@@ -346,6 +346,10 @@ static int pump(struct client *c, short *events, struct err *err)
 		int r = SSL_read(c->ssl, c->rbuf + have, (int)(CLIENT_READ_CHUNK - have));
 		if (r > 0) {
 			have += (size_t)r;
+			/* A unary answer is small: when TLS holds nothing more,
+			 * do not ask the socket for an EAGAIN. */
+			if (c->call && c->call->unary && !SSL_has_pending(c->ssl))
+				break;
 			continue;
 		}
 		int e = SSL_get_error(c->ssl, r);
@@ -903,13 +907,17 @@ static int call_run(struct client *c, const char *path, const uint8_t *req, size
 	c->call = call;
 
 	int r = flush(c, deadline, err);
+	/* The answer to a request just sent is not there yet: poll before
+	 * the first read instead of reading into an EAGAIN. */
+	bool wait_first = !SSL_has_pending(c->ssl);
 	while (r == 0 && !call->closed && !call->stop) {
 		if (cancelled(c)) {
 			call_stop(call, ECANCELED, "cancelled");
 			break;
 		}
-		short events;
-		r = pump(c, &events, err);
+		short events = POLLIN;
+		r = wait_first ? 0 : pump(c, &events, err);
+		wait_first = false;
 		if (r > 0) {
 			r = flush(c, deadline, err);
 			continue;

@@ -117,6 +117,8 @@ int grpc_decoder_feed(struct grpc_decoder *d, const uint8_t *data, size_t len, g
 			len -= want;
 		} else {
 			size_t n = want < len ? want : len;
+			if (n == 0)
+				return 0; /* the prefix ended this piece */
 			/* Grow with the bytes that actually arrived, so a prefix
 			 * that lies about its length cannot make us reserve
 			 * max_message up front. */

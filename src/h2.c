@@ -82,6 +82,7 @@ struct rpc_call {
 	char *message;
 	struct evbuffer *queue; /* prefixed messages not yet framed */
 	struct h2_block *block; /* block being filled by rpc_call_send */
+	size_t reserved;	/* room of the pending rpc_call_reserve, 0 = none */
 	struct event *deadline;
 
 	void *ctx;
@@ -141,14 +142,36 @@ static void block_piece_done(const void *data, size_t len, void *extra)
 
 /* Appends prefix + iov to the queue through the call's current block. */
 static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREFIX_LEN],
-			   const struct iovec *iov, int iovcnt, size_t total)
+			   const struct iovec *iov, int iovcnt, size_t total);
+
+/* Makes the call's block hold `need` more bytes. */
+static struct h2_block *call_block(struct rpc_call *call, size_t need)
 {
-	size_t need = GRPC_PREFIX_LEN + total;
 	struct h2_block *b = call->block;
 	if (!b || b->size - b->used < need) {
 		block_unref(b);
 		b = call->block = block_get(need);
 	}
+	return b;
+}
+
+/* Queues b->data[used + skip, +need) (a prefixed message) and advances. */
+static void queue_block_piece(struct rpc_call *call, struct h2_block *b, size_t skip, size_t need)
+{
+	uint8_t *p = b->data + b->used + skip;
+	b->used += skip + need;
+	b->refs++;
+	if (evbuffer_add_reference(call->queue, p, need, block_piece_done, b) < 0) {
+		fprintf(stderr, "rund: out of memory queueing a response\n");
+		exit(1);
+	}
+}
+
+static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREFIX_LEN],
+			   const struct iovec *iov, int iovcnt, size_t total)
+{
+	size_t need = GRPC_PREFIX_LEN + total;
+	struct h2_block *b = call_block(call, need);
 	uint8_t *p = b->data + b->used;
 	memcpy(p, prefix, GRPC_PREFIX_LEN);
 	size_t off = GRPC_PREFIX_LEN;
@@ -157,12 +180,7 @@ static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREF
 			memcpy(p + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
-	b->used += need;
-	b->refs++;
-	if (evbuffer_add_reference(call->queue, p, need, block_piece_done, b) < 0) {
-		fprintf(stderr, "rund: out of memory queueing a response\n");
-		exit(1);
-	}
+	queue_block_piece(call, b, 0, need);
 }
 
 /* ---- calls ---------------------------------------------------------- */
@@ -386,11 +404,23 @@ const struct san_set *rpc_call_peer(const struct rpc_call *call)
 	return &call->conn->peer;
 }
 
+/* After queueing a message: get the response going. */
+static void call_queued(struct rpc_call *call)
+{
+	if (!call->response_started) {
+		call_start_response(call);
+		wake(call->conn);
+	} else if (call->deferred && !call->in_pull) {
+		rpc_call_resume(call);
+	}
+}
+
 int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt)
 {
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
+	call->reserved = 0;
 	if (total > call->conn->cfg.max_message || call->finished)
 		return call->finished ? -ECANCELED : -EMSGSIZE;
 	if (!call->queue)
@@ -405,12 +435,34 @@ int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt)
 			if (iov[i].iov_len)
 				evbuffer_add(call->queue, iov[i].iov_base, iov[i].iov_len);
 	}
-	if (!call->response_started) {
-		call_start_response(call);
-		wake(call->conn);
-	} else if (call->deferred && !call->in_pull) {
-		rpc_call_resume(call);
-	}
+	call_queued(call);
+	return 0;
+}
+
+uint8_t *rpc_call_reserve(struct rpc_call *call, size_t max)
+{
+	call->reserved = 0;
+	if (call->finished || max > call->conn->cfg.max_message)
+		return NULL;
+	if (!call->queue)
+		call->queue = evbuffer_new();
+	struct h2_block *b = call_block(call, GRPC_PREFIX_LEN + max);
+	call->reserved = max;
+	return b->data + b->used + GRPC_PREFIX_LEN;
+}
+
+int rpc_call_commit(struct rpc_call *call, size_t off, size_t len)
+{
+	size_t max = call->reserved;
+	call->reserved = 0;
+	if (call->finished || !call->block || off > max || len > max - off)
+		return -EINVAL;
+	struct h2_block *b = call->block;
+	/* The prefix goes just in front of the message, into the skipped
+	 * part of the room or the prefix space reserved before it. */
+	grpc_prefix_encode(b->data + b->used + off, (uint32_t)len);
+	queue_block_piece(call, b, off, GRPC_PREFIX_LEN + len);
+	call_queued(call);
 	return 0;
 }
 

@@ -981,6 +981,21 @@ int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, st
 	return r;
 }
 
+int job_follow_read(struct job_follower *f, uint8_t *dst, size_t max, struct logchunk *out,
+		    struct err *err)
+{
+	/* As job_follow_next: "ended" is decided before reading. */
+	bool ended = job_ended(f->job);
+	if (!f->have_reader)
+		return ended ? JOB_LOG_END : 0;
+	int r = logreader_read(&f->reader, dst, max, out);
+	if (r == 0 && ended)
+		return JOB_LOG_END;
+	if (r < 0)
+		return err_sys(err, -r, "read the output of job %s", f->job->id);
+	return r;
+}
+
 void job_follow_close(struct job_follower *f)
 {
 	if (!f)

@@ -125,6 +125,10 @@ int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_f
 /* 1: a chunk (valid until the next call); 0: nothing now, wait for notify;
  * JOB_LOG_END: the job ended and everything was read; <0 error. */
 int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, struct err *err);
+/* As job_follow_next, but the chunk (at most max > 0 bytes) is read into
+ * dst (out->data == dst), straight from the file when it is large. */
+int job_follow_read(struct job_follower *f, uint8_t *dst, size_t max, struct logchunk *out,
+		    struct err *err);
 void job_follow_close(struct job_follower *f);
 
 #endif

@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
 
 #include "util.h"
 
 #define READER_BUF (256u * 1024)
+#define READER_DIRECT_MIN (16u * 1024) /* records read without the buffer */
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -160,9 +162,10 @@ int logreader_open(struct logreader *r, int dirfd, const char *path)
 	return 0;
 }
 
-/* Moves the unread tail to the front and reads as much as fits behind it.
- * Returns bytes read (0 at the current end of file) or -errno. */
-static ssize_t refill(struct logreader *r)
+/* Moves the unread tail to the front and reads up to `want` bytes (at most
+ * what fits) behind it. Returns bytes read (0 at the current end of file)
+ * or -errno. */
+static ssize_t refill(struct logreader *r, size_t want)
 {
 	if (r->start > 0) {
 		size_t keep = r->end - r->start;
@@ -172,15 +175,56 @@ static ssize_t refill(struct logreader *r)
 		r->start = 0;
 		r->end = keep;
 	}
+	if (want > r->cap - r->end)
+		want = r->cap - r->end;
 	for (;;) {
-		ssize_t n =
-			pread(r->fd, r->buf + r->end, r->cap - r->end, (off_t)(r->off + r->end));
+		ssize_t n = pread(r->fd, r->buf + r->end, want, (off_t)(r->off + r->end));
 		if (n >= 0) {
 			r->end += (size_t)n;
 			return n;
 		}
 		if (errno != EINTR)
 			return -errno;
+	}
+}
+
+/* Between records: interprets the next header. Returns 1 with *out set for
+ * a LOG_TRUNCATED record, 2 when a record's payload begins (r->cur,
+ * r->rec_left), 0 when the header is not all there yet, or -errno. A
+ * header, and for LOG_TRUNCATED its 8-byte payload, must be whole before
+ * it is interpreted; refills read up to `want` bytes. */
+static int next_header(struct logreader *r, size_t want, struct logchunk *out)
+{
+	for (;;) {
+		uint32_t len = 0;
+		int h = check_header(r->buf + r->start, r->end - r->start, &len);
+		if (h < 0)
+			return h;
+		size_t need = LOGSTORE_HDR;
+		if (h > 0 && r->buf[r->start] == LOG_TRUNCATED)
+			need += 8;
+		if (h == 0 || r->end - r->start < need) {
+			ssize_t n = refill(r, want);
+			if (n <= 0)
+				return (int)n;
+			continue;
+		}
+		enum log_stream stream = (enum log_stream)r->buf[r->start];
+		r->start += LOGSTORE_HDR;
+		if (stream == LOG_TRUNCATED) {
+			out->stream = stream;
+			out->data = NULL;
+			out->len = 0;
+			out->truncated_at = get_le64(r->buf + r->start);
+			r->start += 8;
+			return 1;
+		}
+		r->cur = stream;
+		r->rec_left = len;
+		/* Large records: read the next header alone, so that its
+		 * payload goes straight to logreader_read's destination. */
+		r->direct = len >= READER_DIRECT_MIN;
+		return 2;
 	}
 }
 
@@ -194,7 +238,7 @@ int logreader_next(struct logreader *r, size_t max, struct logchunk *out)
 			 * even before the whole record arrived; it is output
 			 * the writer already committed. */
 			if (r->start == r->end) {
-				ssize_t n = refill(r);
+				ssize_t n = refill(r, SIZE_MAX);
 				if (n <= 0)
 					return (int)n;
 			}
@@ -211,37 +255,49 @@ int logreader_next(struct logreader *r, size_t max, struct logchunk *out)
 			r->rec_left -= n;
 			return 1;
 		}
-
-		/* A header, and for LOG_TRUNCATED its 8-byte payload, must be
-		 * whole before it is interpreted. */
-		uint32_t len = 0;
-		int h = check_header(r->buf + r->start, r->end - r->start, &len);
-		if (h < 0)
+		int h = next_header(r, SIZE_MAX, out);
+		if (h != 2)
 			return h;
-		size_t need = LOGSTORE_HDR;
-		if (h > 0 && r->buf[r->start] == LOG_TRUNCATED)
-			need += 8;
-		if (h == 0 || r->end - r->start < need) {
-			ssize_t n = refill(r);
-			if (n < 0)
-				return (int)n;
-			if (n == 0)
-				return 0;
-			continue;
-		}
-		enum log_stream stream = (enum log_stream)r->buf[r->start];
-		r->start += LOGSTORE_HDR;
-		if (stream == LOG_TRUNCATED) {
-			out->stream = stream;
-			out->data = NULL;
-			out->len = 0;
-			out->truncated_at = get_le64(r->buf + r->start);
-			r->start += 8;
-			return 1;
-		}
-		r->cur = stream;
-		r->rec_left = len; /* an empty record is skipped by the loop */
+		/* an empty record is skipped by the loop */
 	}
+}
+
+int logreader_read(struct logreader *r, uint8_t *dst, size_t max, struct logchunk *out)
+{
+	while (r->rec_left == 0) {
+		int h = next_header(r, r->direct ? LOGSTORE_HDR + 8 : SIZE_MAX, out);
+		if (h != 2)
+			return h;
+	}
+	size_t want = r->rec_left < max ? r->rec_left : max;
+	size_t got = r->end - r->start;
+	if (got > want)
+		got = want;
+	memcpy(dst, r->buf + r->start, got);
+	r->start += got;
+	if (got < want) {
+		/* The buffer is empty: the rest comes straight from the file. */
+		r->off += r->end;
+		r->start = r->end = 0;
+		ssize_t n;
+		do
+			n = pread(r->fd, dst + got, want - got, (off_t)r->off);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && got == 0)
+			return -errno;
+		if (n > 0) {
+			r->off += (uint64_t)n;
+			got += (size_t)n;
+		}
+	}
+	if (got == 0)
+		return 0;
+	r->rec_left -= got;
+	out->stream = r->cur;
+	out->data = dst;
+	out->len = got;
+	out->truncated_at = 0;
+	return 1;
 }
 
 void logreader_close(struct logreader *r)

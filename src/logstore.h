@@ -49,6 +49,7 @@ struct logreader {
 	size_t cap, start, end; /* valid bytes are buf[start..end) */
 	enum log_stream cur;	/* stream of the record being handed out */
 	size_t rec_left;	/* its payload bytes not yet handed out */
+	bool direct;		/* last record was large: read headers alone */
 };
 
 struct logchunk {
@@ -67,6 +68,11 @@ int logreader_open(struct logreader *r, int dirfd, const char *path);
  * 1 with *out filled; 0 when no more output is available yet (call again
  * after the file grows); -EBADMSG on corruption; -errno on read failure. */
 int logreader_next(struct logreader *r, size_t max, struct logchunk *out);
+/* As logreader_next, but the piece (at most max > 0 bytes) is copied into
+ * dst and out->data == dst. The payload of a large record is pread()
+ * straight into dst, so a follower that reads into its transport's buffer
+ * costs no copy in user space. Calls may be mixed with logreader_next. */
+int logreader_read(struct logreader *r, uint8_t *dst, size_t max, struct logchunk *out);
 void logreader_close(struct logreader *r);
 
 #endif

@@ -37,6 +37,20 @@ const struct san_set *rpc_call_peer(const struct rpc_call *call);
  * the message exceeds the maximum message size. */
 int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt);
 
+/* Zero-copy alternative to rpc_call_send for large messages: returns room
+ * for max bytes in the transport's own buffer, so the handler can read or
+ * encode a message straight into it. The room stays valid until the next
+ * rpc_* call on this call; a reservation that is not committed costs
+ * nothing. NULL if max exceeds the maximum message size or the call is
+ * finished. */
+uint8_t *rpc_call_reserve(struct rpc_call *call, size_t max);
+
+/* Queues room[off, off + len) of the last reservation as one message
+ * (off + len <= max; the bytes before off are skipped, which lets a
+ * handler write a variable-length header just in front of its payload).
+ * Returns 0 or -EINVAL when nothing valid is reserved. */
+int rpc_call_commit(struct rpc_call *call, size_t off, size_t len);
+
 /* Ends the call with a gRPC status (grpc.h) and an optional message; the
  * transport sends queued messages, then the trailers. The handler must not
  * use `call` afterwards; its cancel callback will not be called. Safe to

@@ -261,6 +261,87 @@ static void test_long_record_split(void **state)
 	free(big);
 }
 
+/* logreader_read: the same byte stream as logreader_next, through small
+ * and large records (large ones are read past the buffer), a partially
+ * written last record, and the truncation marker. */
+static void test_read_into(void **state)
+{
+	(void)state;
+	reset_log();
+	struct logwriter w;
+	assert_int_equal(logwriter_open(&w, dirfd_, "log", 2 * 100002 + 46), 0);
+	size_t big = 100000;
+	uint8_t *data = xmalloc(big);
+	for (size_t i = 0; i < big; i++)
+		data[i] = (uint8_t)(i * 13 + 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(logwriter_append(&w, LOG_STDERR, "ab", 2), 0);
+		assert_int_equal(logwriter_append(&w, LOG_STDOUT, data, big), 0);
+	}
+	logwriter_close(&w);
+
+	struct logreader r;
+	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
+	uint8_t *got = xmalloc(4 * big), dst[40000];
+	size_t n = 0, pieces = 0;
+	int truncated = 0;
+	uint64_t truncated_at = 0;
+	struct logchunk c;
+	int rc;
+	while ((rc = logreader_read(&r, dst, sizeof dst, &c)) == 1) {
+		if (c.stream == LOG_TRUNCATED) {
+			truncated++;
+			truncated_at = c.truncated_at;
+			continue;
+		}
+		assert_ptr_equal(c.data, dst);
+		assert_true(c.len > 0 && c.len <= sizeof dst);
+		/* "ab" on stderr starts every big + 2 bytes */
+		assert_int_equal(c.stream, n % (big + 2) == 0 ? LOG_STDERR : LOG_STDOUT);
+		if (c.stream == LOG_STDERR)
+			assert_int_equal(c.len, 2);
+		memcpy(got + n, c.data, c.len);
+		n += c.len;
+		pieces++;
+	}
+	assert_int_equal(rc, 0);
+	/* The cap cut the third big record after 44 bytes. */
+	assert_int_equal(truncated, 1);
+	assert_int_equal(truncated_at, 2 * (big + 2) + 46);
+	assert_int_equal(n, 2 * (big + 2) + 46);
+	for (int i = 0; i < 2; i++) {
+		assert_memory_equal(got + i * (big + 2), "ab", 2);
+		assert_memory_equal(got + i * (big + 2) + 2, data, big);
+	}
+	assert_memory_equal(got + 2 * (big + 2), "ab", 2);
+	assert_memory_equal(got + 2 * (big + 2) + 2, data, 44);
+	assert_true(pieces >= 2 * (big / sizeof dst + 1));
+
+	/* A record still being written: its committed part first, then the
+	 * rest once it arrives, at any mix with logreader_next. */
+	logreader_close(&r);
+	reset_log();
+	uint8_t hdr[LOGSTORE_HDR] = {LOG_STDOUT, 0x50, 0xc3, 0, 0}; /* 50000 */
+	append_raw(hdr, sizeof hdr);
+	append_raw(data, 30000);
+	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
+	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 1);
+	assert_int_equal(c.len, 30000);
+	assert_memory_equal(c.data, data, 30000);
+	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 0);
+	append_raw(data + 30000, 20000);
+	assert_int_equal(logreader_next(&r, 5000, &c), 1);
+	assert_int_equal(c.len, 5000);
+	assert_memory_equal(c.data, data + 30000, 5000);
+	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 1);
+	assert_int_equal(c.len, 15000);
+	assert_memory_equal(c.data, data + 35000, 15000);
+	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 0);
+	logreader_close(&r);
+	free(got);
+	free(data);
+}
+
 static void test_cap(void **state)
 {
 	(void)state;
@@ -354,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_partial_last_record),
 		cmocka_unit_test(test_long_record_split),
 		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_read_into),
 		cmocka_unit_test(test_corrupt),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
