@@ -72,6 +72,8 @@ struct job_pending {
 	int report_fd;
 	struct loop_watch *report_watch;
 	int fifo_fd;
+	char fifo[16];	    /* its name in <state_dir>/run */
+	bool fifo_reusable; /* the supervisor read its request and reported */
 	char line[1024];
 	size_t line_len;
 	job_started_fn cb;
@@ -84,7 +86,7 @@ struct spare {
 	struct job_table *t;
 	pid_t pid;
 	int pidfd, report_fd, fifo_fd;
-	char fifo[40];		  /* name in <state_dir>/run */
+	char fifo[16];		  /* name in <state_dir>/run */
 	struct loop_watch *watch; /* pidfd, while idle */
 	struct spare *next;
 };
@@ -109,7 +111,9 @@ struct job_table {
 	int run_fd;		/* <state_dir>/run: supervisors' FIFOs */
 	struct spare *spares;
 	size_t n_spares;
-	unsigned long long spare_seq;
+	unsigned *fifo_free; /* names of FIFOs ready for reuse */
+	size_t n_fifo_free, cap_fifo_free;
+	unsigned fifo_next;
 	struct loop_timer *refill_timer;
 };
 
@@ -458,11 +462,15 @@ static void on_inotify(void *ctx)
 
 /* --- start -------------------------------------------------------------- */
 
+static void fifo_release(struct job_table *t, const char *name, bool reusable);
+
 static void pending_free(struct job_pending *p)
 {
 	loop_watch_free(p->report_watch);
 	if (p->fifo_fd >= 0)
 		close(p->fifo_fd);
+	if (p->fifo[0])
+		fifo_release(p->t, p->fifo, p->fifo_reusable);
 	if (p->report_fd >= 0)
 		close(p->report_fd);
 	if (p->pidfd >= 0)
@@ -536,6 +544,9 @@ static void on_report(void *ctx)
 			*nl = '\0';
 	}
 	struct err err = {0};
+	/* A report means the request was read whole: the FIFO is empty and
+	 * may serve the next supervisor. */
+	p->fifo_reusable = n > 0;
 	if (n > 0 && strcmp(p->line, "ok") == 0) {
 		pending_ok(p);
 		return;
@@ -575,6 +586,37 @@ static int write_request(int fifo_fd, const char *id, const char *spec, size_t l
 	return 0;
 }
 
+/* Supervisors' FIFOs are reused rather than unlinked: creating and
+ * deleting an inode per Start showed up as ext4 inode allocation (scans
+ * past recently deleted inodes) at the top of the Start profile. Names are
+ * small numbers; fifo_take() says whether the FIFO must still be created. */
+static bool fifo_take(struct job_table *t, char name[16])
+{
+	if (t->n_fifo_free) {
+		snprintf(name, 16, "%u", t->fifo_free[--t->n_fifo_free]);
+		return false;
+	}
+	snprintf(name, 16, "%u", t->fifo_next++);
+	return true;
+}
+
+/* Returns a FIFO to the pool once its supervisor read its request whole
+ * (nothing is left in it, and pipe data does not outlive its last open
+ * fd anyway); otherwise removes it. */
+static void fifo_release(struct job_table *t, const char *name, bool reusable)
+{
+	unsigned id;
+	if (!reusable || sscanf(name, "%u", &id) != 1) {
+		unlinkat(t->run_fd, name, 0);
+		return;
+	}
+	if (t->n_fifo_free == t->cap_fifo_free) {
+		t->cap_fifo_free = t->cap_fifo_free ? 2 * t->cap_fifo_free : 16;
+		t->fifo_free = xrealloc(t->fifo_free, t->cap_fifo_free * sizeof *t->fifo_free);
+	}
+	t->fifo_free[t->n_fifo_free++] = id;
+}
+
 static void spare_free(struct spare *sp)
 {
 	if (!sp)
@@ -605,7 +647,7 @@ static void on_spare_exit(void *ctx)
 	}
 	while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	unlinkat(t->run_fd, sp->fifo, 0);
+	fifo_release(t, sp->fifo, false);
 	fprintf(stderr, "rund: spare supervisor %d exited before it was given a job\n",
 		(int)sp->pid);
 	spare_free(sp);
@@ -619,15 +661,14 @@ static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
 	struct spare *sp = xcalloc(1, sizeof *sp);
 	sp->t = t;
 	sp->pidfd = sp->report_fd = sp->fifo_fd = -1;
-	snprintf(sp->fifo, sizeof sp->fifo, "%d-%llu", (int)getpid(),
-		 (unsigned long long)++t->spare_seq);
+	bool fresh = fifo_take(t, sp->fifo);
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof path, "%s/run/%s", t->cfg.state_dir, sp->fifo);
 	int pipefd[2] = {-1, -1};
 	int r = 0;
 	if (n < 0 || (size_t)n >= sizeof path)
 		r = err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
-	else if (mkfifoat(t->run_fd, sp->fifo, 0600) < 0)
+	else if (fresh && mkfifoat(t->run_fd, sp->fifo, 0600) < 0)
 		r = err_sys(err, errno, "create fifo %s", path);
 	/* Read-write: never blocks, and keeps the FIFO's data alive until
 	 * the supervisor has read it; our close is its EOF if we die. */
@@ -637,7 +678,7 @@ static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
 	else if (pipe2(pipefd, O_CLOEXEC) < 0)
 		r = err_sys(err, errno, "create report pipe");
 	if (r < 0) {
-		unlinkat(t->run_fd, sp->fifo, 0);
+		fifo_release(t, sp->fifo, false);
 		spare_free(sp);
 		return r;
 	}
@@ -681,7 +722,7 @@ static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
 	close(pipefd[1]);
 	if (r != 0) {
 		r = err_sys(err, r, "spawn supervisor %s", t->cfg.exe);
-		unlinkat(t->run_fd, sp->fifo, 0);
+		fifo_release(t, sp->fifo, false);
 		spare_free(sp);
 		return r;
 	}
@@ -690,7 +731,7 @@ static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
 		r = err_sys(err, errno, "pidfd_open supervisor %d", (int)sp->pid);
 		kill(sp->pid, SIGKILL);
 		waitpid(sp->pid, NULL, 0);
-		unlinkat(t->run_fd, sp->fifo, 0);
+		fifo_release(t, sp->fifo, false);
 		spare_free(sp);
 		return r;
 	}
@@ -807,6 +848,7 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		p->pidfd = steal_fd(&sp->pidfd);
 		p->report_fd = steal_fd(&sp->report_fd);
 		p->fifo_fd = steal_fd(&sp->fifo_fd);
+		memcpy(p->fifo, sp->fifo, sizeof p->fifo);
 		spare_free(sp);
 	}
 	if (r < 0) {
@@ -1193,6 +1235,7 @@ void job_table_free(struct job_table *t)
 	loop_watch_free(t->inotify_watch);
 	loop_timer_free(t->retention_timer);
 	loop_timer_free(t->refill_timer);
+	free(t->fifo_free);
 	if (t->run_fd >= 0)
 		close(t->run_fd);
 	if (t->inotify_fd >= 0)

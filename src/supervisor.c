@@ -152,7 +152,6 @@ static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = read_request(fd, &buf, &len, err);
-	unlink(fifo);
 	if (r < 0)
 		return err_wrap(err, "fifo %s", fifo);
 	r = jobspec_decode(buf, len, spec, err);

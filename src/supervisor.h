@@ -11,7 +11,7 @@
  * daemon keeps ready so that Start does not wait for an exec. If the
  * daemon dies first, its end closes and the supervisor sees EOF and exits.
  *
- * With the request read, the supervisor removes the FIFO, opens
+ * With the request read (the daemon reuses the FIFO afterwards), it opens
  * <state_dir>/jobs/<id> (<jobdir>), takes the flock on <jobdir>/lock,
  * creates the cgroup, clone3()s the job into it and execs it, then writes
  * <jobdir>/started and reports one line on stdout:
