@@ -109,6 +109,7 @@ struct job_table {
 	struct loop_timer *retention_timer;
 	uint64_t retention_due; /* mono ns of the armed sweep, 0 = none */
 	int run_fd;		/* <state_dir>/run: supervisors' FIFOs */
+	int lock_fd;		/* <state_dir>/daemon.lock, flock'ed while we serve */
 	struct spare *spares;
 	size_t n_spares;
 	unsigned *fifo_free; /* names of FIFOs ready for reuse */
@@ -1129,6 +1130,24 @@ bad:
 	job_unref(j);
 }
 
+/* One daemon per state directory: a second one would reap the first's
+ * FIFOs and race it on every job. The lock dies with the daemon. */
+static int lock_state_dir(struct job_table *t, struct err *err)
+{
+	t->lock_fd =
+		openat(t->state_fd, "daemon.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (t->lock_fd < 0)
+		return err_sys(err, errno, "open %s/daemon.lock", t->cfg.state_dir);
+	if (flock(t->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return err_set(err, EBUSY, ERR_PRECONDITION,
+				       "another rund already serves the state directory %s",
+				       t->cfg.state_dir);
+		return err_sys(err, errno, "lock %s/daemon.lock", t->cfg.state_dir);
+	}
+	return 0;
+}
+
 /* <state_dir>/run holds supervisors' FIFOs. Whatever an earlier daemon
  * left there is stale: its spares saw EOF when it died. */
 static int open_run_dir(struct job_table *t, struct err *err)
@@ -1159,7 +1178,7 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 	struct job_table *t = xcalloc(1, sizeof *t);
 	t->loop = loop;
 	t->cfg = *cfg;
-	t->state_fd = t->jobs_fd = t->inotify_fd = t->run_fd = -1;
+	t->state_fd = t->jobs_fd = t->inotify_fd = t->run_fd = t->lock_fd = -1;
 	t->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	t->page_size = sysconf(_SC_PAGESIZE);
 	int r = 0;
@@ -1172,6 +1191,8 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 	if (r == 0 &&
 	    (t->jobs_fd = openat(t->state_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		r = err_sys(err, errno, "open %s/jobs", cfg->state_dir);
+	if (r == 0)
+		r = lock_state_dir(t, err);
 	if (r == 0)
 		r = open_run_dir(t, err);
 	if (r == 0 && (t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
@@ -1238,6 +1259,8 @@ void job_table_free(struct job_table *t)
 	free(t->fifo_free);
 	if (t->run_fd >= 0)
 		close(t->run_fd);
+	if (t->lock_fd >= 0)
+		close(t->lock_fd);
 	if (t->inotify_fd >= 0)
 		close(t->inotify_fd);
 	if (t->jobs_fd >= 0)

@@ -59,3 +59,19 @@ def test_command_line_limit(rund, pb):
     # Just under it still runs.
     jid = s.Start(pb.JobStartRequest(name="true", args=["y" * 100000] * 9), timeout=10).ulid
     assert len(jid) == 26
+
+
+def test_one_daemon_per_state_dir(rund):
+    import subprocess
+    from conftest import RUND
+    p = subprocess.run([RUND, "serve", "-addr", "127.0.0.1:0", "-state_dir", rund.state_dir,
+                        "-ca", os.path.join(TLS, "ca.pem"),
+                        "-cert", os.path.join(TLS, "server.pem"),
+                        "-key", os.path.join(TLS, "server-key.pem"),
+                        "-cgroup", rund.cgroup + "-second"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 1
+    assert b"another rund already serves the state directory" in p.stderr
+    os.rmdir(os.path.join(rund.cgroup + "-second", "jobs"))
+    os.rmdir(os.path.join(rund.cgroup + "-second", "daemon"))
+    os.rmdir(rund.cgroup + "-second")
