@@ -99,6 +99,8 @@ static void raise_fd_limit(void)
 	}
 }
 
+static int run(const struct serve_opts *o);
+
 static int serve(int argc, char **argv)
 {
 	struct serve_opts o = {
@@ -164,47 +166,57 @@ static int serve(int argc, char **argv)
 		return 2;
 	}
 
+	return run(&o);
+}
+
+/* Sets everything up, serves until a signal, and tears down in reverse
+ * order; every start-up failure leaves through the same path. */
+static int run(const struct serve_opts *o)
+{
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 
-	struct tls_opts tls = {.ca = o.ca, .cert = o.cert, .key = o.key, .groups = o.tls_groups};
+	struct err err = {0};
+	int status = 1;
+	struct daemon d = {.drain_ms = (unsigned)(o->drain / 1000000)};
+	struct cgroup_root cg = {.dirfd = -1, .jobs_fd = -1};
+	struct io_device *devs = NULL;
+	size_t ndevs = 0;
+	struct job_table *jobs = NULL;
+	_cleanup_free_ char *state_dir = NULL;
+	_cleanup_free_ char *exe = NULL;
+
+	struct tls_opts tls = {
+		.ca = o->ca, .cert = o->cert, .key = o->key, .groups = o->tls_groups};
 	SSL_CTX *ssl_ctx = tls_server_ctx_new(&tls, &err);
 	if (!ssl_ctx) {
 		fprintf(stderr, "rund: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
-
-	struct io_device *devs = NULL;
-	size_t ndevs = 0;
-	int r = o.io_devices[0] ? cgroup_parse_io_devices(o.io_devices, &devs, &ndevs, &err)
-				: cgroup_default_io_devices(&devs, &ndevs, &err);
+	int r = o->io_devices[0] ? cgroup_parse_io_devices(o->io_devices, &devs, &ndevs, &err)
+				 : cgroup_default_io_devices(&devs, &ndevs, &err);
 	if (r < 0) {
 		fprintf(stderr, "rund: -io_devices: %s\n", err.msg);
-		return 2;
+		status = 2;
+		goto out;
 	}
-
-	struct cgroup_root cg = {.dirfd = -1, .jobs_fd = -1};
-	if (cgroup_root_setup(o.cgroup[0] ? o.cgroup : NULL, &cg, &err) < 0) {
+	if (cgroup_root_setup(o->cgroup[0] ? o->cgroup : NULL, &cg, &err) < 0) {
 		fprintf(stderr, "rund: cgroup: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
-
-	_cleanup_free_ char *state_dir = NULL;
-	_cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+	exe = realpath("/proc/self/exe", NULL);
 	if (!exe) {
 		fprintf(stderr, "rund: cannot resolve /proc/self/exe: %s\n", strerror(errno));
-		return 1;
+		goto out;
 	}
-	if (make_state_dir(o.state_dir, &state_dir, &err) < 0) {
+	if (make_state_dir(o->state_dir, &state_dir, &err) < 0) {
 		fprintf(stderr, "rund: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
-
-	struct daemon d = {.drain_ms = (unsigned)(o.drain / 1000000)};
 	d.base = event_base_new();
 	if (!d.base) {
 		fprintf(stderr, "rund: cannot create the event loop\n");
-		return 1;
+		goto out;
 	}
 	struct job_config jc = {
 		.state_dir = state_dir,
@@ -212,29 +224,28 @@ static int serve(int argc, char **argv)
 		.cgroup = &cg,
 		.io_devices = devs,
 		.n_io_devices = ndevs,
-		.max_log_bytes = o.max_log_bytes,
-		.retention_ns = o.retention,
+		.max_log_bytes = o->max_log_bytes,
+		.retention_ns = o->retention,
 	};
-	struct job_table *jobs = NULL;
 	uint64_t t0 = now_mono_ns();
 	if (job_table_open((struct loop *)d.base, &jc, &jobs, &err) < 0) {
 		fprintf(stderr, "rund: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
 	size_t nmethods;
 	const struct rpc_method *methods = api_methods(jobs, &nmethods);
 	struct server_opts so = {
-		.addr = o.addr,
+		.addr = o->addr,
 		.ssl_ctx = ssl_ctx,
 		.methods = methods,
 		.n_methods = nmethods,
-		.max_connections = (size_t)o.max_connections,
-		.handshake_timeout_ms = (unsigned)(o.handshake_timeout / 1000000),
+		.max_connections = (size_t)o->max_connections,
+		.handshake_timeout_ms = (unsigned)(o->handshake_timeout / 1000000),
 	};
 	d.server = server_new(d.base, &so, &err);
 	if (!d.server) {
 		fprintf(stderr, "rund: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
 	d.sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
@@ -242,20 +253,24 @@ static int serve(int argc, char **argv)
 	event_add(d.sigterm, NULL);
 	fprintf(stderr, "rund: serving %zu job(s) from %s (loaded in %.1f ms); cgroup %s\n",
 		job_table_count(jobs), state_dir, (double)(now_mono_ns() - t0) / 1e6, cg.path);
-	print_listening(o.addr, server_port(d.server));
+	print_listening(o->addr, server_port(d.server));
 
 	event_base_dispatch(d.base);
-
+	fprintf(stderr, "rund: stopped\n");
+	status = 0;
+out:
 	server_free(d.server);
 	job_table_free(jobs);
-	event_free(d.sigint);
-	event_free(d.sigterm);
-	event_base_free(d.base);
+	if (d.sigint)
+		event_free(d.sigint);
+	if (d.sigterm)
+		event_free(d.sigterm);
+	if (d.base)
+		event_base_free(d.base);
 	SSL_CTX_free(ssl_ctx);
 	cgroup_root_close(&cg);
 	free(devs);
-	fprintf(stderr, "rund: stopped\n");
-	return 0;
+	return status;
 }
 
 int main(int argc, char **argv)
