@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@
 #define SPEC_MAX (8u << 20)
 #define SMALL_FILE_MAX 4096
 #define REQUEST_MAX (1u << 20) /* encoded command line + limits + owners */
-#define LOST_REMOVE_TIMEOUT_MS 2000
+#define REQUEST_HDR_MAX 24     /* the decimal length line in front */
 
 struct job_follower {
 	struct job *job;
@@ -116,6 +117,8 @@ struct job_table {
 	size_t n_fifo_free, cap_fifo_free;
 	unsigned fifo_next;
 	struct loop_timer *refill_timer;
+	struct cg_reaper *reapers; /* cgroups still being removed */
+	struct recheck *rechecks;  /* recovered jobs not settled yet */
 };
 
 /* --- hashing ------------------------------------------------------------ */
@@ -313,6 +316,63 @@ static int load_status(struct job *j, struct err *err)
 	return 0;
 }
 
+/* --- leftover cgroups ---------------------------------------------------- */
+
+/* Removing a killed job's cgroup waits for its processes to be gone, which
+ * can take a while (uninterruptible sleep, a large address space): retry
+ * from a timer instead of sleeping on the event loop. */
+struct cg_reaper {
+	struct job_table *t;
+	char id[ULID_LEN + 1];
+	unsigned tries;
+	struct loop_timer *timer;
+	struct cg_reaper *next;
+};
+
+static void cg_reaper_free(struct cg_reaper *c)
+{
+	for (struct cg_reaper **p = &c->t->reapers; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	loop_timer_free(c->timer);
+	free(c);
+}
+
+#define CG_REAP_INTERVAL_MS 50
+#define CG_REAP_TRIES 600 /* 30 s */
+
+static void cg_reap(void *ctx)
+{
+	struct cg_reaper *c = ctx;
+	struct err err = {0};
+	int r = cgroup_job_remove(c->t->cfg.cgroup, c->id, 0, &err);
+	if (r == -EBUSY && ++c->tries < CG_REAP_TRIES) {
+		loop_timer_arm(c->timer, CG_REAP_INTERVAL_MS);
+		return;
+	}
+	if (r < 0 && r != -ENOENT)
+		fprintf(stderr, "rund: job %s: %s\n", c->id, err.msg);
+	cg_reaper_free(c);
+}
+
+/* Kills what is left of job `id` and removes its cgroup, now or soon. */
+static void cgroup_remove_soon(struct job_table *t, const char *id)
+{
+	cgroup_job_kill(t->cfg.cgroup, id, NULL);
+	if (cgroup_job_remove(t->cfg.cgroup, id, 0, NULL) != -EBUSY)
+		return;
+	struct cg_reaper *c = xcalloc(1, sizeof *c);
+	c->t = t;
+	snprintf(c->id, sizeof c->id, "%s", id);
+	c->timer = loop_timer_new(t->loop, cg_reap, c);
+	c->next = t->reapers;
+	t->reapers = c;
+	loop_timer_arm(c->timer, CG_REAP_INTERVAL_MS);
+}
+
 /* --- retention ---------------------------------------------------------- */
 
 static void retention_arm(struct job_table *t, uint64_t due)
@@ -388,13 +448,25 @@ static void mark_ended(struct job *j)
 	job_unref(j);
 }
 
+/* The job is gone with its supervisor and without a status: killed, its
+ * cgroup removed, reported LOST. Its output stays readable. */
+static void mark_lost(struct job *j)
+{
+	j->state = JOB_LOST;
+	cgroup_remove_soon(j->t, j->id);
+	j->status = (struct jobstatus){.end_ns = now_real_ns(), .signal = SIGKILL};
+	if (!j->in_table)
+		table_insert(j->t, j);
+	mark_ended(j);
+}
+
 /* The supervisor is gone: its status tells how the job ended; without one
  * it died abnormally, so the job is killed and reported LOST. */
 static void supervisor_gone(struct job *j)
 {
-	struct job_table *t = j->t;
+	int wstatus = 0;
 	if (j->sup_is_child)
-		while (waitpid(j->sup_pid, NULL, 0) < 0 && errno == EINTR)
+		while (waitpid(j->sup_pid, &wstatus, 0) < 0 && errno == EINTR)
 			;
 	loop_watch_free(j->pid_watch);
 	j->pid_watch = NULL;
@@ -405,22 +477,22 @@ static void supervisor_gone(struct job *j)
 	int r = load_status(j, &err);
 	if (r == 0) {
 		j->state = JOB_EXITED;
-	} else {
-		if (r != -ENOENT)
-			fprintf(stderr, "rund: %s\n", err.msg);
+		mark_ended(j);
+		return;
+	}
+	if (r != -ENOENT)
+		fprintf(stderr, "rund: %s\n", err.msg);
+	if (j->sup_is_child && WIFEXITED(wstatus))
+		fprintf(stderr,
+			"rund: job %s: supervisor exited %d without recording a status (it could "
+			"not write it); killing what is left of the job\n",
+			j->id, WEXITSTATUS(wstatus));
+	else
 		fprintf(stderr,
 			"rund: job %s: supervisor died without recording a status; killing the "
 			"job\n",
 			j->id);
-		j->state = JOB_LOST;
-		err_clear(&err);
-		cgroup_job_kill(t->cfg.cgroup, j->id, NULL);
-		if (cgroup_job_remove(t->cfg.cgroup, j->id, LOST_REMOVE_TIMEOUT_MS, &err) < 0 &&
-		    err.code != ENOENT)
-			fprintf(stderr, "rund: job %s: %s\n", j->id, err.msg);
-		j->status = (struct jobstatus){.end_ns = now_real_ns(), .signal = SIGKILL};
-	}
-	mark_ended(j);
+	mark_lost(j);
 }
 
 static void on_supervisor_exit(void *ctx)
@@ -443,6 +515,13 @@ static void watch_running(struct job *j)
 		wd_insert(t, j);
 }
 
+static void notify_all_followers(struct job_table *t)
+{
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (struct job *j = t->by_id[b]; j; j = j->id_next)
+			notify_followers(j);
+}
+
 static void on_inotify(void *ctx)
 {
 	struct job_table *t = ctx;
@@ -454,6 +533,11 @@ static void on_inotify(void *ctx)
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
 			p += sizeof *ev + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				/* Events were lost: wake every follower. */
+				notify_all_followers(t);
+				continue;
+			}
 			struct job *j = wd_lookup(t, ev->wd);
 			if (j && ev->len && strcmp(ev->name, "log") == 0)
 				notify_followers(j);
@@ -490,8 +574,7 @@ static void pending_fail(struct job_pending *p, const struct err *err)
 		while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 	}
-	cgroup_job_kill(t->cfg.cgroup, p->job->id, NULL);
-	cgroup_job_remove(t->cfg.cgroup, p->job->id, LOST_REMOVE_TIMEOUT_MS, NULL);
+	cgroup_remove_soon(t, p->job->id);
 	remove_job_dir(t->jobs_fd, p->job->id);
 	if (!p->detached)
 		p->cb(p->ctx, NULL, err);
@@ -761,6 +844,12 @@ static void spares_refill(void *ctx)
 static int spare_take(struct job_table *t, struct spare **out, struct err *err)
 {
 	struct spare *sp = t->spares;
+	/* A spare that died since the loop last looked is reaped here, not
+	 * handed a job it cannot run. */
+	while (sp && poll(&(struct pollfd){.fd = sp->pidfd, .events = POLLIN}, 1, 0) > 0) {
+		on_spare_exit(sp);
+		sp = t->spares;
+	}
 	if (sp) {
 		t->spares = sp->next;
 		t->n_spares--;
@@ -830,6 +919,13 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	p->ctx = ctx;
 	size_t spec_len;
 	_cleanup_free_ char *spec = jobspec_encode(s, &spec_len);
+	/* Refuse before anything is created or a supervisor is used up. */
+	if (spec_len + REQUEST_HDR_MAX > REQUEST_MAX) {
+		pending_free(p);
+		return err_set(err, E2BIG, ERR_INVALID,
+			       "command line too long: %zu bytes encoded, limit %u", spec_len,
+			       REQUEST_MAX - REQUEST_HDR_MAX);
+	}
 
 	if (mkdirat(t->jobs_fd, id, 0700) < 0) {
 		r = err_sys(err, errno, "create job directory %s/jobs/%s", t->cfg.state_dir, id);
@@ -958,6 +1054,8 @@ int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out,
 	}
 	int r = cgroup_job_kill(j->t->cfg.cgroup, j->id, err);
 	if (r < 0 && r != -ENOENT) {
+		/* Not stopped after all: a later natural end must not say so. */
+		unlinkat(j->t->jobs_fd, path, 0);
 		free(w);
 		return err_wrap(err, "stop job %s", j->id);
 	}
@@ -1058,6 +1156,108 @@ void job_follow_close(struct job_follower *f)
 
 /* --- table -------------------------------------------------------------- */
 
+/* A job found at start-up whose supervisor is still starting it (or
+ * whose pidfd could not be opened yet) is looked at again until it is
+ * clearly running, ended or never started. */
+struct recheck {
+	struct job *job;
+	uint64_t since_ns;
+	struct loop_timer *timer;
+	struct recheck *next;
+};
+
+static void recheck_free(struct recheck *rc)
+{
+	for (struct recheck **p = &rc->job->t->rechecks; *p; p = &(*p)->next) {
+		if (*p == rc) {
+			*p = rc->next;
+			break;
+		}
+	}
+	loop_timer_free(rc->timer);
+	free(rc);
+}
+
+#define RECHECK_MS 100
+#define NEVER_STARTED_GRACE_MS 2000 /* a supervisor may be about to lock */
+
+/* Decides what a job directory found at start-up is. Returns true when
+ * done: the job is in the table (running, ended or lost) or was dropped;
+ * false to look again later. Takes over the caller's reference. */
+static bool settle_recovered(struct job *j, uint64_t waited_ms)
+{
+	struct job_table *t = j->t;
+	struct err err = {0};
+	/* Liveness first: a supervisor that is gone by now wrote its status
+	 * (if it could) before it let go of the lock. */
+	bool alive = supervisor_alive(j);
+	int r = load_status(j, &err);
+	bool started = load_start(j, NULL) == 0;
+	if (r == 0) {
+		j->state = JOB_EXITED;
+		table_insert(t, j);
+		mark_ended(j);
+		return true;
+	}
+	if (r != -ENOENT) {
+		fprintf(stderr, "rund: state: jobs/%s: %s; treating it as lost\n", j->id, err.msg);
+		mark_lost(j);
+		return true;
+	}
+	if (started && alive) {
+		/* The lock proves the recorded pid is still our supervisor; a
+		 * pidfd opened before re-checking it cannot name a reused pid. */
+		j->pidfd = sys_pidfd_open(j->start.supervisor_pid, 0);
+		if (j->pidfd >= 0 && supervisor_alive(j)) {
+			j->sup_pid = j->start.supervisor_pid;
+			j->state = JOB_RUNNING;
+			table_insert(t, j);
+			watch_running(j);
+			return true;
+		}
+		if (j->pidfd >= 0) {
+			close(j->pidfd);
+			j->pidfd = -1;
+		}
+		return false; /* it just ended, or pidfd_open failed: look again */
+	}
+	if (started) {
+		fprintf(stderr,
+			"rund: job %s: supervisor died without recording a status; "
+			"killing the job\n",
+			j->id);
+		mark_lost(j);
+		return true;
+	}
+	if (alive || waited_ms < NEVER_STARTED_GRACE_MS)
+		return false;
+	/* Never started: its Start failed while no daemon was watching. */
+	remove_job_dir(t->jobs_fd, j->id);
+	job_unref(j);
+	return true;
+}
+
+static void on_recheck(void *ctx)
+{
+	struct recheck *rc = ctx;
+	if (!settle_recovered(rc->job, (now_mono_ns() - rc->since_ns) / 1000000)) {
+		loop_timer_arm(rc->timer, RECHECK_MS);
+		return;
+	}
+	recheck_free(rc);
+}
+
+static void recheck_later(struct job *j)
+{
+	struct recheck *rc = xcalloc(1, sizeof *rc);
+	rc->job = j;
+	rc->since_ns = now_mono_ns();
+	rc->timer = loop_timer_new(j->t->loop, on_recheck, rc);
+	rc->next = j->t->rechecks;
+	j->t->rechecks = rc;
+	loop_timer_arm(rc->timer, RECHECK_MS);
+}
+
 /* Serves one existing job directory found at start-up. */
 static void recover_job(struct job_table *t, const char *name)
 {
@@ -1089,42 +1289,8 @@ static void recover_job(struct job_table *t, const char *name)
 			err.msg[0] ? err.msg : "id does not match the directory");
 		goto bad;
 	}
-	bool started = load_start(j, &err) == 0;
-	r = load_status(j, &err);
-	if (r == 0) {
-		j->state = JOB_EXITED;
-		table_insert(t, j);
-		mark_ended(j);
-		return;
-	}
-	if (r != -ENOENT) {
-		fprintf(stderr, "rund: state: jobs/%s: %s; treating it as lost\n", name, err.msg);
-	} else if (started && supervisor_alive(j)) {
-		/* The lock proves the recorded pid is still our supervisor; a
-		 * pidfd opened before re-checking it cannot name a reused pid. */
-		j->pidfd = sys_pidfd_open(j->start.supervisor_pid, 0);
-		if (j->pidfd >= 0 && supervisor_alive(j)) {
-			j->sup_pid = j->start.supervisor_pid;
-			j->state = JOB_RUNNING;
-			table_insert(t, j);
-			watch_running(j);
-			return;
-		}
-	} else if (!started) {
-		if (supervisor_alive(j)) {
-			fprintf(stderr, "rund: state: jobs/%s is still starting; skipped\n", name);
-			goto bad;
-		}
-		/* Never started: Start failed while the daemon was down. */
-		remove_job_dir(t->jobs_fd, name);
-		goto bad;
-	}
-	/* Supervisor gone without a status: handle like a live loss. */
-	j->state = JOB_RUNNING;
-	table_insert(t, j);
-	if (j->pidfd < 0)
-		j->pidfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	supervisor_gone(j);
+	if (!settle_recovered(j, 0))
+		recheck_later(j);
 	return;
 bad:
 	job_unref(j);
@@ -1245,6 +1411,13 @@ void job_table_free(struct job_table *t)
 			j->in_table = false;
 			job_unref(j);
 		}
+	}
+	while (t->reapers)
+		cg_reaper_free(t->reapers);
+	while (t->rechecks) {
+		struct job *j = t->rechecks->job;
+		recheck_free(t->rechecks);
+		job_unref(j);
 	}
 	/* Spares see EOF on their FIFO and exit on their own. */
 	while (t->spares) {

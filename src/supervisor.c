@@ -28,6 +28,8 @@
 #include "util.h"
 
 #define SPEC_MAX (16u << 20)  /* bounded request read from the FIFO */
+#define STATUS_TRIES 10	      /* one a second */
+#define STATUS_UNWRITABLE 3   /* exit code: the final status could not be written */
 #define PIPE_SIZE (1 << 20)   /* larger pipes: fewer wakeups for chatty jobs */
 #define READ_CHUNK (1u << 20) /* one read per wakeup; <= LOGSTORE_MAX_RECORD */
 #define REMOVE_TIMEOUT_MS 10000
@@ -146,9 +148,13 @@ static int read_request(int fd, char **out, size_t *len, struct err *err)
  * other end, so if it dies before writing, the read sees EOF. */
 static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 {
-	_cleanup_close_ int fd = open(fifo, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK so the open never waits for a writer: if the daemon's end
+	 * is already gone, the first read sees EOF instead of hanging. */
+	_cleanup_close_ int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(err, errno, "open fifo %s", fifo);
+	if (fcntl(fd, F_SETFL, 0) < 0)
+		return err_sys(err, errno, "fifo %s", fifo);
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = read_request(fd, &buf, &len, err);
@@ -590,7 +596,13 @@ int supervisor_main(int argc, char **argv)
 	logwriter_close(&j.log);
 	free(text);
 	text = jobstatus_encode(&st, &len);
-	write_file_atomic(j.dirfd, "status", text, len);
+	/* The status is the job's outcome: a full disk may free up, so try
+	 * for a while. If it never works, exit with STATUS_UNWRITABLE; the
+	 * daemon then reports the job as lost and says why. */
+	int tries = 0;
+	while ((r = write_file_atomic(j.dirfd, "status", text, len)) < 0 && ++tries < STATUS_TRIES)
+		sleep(1);
+	int code = r < 0 ? STATUS_UNWRITABLE : 0;
 	close_fd(&j.cgfd);
 	cgroup_job_remove(&j.root, j.spec.id, REMOVE_TIMEOUT_MS, NULL);
 	cgroup_root_close(&j.root);
@@ -598,7 +610,7 @@ int supervisor_main(int argc, char **argv)
 	close_fd(&j.devnull);
 	close_fd(&j.dirfd);
 	close_fd(&j.lockfd);
-	return 0;
+	return code;
 
 fail:
 	report_err(&err);

@@ -138,3 +138,17 @@ def test_damaged_state_is_skipped(rund, pb):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     # A corrupt status is reported, and the job is shown as lost rather than hidden.
     assert s.Status(pb.JobIdentifier(ulid=bad_status), timeout=5).state == pb.JobStatus.LOST
+
+
+def test_dead_spare_supervisors_do_not_fail_starts(rund, pb):
+    s = stub(channel(rund))
+    s.Check(pb.HealthCheckRequest(), timeout=5)
+    spares = wait_for(lambda: [p for p, _ in supervisors_of(rund)] or None, 5)
+    assert spares, "the daemon keeps spare supervisors ready"
+    for p in spares:
+        os.kill(p, signal.SIGKILL)
+    # Immediately, before the daemon may have noticed: the Start still works.
+    jid = start(s, pb, "sh", "-c", "echo fine")
+    assert collect(s, pb, jid) == b"fine\n"
+    assert wait_end(s, pb, jid).exit_code.value == 0
+    assert "exited before it was given a job" in rund.log()
