@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -80,6 +81,7 @@ struct job_pending {
 	job_started_fn cb;
 	void *ctx;
 	bool detached;
+	bool retried; /* the request went to a second supervisor already */
 };
 
 /* A supervisor started ahead of time, waiting on its FIFO for a job. */
@@ -612,6 +614,67 @@ static void parse_report_error(const char *line, struct err *err)
 		err_set(err, EPROTO, ERR_INTERNAL, "supervisor reported \"%.200s\"", line);
 }
 
+static int spare_take(struct job_table *t, struct spare **out, struct err *err);
+static int write_request(int fifo_fd, const char *id, const char *spec, size_t len,
+			 struct err *err);
+static void spare_free(struct spare *sp);
+static void on_report(void *ctx);
+
+/* Hands the job to its supervisor's fds (taken from a spare). */
+static void pending_adopt(struct job_pending *p, struct spare *sp)
+{
+	p->pid = sp->pid;
+	p->pidfd = steal_fd(&sp->pidfd);
+	p->report_fd = steal_fd(&sp->report_fd);
+	p->fifo_fd = steal_fd(&sp->fifo_fd);
+	memcpy(p->fifo, sp->fifo, sizeof p->fifo);
+	spare_free(sp);
+}
+
+/* The supervisor died without reading its request (a spare killed just
+ * before it was used): nothing was started, so give the request to a
+ * fresh supervisor, once. */
+static bool pending_retry(struct job_pending *p)
+{
+	int unread = 0;
+	if (p->retried || ioctl(p->fifo_fd, FIONREAD, &unread) < 0 || unread <= 0)
+		return false;
+	p->retried = true;
+	struct job_table *t = p->t;
+	fprintf(stderr,
+		"rund: job %s: its supervisor %d died before reading the request; "
+		"handing it to another\n",
+		p->job->id, (int)p->pid);
+	while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	p->pid = -1;
+	loop_watch_free(p->report_watch);
+	p->report_watch = NULL;
+	close(steal_fd(&p->report_fd));
+	close(steal_fd(&p->pidfd));
+	close(steal_fd(&p->fifo_fd));
+	fifo_release(t, p->fifo, false); /* it still holds the old request */
+	p->fifo[0] = '\0';
+	p->line_len = 0;
+
+	struct spare *sp;
+	struct err err = {0};
+	size_t len;
+	_cleanup_free_ char *spec = jobspec_encode(&p->job->spec, &len);
+	if (spare_take(t, &sp, &err) < 0) {
+		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
+		return false;
+	}
+	pending_adopt(p, sp);
+	if (write_request(p->fifo_fd, p->job->id, spec, len, &err) < 0) {
+		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
+		return false;
+	}
+	fcntl(p->report_fd, F_SETFL, O_NONBLOCK);
+	p->report_watch = loop_watch_fd(t->loop, p->report_fd, on_report, p);
+	return true;
+}
+
 static void on_report(void *ctx)
 {
 	struct job_pending *p = ctx;
@@ -635,6 +698,8 @@ static void on_report(void *ctx)
 		pending_ok(p);
 		return;
 	}
+	if (n == 0 && pending_retry(p))
+		return;
 	if (n > 0)
 		parse_report_error(p->line, &err);
 	else
@@ -940,14 +1005,8 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->cfg.state_dir, id);
 	else if ((r = spare_take(t, &sp, err)) == 0)
 		r = write_request(sp->fifo_fd, id, spec, spec_len, err);
-	if (sp) {
-		p->pid = sp->pid;
-		p->pidfd = steal_fd(&sp->pidfd);
-		p->report_fd = steal_fd(&sp->report_fd);
-		p->fifo_fd = steal_fd(&sp->fifo_fd);
-		memcpy(p->fifo, sp->fifo, sizeof p->fifo);
-		spare_free(sp);
-	}
+	if (sp)
+		pending_adopt(p, sp);
 	if (r < 0) {
 		if (p->pid > 0) {
 			kill(p->pid, SIGKILL);
