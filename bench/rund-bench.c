@@ -507,6 +507,40 @@ static int cmd_status(void)
 	return 0;
 }
 
+/* Health/Check over one established connection: the transport's own
+ * round trip, with no job work behind it. */
+static int cmd_check(void)
+{
+	struct client *c = bench_connect_or_die();
+	struct err err = {0};
+	uint64_t *lat = xcalloc(opt.n, sizeof(*lat));
+	size_t errors = 0;
+	uint64_t t0 = 0;
+	for (size_t i = 0; i < opt.n + 100; i++) {
+		if (i == 100)
+			t0 = now_mono_ns();
+		_cleanup_free_ uint8_t *resp = NULL;
+		size_t resp_len = 0;
+		uint64_t t = now_mono_ns();
+		int r = unary(c, "/grpc.health.v1.Health/Check", (const uint8_t *)"", 0, &resp,
+			      &resp_len, &err);
+		uint64_t d = now_mono_ns() - t;
+		if (i < 100)
+			continue; /* warm-up */
+		if (r < 0) {
+			errors++;
+			report_error("%s", err.msg);
+		}
+		lat[i - 100] = d;
+	}
+	struct work w = {.n = opt.n, .lat_ns = lat};
+	atomic_init(&w.errors, errors);
+	report_latency(&w, (double)(now_mono_ns() - t0) / 1e9);
+	client_free(c);
+	free(lat);
+	return 0;
+}
+
 /* ---- handshake -------------------------------------------------------------- */
 
 static int run_runc_status(const char *id)
@@ -894,9 +928,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"spawn", cmd_spawn},	{"pipe", cmd_pipe},	      {"start", cmd_start},
-	{"status", cmd_status}, {"handshake", cmd_handshake}, {"log", cmd_log},
-	{"mem", cmd_mem},	{"scale", cmd_scale},
+	{"spawn", cmd_spawn},	{"pipe", cmd_pipe},   {"start", cmd_start},
+	{"status", cmd_status}, {"check", cmd_check}, {"handshake", cmd_handshake},
+	{"log", cmd_log},	{"mem", cmd_mem},     {"scale", cmd_scale},
 };
 
 int main(int argc, char **argv)
@@ -919,8 +953,9 @@ int main(int argc, char **argv)
 		{"timeout_ms", FLAG_U64, &opt.timeout_ms, "per call deadline in ms"},
 	};
 	if (argc < 2) {
-		fprintf(stderr, "usage: rund-bench "
-				"<spawn|pipe|start|status|handshake|log|mem|scale> [flags]\n");
+		fprintf(stderr,
+			"usage: rund-bench "
+			"<spawn|pipe|start|status|check|handshake|log|mem|scale> [flags]\n");
 		flags_usage(stderr, flags, ARRAY_SIZE(flags));
 		return 1;
 	}
