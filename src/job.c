@@ -25,7 +25,7 @@
 #define SPEC_MAX (8u << 20)
 #define SMALL_FILE_MAX 4096
 #define REQUEST_MAX (1u << 20) /* encoded command line + limits + owners */
-#define REQUEST_HDR_MAX 24     /* the decimal length line in front */
+#define REQUEST_HDR_MAX 24     /* room for the decimal length line in front */
 
 struct job_follower {
 	struct job *job;
@@ -69,13 +69,9 @@ struct job {
 struct job_pending {
 	struct job_table *t;
 	struct job *job; /* not yet in the table */
-	pid_t pid;
-	int pidfd;
-	int report_fd;
+	struct sup *sup; /* the supervisor given the request */
 	struct loop_watch *report_watch;
-	int fifo_fd;
-	char fifo[16];	    /* its name in <state_dir>/run */
-	bool fifo_reusable; /* the supervisor read its request and reported */
+	bool reported; /* it read its request whole and answered */
 	char line[1024];
 	size_t line_len;
 	job_started_fn cb;
@@ -84,14 +80,15 @@ struct job_pending {
 	bool retried; /* the request went to a second supervisor already */
 };
 
-/* A supervisor started ahead of time, waiting on its FIFO for a job. */
-struct spare {
+/* A supervisor process we spawned: idle in the spare pool, or handed a
+ * job's request (job_pending) until it reports. */
+struct sup {
 	struct job_table *t;
 	pid_t pid;
 	int pidfd, report_fd, fifo_fd;
-	char fifo[16];		  /* name in <state_dir>/run */
-	struct loop_watch *watch; /* pidfd, while idle */
-	struct spare *next;
+	unsigned fifo;		  /* its FIFO is <state_dir>/run/<fifo> */
+	struct loop_watch *watch; /* pidfd, while a spare */
+	struct sup *next;	  /* in the spare pool */
 };
 
 #define SPARES 2
@@ -113,7 +110,7 @@ struct job_table {
 	uint64_t retention_due; /* mono ns of the armed sweep, 0 = none */
 	int run_fd;		/* <state_dir>/run: supervisors' FIFOs */
 	int lock_fd;		/* <state_dir>/daemon.lock, flock'ed while we serve */
-	struct spare *spares;
+	struct sup *spares;
 	size_t n_spares;
 	unsigned *fifo_free; /* names of FIFOs ready for reuse */
 	size_t n_fifo_free, cap_fifo_free;
@@ -547,215 +544,36 @@ static void on_inotify(void *ctx)
 	}
 }
 
-/* --- start -------------------------------------------------------------- */
-
-static void fifo_release(struct job_table *t, const char *name, bool reusable);
-
-static void pending_free(struct job_pending *p)
-{
-	loop_watch_free(p->report_watch);
-	if (p->fifo_fd >= 0)
-		close(p->fifo_fd);
-	if (p->fifo[0])
-		fifo_release(p->t, p->fifo, p->fifo_reusable);
-	if (p->report_fd >= 0)
-		close(p->report_fd);
-	if (p->pidfd >= 0)
-		close(p->pidfd);
-	if (p->job)
-		job_unref(p->job);
-	free(p);
-}
-
-static void pending_fail(struct job_pending *p, const struct err *err)
-{
-	struct job_table *t = p->t;
-	/* The supervisor exits right after reporting (or already has). */
-	if (p->pid > 0) {
-		kill(p->pid, SIGKILL);
-		while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
-	cgroup_remove_soon(t, p->job->id);
-	remove_job_dir(t->jobs_fd, p->job->id);
-	if (!p->detached)
-		p->cb(p->ctx, NULL, err);
-	pending_free(p);
-}
-
-static void pending_ok(struct job_pending *p)
-{
-	struct job *j = steal_pointer(&p->job);
-	struct err err = {0};
-	if (load_start(j, &err) < 0) {
-		p->job = j;
-		pending_fail(p, &err);
-		return;
-	}
-	j->state = JOB_RUNNING;
-	j->sup_pid = p->pid;
-	j->sup_is_child = true;
-	j->pidfd = steal_fd(&p->pidfd);
-	table_insert(p->t, j);
-	watch_running(j);
-	if (!p->detached)
-		p->cb(p->ctx, j->id, NULL);
-	pending_free(p);
-}
-
-/* Parses "err <errno> <kind> <message>" from the supervisor. */
-static void parse_report_error(const char *line, struct err *err)
-{
-	int code = 0, kind = 0, off = 0;
-	if (sscanf(line, "err %d %d %n", &code, &kind, &off) >= 2 && off > 0 && code > 0 &&
-	    kind > ERR_KIND_NONE && kind <= ERR_INTERNAL)
-		err_set(err, code, (enum err_kind)kind, "%s", line + off);
-	else
-		err_set(err, EPROTO, ERR_INTERNAL, "supervisor reported \"%.200s\"", line);
-}
-
-static int spare_take(struct job_table *t, struct spare **out, struct err *err);
-static int write_request(int fifo_fd, const char *id, const char *spec, size_t len,
-			 struct err *err);
-static void spare_free(struct spare *sp);
-static void on_report(void *ctx);
-
-/* Hands the job to its supervisor's fds (taken from a spare). */
-static void pending_adopt(struct job_pending *p, struct spare *sp)
-{
-	p->pid = sp->pid;
-	p->pidfd = steal_fd(&sp->pidfd);
-	p->report_fd = steal_fd(&sp->report_fd);
-	p->fifo_fd = steal_fd(&sp->fifo_fd);
-	memcpy(p->fifo, sp->fifo, sizeof p->fifo);
-	spare_free(sp);
-}
-
-/* The supervisor died without reading its request (a spare killed just
- * before it was used): nothing was started, so give the request to a
- * fresh supervisor, once. */
-static bool pending_retry(struct job_pending *p)
-{
-	int unread = 0;
-	if (p->retried || ioctl(p->fifo_fd, FIONREAD, &unread) < 0 || unread <= 0)
-		return false;
-	p->retried = true;
-	struct job_table *t = p->t;
-	fprintf(stderr,
-		"rund: job %s: its supervisor %d died before reading the request; "
-		"handing it to another\n",
-		p->job->id, (int)p->pid);
-	while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	p->pid = -1;
-	loop_watch_free(p->report_watch);
-	p->report_watch = NULL;
-	close(steal_fd(&p->report_fd));
-	close(steal_fd(&p->pidfd));
-	close(steal_fd(&p->fifo_fd));
-	fifo_release(t, p->fifo, false); /* it still holds the old request */
-	p->fifo[0] = '\0';
-	p->line_len = 0;
-
-	struct spare *sp;
-	struct err err = {0};
-	size_t len;
-	_cleanup_free_ char *spec = jobspec_encode(&p->job->spec, &len);
-	if (spare_take(t, &sp, &err) < 0) {
-		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
-		return false;
-	}
-	pending_adopt(p, sp);
-	if (write_request(p->fifo_fd, p->job->id, spec, len, &err) < 0) {
-		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
-		return false;
-	}
-	fcntl(p->report_fd, F_SETFL, O_NONBLOCK);
-	p->report_watch = loop_watch_fd(t->loop, p->report_fd, on_report, p);
-	return true;
-}
-
-static void on_report(void *ctx)
-{
-	struct job_pending *p = ctx;
-	ssize_t n = read(p->report_fd, p->line + p->line_len, sizeof p->line - 1 - p->line_len);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n > 0) {
-		p->line_len += (size_t)n;
-		p->line[p->line_len] = '\0';
-		char *nl = memchr(p->line, '\n', p->line_len);
-		if (!nl && p->line_len < sizeof p->line - 1)
-			return;
-		if (nl)
-			*nl = '\0';
-	}
-	struct err err = {0};
-	/* A report means the request was read whole: the FIFO is empty and
-	 * may serve the next supervisor. */
-	p->fifo_reusable = n > 0;
-	if (n > 0 && strcmp(p->line, "ok") == 0) {
-		pending_ok(p);
-		return;
-	}
-	if (n == 0 && pending_retry(p))
-		return;
-	if (n > 0)
-		parse_report_error(p->line, &err);
-	else
-		err_set(&err, EPROTO, ERR_INTERNAL,
-			"the job's supervisor exited before reporting whether the job started");
-	pending_fail(p, &err);
-}
-
-/* Writes the whole request into a supervisor's FIFO (opened read-write by
- * spare_spawn, so the data survives until the supervisor reads it). The
- * request must fit in the pipe buffer, so the write never blocks. */
-static int write_request(int fifo_fd, const char *id, const char *spec, size_t len, struct err *err)
-{
-	char hdr[24];
-	int n = snprintf(hdr, sizeof hdr, "%zu\n", len);
-	size_t total = (size_t)n + len;
-	if (total > REQUEST_MAX)
-		return err_set(err, E2BIG, ERR_INVALID,
-			       "command line too long: %zu bytes encoded, limit %u", total,
-			       REQUEST_MAX);
-	int cap = fcntl(fifo_fd, F_GETPIPE_SZ);
-	if (cap >= 0 && (size_t)cap < total)
-		cap = fcntl(fifo_fd, F_SETPIPE_SZ, (int)REQUEST_MAX);
-	if (cap < 0 || (size_t)cap < total)
-		return err_set(err, E2BIG, ERR_EXHAUSTED,
-			       "command line too long for the request pipe: %zu bytes", total);
-	struct iovec iov[2] = {{hdr, (size_t)n}, {(void *)spec, len}};
-	ssize_t w = writev(fifo_fd, iov, 2);
-	if (w < 0)
-		return err_sys(err, errno, "write request of job %s", id);
-	if ((size_t)w != total)
-		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", id);
-	return 0;
-}
+/* --- supervisors -------------------------------------------------------- */
 
 /* Supervisors' FIFOs are reused rather than unlinked: creating and
  * deleting an inode per Start showed up as ext4 inode allocation (scans
- * past recently deleted inodes) at the top of the Start profile. Names are
- * small numbers; fifo_take() says whether the FIFO must still be created. */
-static bool fifo_take(struct job_table *t, char name[16])
+ * past recently deleted inodes) at the top of the Start profile. FIFOs are
+ * named by small numbers. Returns true when FIFO *id must still be
+ * created. */
+static bool fifo_take(struct job_table *t, unsigned *id)
 {
 	if (t->n_fifo_free) {
-		snprintf(name, 16, "%u", t->fifo_free[--t->n_fifo_free]);
+		*id = t->fifo_free[--t->n_fifo_free];
 		return false;
 	}
-	snprintf(name, 16, "%u", t->fifo_next++);
+	*id = t->fifo_next++;
 	return true;
+}
+
+static void fifo_name(unsigned id, char name[16])
+{
+	snprintf(name, 16, "%u", id);
 }
 
 /* Returns a FIFO to the pool once its supervisor read its request whole
  * (nothing is left in it, and pipe data does not outlive its last open
  * fd anyway); otherwise removes it. */
-static void fifo_release(struct job_table *t, const char *name, bool reusable)
+static void fifo_release(struct job_table *t, unsigned id, bool reusable)
 {
-	unsigned id;
-	if (!reusable || sscanf(name, "%u", &id) != 1) {
+	if (!reusable) {
+		char name[16];
+		fifo_name(id, name);
 		unlinkat(t->run_fd, name, 0);
 		return;
 	}
@@ -766,7 +584,10 @@ static void fifo_release(struct job_table *t, const char *name, bool reusable)
 	t->fifo_free[t->n_fifo_free++] = id;
 }
 
-static void spare_free(struct spare *sp)
+/* Closes our ends of a supervisor and releases its FIFO (for reuse only
+ * when `reported`: it read its request whole). The process is not
+ * touched. */
+static void sup_free(struct sup *sp, bool reported)
 {
 	if (!sp)
 		return;
@@ -777,7 +598,22 @@ static void spare_free(struct spare *sp)
 		close(sp->report_fd);
 	if (sp->pidfd >= 0)
 		close(sp->pidfd);
+	fifo_release(sp->t, sp->fifo, reported);
 	free(sp);
+}
+
+/* Kills a supervisor of ours (if still alive) and reaps it. */
+static void sup_reap(struct sup *sp)
+{
+	kill(sp->pid, SIGKILL);
+	while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+static void sup_kill(struct sup *sp)
+{
+	sup_reap(sp);
+	sup_free(sp, false);
 }
 
 /* A spare died before it was given a job: reap it and forget it. The pool
@@ -785,50 +621,47 @@ static void spare_free(struct spare *sp)
  * start at all does not make us spin. */
 static void on_spare_exit(void *ctx)
 {
-	struct spare *sp = ctx;
+	struct sup *sp = ctx;
 	struct job_table *t = sp->t;
-	for (struct spare **p = &t->spares; *p; p = &(*p)->next) {
+	for (struct sup **p = &t->spares; *p; p = &(*p)->next) {
 		if (*p == sp) {
 			*p = sp->next;
 			t->n_spares--;
 			break;
 		}
 	}
-	while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	fifo_release(t, sp->fifo, false);
 	fprintf(stderr, "rund: spare supervisor %d exited before it was given a job\n",
 		(int)sp->pid);
-	spare_free(sp);
+	sup_kill(sp);
 }
 
 /* Starts `rund execute -fifo <state_dir>/run/<n>`. The supervisor waits for
  * its request, so the daemon can keep one ready and take an exec off the
  * critical path of Start. */
-static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
+static int sup_spawn(struct job_table *t, struct sup **out, struct err *err)
 {
-	struct spare *sp = xcalloc(1, sizeof *sp);
+	struct sup *sp = xcalloc(1, sizeof *sp);
 	sp->t = t;
 	sp->pidfd = sp->report_fd = sp->fifo_fd = -1;
-	bool fresh = fifo_take(t, sp->fifo);
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof path, "%s/run/%s", t->cfg.state_dir, sp->fifo);
+	bool fresh = fifo_take(t, &sp->fifo);
+	char name[16], path[PATH_MAX];
+	fifo_name(sp->fifo, name);
+	int n = snprintf(path, sizeof path, "%s/run/%s", t->cfg.state_dir, name);
 	int pipefd[2] = {-1, -1};
 	int r = 0;
 	if (n < 0 || (size_t)n >= sizeof path)
 		r = err_set(err, ENAMETOOLONG, ERR_INTERNAL, "state directory path too long");
-	else if (fresh && mkfifoat(t->run_fd, sp->fifo, 0600) < 0)
+	else if (fresh && mkfifoat(t->run_fd, name, 0600) < 0)
 		r = err_sys(err, errno, "create fifo %s", path);
 	/* Read-write: never blocks, and keeps the FIFO's data alive until
 	 * the supervisor has read it; our close is its EOF if we die. */
-	else if ((sp->fifo_fd = openat(t->run_fd, sp->fifo,
+	else if ((sp->fifo_fd = openat(t->run_fd, name,
 				       O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		r = err_sys(err, errno, "open fifo %s", path);
 	else if (pipe2(pipefd, O_CLOEXEC) < 0)
 		r = err_sys(err, errno, "create report pipe");
 	if (r < 0) {
-		fifo_release(t, sp->fifo, false);
-		spare_free(sp);
+		sup_free(sp, false);
 		return r;
 	}
 	sp->report_fd = pipefd[0];
@@ -871,19 +704,16 @@ static int spare_spawn(struct job_table *t, struct spare **out, struct err *err)
 	close(pipefd[1]);
 	if (r != 0) {
 		r = err_sys(err, r, "spawn supervisor %s", t->cfg.exe);
-		fifo_release(t, sp->fifo, false);
-		spare_free(sp);
+		sup_free(sp, false);
 		return r;
 	}
 	sp->pidfd = sys_pidfd_open(sp->pid, 0);
 	if (sp->pidfd < 0) {
 		r = err_sys(err, errno, "pidfd_open supervisor %d", (int)sp->pid);
-		kill(sp->pid, SIGKILL);
-		waitpid(sp->pid, NULL, 0);
-		fifo_release(t, sp->fifo, false);
-		spare_free(sp);
+		sup_kill(sp);
 		return r;
 	}
+	fcntl(sp->report_fd, F_SETFL, O_NONBLOCK);
 	*out = sp;
 	return 0;
 }
@@ -892,9 +722,9 @@ static void spares_refill(void *ctx)
 {
 	struct job_table *t = ctx;
 	while (t->n_spares < SPARES) {
-		struct spare *sp;
+		struct sup *sp;
 		struct err err = {0};
-		if (spare_spawn(t, &sp, &err) < 0) {
+		if (sup_spawn(t, &sp, &err) < 0) {
 			fprintf(stderr, "rund: cannot prepare a spare supervisor: %s\n", err.msg);
 			return;
 		}
@@ -906,9 +736,9 @@ static void spares_refill(void *ctx)
 }
 
 /* A ready supervisor: a spare when there is one, else a new one. */
-static int spare_take(struct job_table *t, struct spare **out, struct err *err)
+static int sup_take(struct job_table *t, struct sup **out, struct err *err)
 {
-	struct spare *sp = t->spares;
+	struct sup *sp = t->spares;
 	/* A spare that died since the loop last looked is reaped here, not
 	 * handed a job it cannot run. */
 	while (sp && poll(&(struct pollfd){.fd = sp->pidfd, .events = POLLIN}, 1, 0) > 0) {
@@ -922,13 +752,166 @@ static int spare_take(struct job_table *t, struct spare **out, struct err *err)
 		sp->watch = NULL;
 		*out = sp;
 	} else {
-		int r = spare_spawn(t, out, err);
+		int r = sup_spawn(t, out, err);
 		if (r < 0)
 			return r;
 	}
 	/* Refill from the loop, after this Start's own work. */
 	loop_timer_arm(t->refill_timer, 0);
 	return 0;
+}
+
+/* Writes the whole request into a supervisor's FIFO. job_start bounded
+ * its size; it must also fit in the pipe buffer, so the write never
+ * blocks. */
+static int write_request(struct sup *sp, const char *id, const char *spec, size_t len,
+			 struct err *err)
+{
+	char hdr[REQUEST_HDR_MAX];
+	int n = snprintf(hdr, sizeof hdr, "%zu\n", len);
+	size_t total = (size_t)n + len;
+	int cap = fcntl(sp->fifo_fd, F_GETPIPE_SZ);
+	if (cap >= 0 && (size_t)cap < total)
+		cap = fcntl(sp->fifo_fd, F_SETPIPE_SZ, (int)REQUEST_MAX);
+	if (cap < 0 || (size_t)cap < total)
+		return err_set(err, E2BIG, ERR_EXHAUSTED,
+			       "command line too long for the request pipe: %zu bytes", total);
+	struct iovec iov[2] = {{hdr, (size_t)n}, {(void *)spec, len}};
+	ssize_t w = writev(sp->fifo_fd, iov, 2);
+	if (w < 0)
+		return err_sys(err, errno, "write request of job %s", id);
+	if ((size_t)w != total)
+		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", id);
+	return 0;
+}
+
+/* --- start -------------------------------------------------------------- */
+
+static void on_report(void *ctx);
+
+/* Gives the job's request to a ready supervisor and waits for its report. */
+static int pending_hand_over(struct job_pending *p, const char *spec, size_t len, struct err *err)
+{
+	int r = sup_take(p->t, &p->sup, err);
+	if (r == 0)
+		r = write_request(p->sup, p->job->id, spec, len, err);
+	if (r == 0)
+		p->report_watch = loop_watch_fd(p->t->loop, p->sup->report_fd, on_report, p);
+	return r;
+}
+
+static void pending_free(struct job_pending *p)
+{
+	loop_watch_free(p->report_watch);
+	sup_free(p->sup, p->reported);
+	if (p->job)
+		job_unref(p->job);
+	free(p);
+}
+
+static void pending_fail(struct job_pending *p, const struct err *err)
+{
+	struct job_table *t = p->t;
+	/* The supervisor exits right after reporting (or already has). */
+	if (p->sup)
+		sup_reap(p->sup);
+	cgroup_remove_soon(t, p->job->id);
+	remove_job_dir(t->jobs_fd, p->job->id);
+	if (!p->detached)
+		p->cb(p->ctx, NULL, err);
+	pending_free(p);
+}
+
+static void pending_ok(struct job_pending *p)
+{
+	struct job *j = steal_pointer(&p->job);
+	struct err err = {0};
+	if (load_start(j, &err) < 0) {
+		p->job = j;
+		pending_fail(p, &err);
+		return;
+	}
+	j->state = JOB_RUNNING;
+	j->sup_pid = p->sup->pid;
+	j->sup_is_child = true;
+	j->pidfd = steal_fd(&p->sup->pidfd);
+	table_insert(p->t, j);
+	watch_running(j);
+	if (!p->detached)
+		p->cb(p->ctx, j->id, NULL);
+	pending_free(p);
+}
+
+/* Parses "err <errno> <kind> <message>" from the supervisor. */
+static void parse_report_error(const char *line, struct err *err)
+{
+	int code = 0, kind = 0, off = 0;
+	if (sscanf(line, "err %d %d %n", &code, &kind, &off) >= 2 && off > 0 && code > 0 &&
+	    kind > ERR_KIND_NONE && kind <= ERR_INTERNAL)
+		err_set(err, code, (enum err_kind)kind, "%s", line + off);
+	else
+		err_set(err, EPROTO, ERR_INTERNAL, "supervisor reported \"%.200s\"", line);
+}
+
+/* The supervisor died without reading its request (a spare killed just
+ * before it was used): nothing was started, so give the request to a
+ * fresh supervisor, once. */
+static bool pending_retry(struct job_pending *p)
+{
+	int unread = 0;
+	if (p->retried || ioctl(p->sup->fifo_fd, FIONREAD, &unread) < 0 || unread <= 0)
+		return false;
+	p->retried = true;
+	fprintf(stderr,
+		"rund: job %s: its supervisor %d died before reading the request; "
+		"handing it to another\n",
+		p->job->id, (int)p->sup->pid);
+	loop_watch_free(steal_pointer(&p->report_watch));
+	sup_kill(steal_pointer(&p->sup)); /* its FIFO still holds the request */
+	p->line_len = 0;
+
+	struct err err = {0};
+	size_t len;
+	_cleanup_free_ char *spec = jobspec_encode(&p->job->spec, &len);
+	if (pending_hand_over(p, spec, len, &err) < 0) {
+		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
+		return false;
+	}
+	return true;
+}
+
+static void on_report(void *ctx)
+{
+	struct job_pending *p = ctx;
+	ssize_t n =
+		read(p->sup->report_fd, p->line + p->line_len, sizeof p->line - 1 - p->line_len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		p->line_len += (size_t)n;
+		p->line[p->line_len] = '\0';
+		char *nl = memchr(p->line, '\n', p->line_len);
+		if (!nl && p->line_len < sizeof p->line - 1)
+			return;
+		if (nl)
+			*nl = '\0';
+	}
+	struct err err = {0};
+	/* A report means the request was read whole: the FIFO is empty and
+	 * may serve the next supervisor. */
+	p->reported = n > 0;
+	if (n > 0 && strcmp(p->line, "ok") == 0) {
+		pending_ok(p);
+		return;
+	}
+	if (n == 0 && pending_retry(p))
+		return;
+	if (n > 0)
+		parse_report_error(p->line, &err);
+	else
+		err_set(&err, EPROTO, ERR_INTERNAL,
+			"the job's supervisor exited before reporting whether the job started");
+	pending_fail(p, &err);
 }
 
 int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
@@ -977,9 +960,6 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	struct job_pending *p = xcalloc(1, sizeof *p);
 	p->t = t;
 	p->job = j;
-	p->pidfd = -1;
-	p->report_fd = -1;
-	p->fifo_fd = -1;
 	p->cb = cb;
 	p->ctx = ctx;
 	size_t spec_len;
@@ -998,26 +978,19 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		return r;
 	}
 	j->dirfd = openat(t->jobs_fd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	struct spare *sp = NULL;
 	if (j->dirfd < 0)
 		r = err_sys(err, errno, "open job directory %s", id);
 	else if ((r = write_file_atomic(j->dirfd, "spec", spec, spec_len)) < 0)
 		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->cfg.state_dir, id);
-	else if ((r = spare_take(t, &sp, err)) == 0)
-		r = write_request(sp->fifo_fd, id, spec, spec_len, err);
-	if (sp)
-		pending_adopt(p, sp);
+	else
+		r = pending_hand_over(p, spec, spec_len, err);
 	if (r < 0) {
-		if (p->pid > 0) {
-			kill(p->pid, SIGKILL);
-			waitpid(p->pid, NULL, 0);
-		}
+		if (p->sup)
+			sup_kill(steal_pointer(&p->sup));
 		remove_job_dir(t->jobs_fd, id);
 		pending_free(p);
 		return r;
 	}
-	fcntl(p->report_fd, F_SETFL, O_NONBLOCK);
-	p->report_watch = loop_watch_fd(t->loop, p->report_fd, on_report, p);
 	*pending = p;
 	return 0;
 }
@@ -1480,10 +1453,9 @@ void job_table_free(struct job_table *t)
 	}
 	/* Spares see EOF on their FIFO and exit on their own. */
 	while (t->spares) {
-		struct spare *sp = t->spares;
+		struct sup *sp = t->spares;
 		t->spares = sp->next;
-		unlinkat(t->run_fd, sp->fifo, 0);
-		spare_free(sp);
+		sup_free(sp, false);
 	}
 	loop_watch_free(t->inotify_watch);
 	loop_timer_free(t->retention_timer);
