@@ -301,22 +301,26 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 	return n;
 }
 
-/* Encodes a JobLog by hand (field 1 stdout or 2 stderr, or 3 truncated_at)
- * so the output bytes are copied once, into the transport's queue. */
+/* A JobLog is encoded by hand so output bytes are never re-packed: the
+ * key of field 1 (stdout) or 2 (stderr), wire type 2, and the payload
+ * length, written to hdr (>= 11 bytes). Returns the header's length. */
+static size_t joblog_header(uint8_t *hdr, enum log_stream stream, size_t len)
+{
+	hdr[0] = (uint8_t)(((stream == LOG_STDERR ? 2 : 1) << 3) | 2);
+	return 1 + put_varint(hdr + 1, len);
+}
+
+/* Sends a chunk by copying it (JobLog field 3, truncated_at, is a varint). */
 static int send_chunk(struct rpc_call *call, const struct logchunk *ch)
 {
 	uint8_t hdr[16];
-	size_t n;
 	struct iovec iov[2];
 	if (ch->stream == LOG_TRUNCATED) {
 		hdr[0] = (3 << 3) | 0;
-		n = 1 + put_varint(hdr + 1, ch->truncated_at);
-		iov[0] = (struct iovec){hdr, n};
+		iov[0] = (struct iovec){hdr, 1 + put_varint(hdr + 1, ch->truncated_at)};
 		return rpc_call_send(call, iov, 1);
 	}
-	hdr[0] = (uint8_t)(((ch->stream == LOG_STDERR ? 2 : 1) << 3) | 2);
-	n = 1 + put_varint(hdr + 1, ch->len);
-	iov[0] = (struct iovec){hdr, n};
+	iov[0] = (struct iovec){hdr, joblog_header(hdr, ch->stream, ch->len)};
 	iov[1] = (struct iovec){(void *)ch->data, ch->len};
 	return rpc_call_send(call, iov, 2);
 }
@@ -344,9 +348,8 @@ static int log_read_one(struct log_ctx *c, struct rpc_call *call, size_t *sent, 
 			send_chunk(call, &ch);
 		return 1;
 	}
-	uint8_t hdr[LOG_HDR_ROOM + 4];
-	hdr[0] = (uint8_t)(((ch.stream == LOG_STDERR ? 2 : 1) << 3) | 2);
-	size_t n = 1 + put_varint(hdr + 1, ch.len);
+	uint8_t hdr[16];
+	size_t n = joblog_header(hdr, ch.stream, ch.len);
 	size_t off = LOG_HDR_ROOM - n;
 	memcpy(room + off, hdr, n);
 	rpc_call_commit(call, off, n + ch.len);
