@@ -24,8 +24,13 @@
 #include "util.h"
 
 #define H2_MAX_STREAMS 100
-#define H2_STREAM_WINDOW (1 << 20)     /* request bytes in flight per stream */
-#define H2_CONN_WINDOW (16 << 20)      /* ... and per connection */
+#define H2_STREAM_WINDOW (1 << 20) /* request bytes in flight per stream */
+#define H2_CONN_WINDOW (16 << 20)  /* ... and per connection */
+/* Request bytes one connection may hold in unfinished requests. Flow
+ * control alone does not bound this (windows refill as data is consumed),
+ * and 100 streams x 4 MiB per connection would let one client exhaust the
+ * daemon's memory. */
+#define H2_CONN_HELD_MAX (16u << 20)
 #define H2_MAX_DATA_FRAME (256 * 1024) /* our DATA payload cap, if the peer allows */
 #define H2_QUEUE_LOW (256 * 1024)      /* pull a streaming call below this */
 #define H2_PULL_BUDGET (512 * 1024)    /* ... up to about this much queued */
@@ -68,6 +73,7 @@ struct rpc_call {
 	struct grpc_decoder dec;
 	uint8_t *req;
 	size_t req_len;
+	size_t held; /* request bytes this call holds (decoder + message) */
 	unsigned n_msgs;
 	bool remote_closed; /* the client's END_STREAM arrived */
 
@@ -96,6 +102,7 @@ struct h2_conn {
 	struct san_set peer;
 	struct rpc_call *calls;
 	size_t n_calls;
+	size_t held; /* sum of the calls' held request bytes */
 	bool goaway;
 };
 
@@ -226,6 +233,7 @@ static void call_free(struct rpc_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	c->n_calls--;
+	c->held -= call->held;
 	if (call->deadline)
 		event_free(call->deadline);
 	if (call->queue)
@@ -720,6 +728,15 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
 	return 0;
 }
 
+/* Re-counts the request bytes `call` holds after its decoder or request
+ * buffer changed. */
+static void call_account(struct rpc_call *call)
+{
+	size_t now = call->dec.msg_cap + call->req_len;
+	call->conn->held = call->conn->held - call->held + now;
+	call->held = now;
+}
+
 static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 				 const uint8_t *data, size_t len, void *user_data)
 {
@@ -727,6 +744,7 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 	if (!call || call->finished)
 		return 0;
 	int r = grpc_decoder_feed(&call->dec, data, len, on_message, call);
+	call_account(call);
 	if (r == -EMSGSIZE)
 		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
 			  "request message of %zu bytes exceeds the limit of %zu bytes",
@@ -734,6 +752,16 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 	else if (r == -EPROTO)
 		call_fail(call, GRPC_INTERNAL, "invalid message flag byte 0x%02x",
 			  call->dec.prefix[0]);
+	else if (r == 0 && call->conn->held > H2_CONN_HELD_MAX)
+		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+			  "this connection holds more than %u bytes of unfinished requests",
+			  H2_CONN_HELD_MAX);
+	if (call->finished) {
+		/* Nothing more of this request will be used. */
+		grpc_decoder_free(&call->dec);
+		grpc_decoder_init(&call->dec, call->conn->cfg.max_message);
+		call_account(call);
+	}
 	return 0;
 }
 

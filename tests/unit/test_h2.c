@@ -288,16 +288,19 @@ static void pump(struct tc *t)
 struct body {
 	const uint8_t *data;
 	size_t len, off;
+	bool open; /* never end the request: DEFERRED once everything was sent */
 };
 
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 			 nghttp2_data_source *src, void *ud)
 {
 	struct body *b = src->ptr;
+	if (b->open && b->off == b->len)
+		return NGHTTP2_ERR_DEFERRED;
 	size_t n = b->len - b->off < len ? b->len - b->off : len;
 	memcpy(buf, b->data + b->off, n);
 	b->off += n;
-	if (b->off == b->len)
+	if (b->off == b->len && !b->open)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
@@ -445,6 +448,38 @@ static void test_oversized(void **state)
 	pump(&t);
 	assert_int_equal(res_of(&t, id)->grpc_status, GRPC_OK);
 	tc_free(&t);
+}
+
+/* Unfinished requests on one connection cannot pile up without bound:
+ * each may stay under the message limit, their sum may not. */
+static void test_unfinished_requests_bounded(void **state)
+{
+	struct tc t;
+	tc_init(&t, 8 << 20, 65535);
+	size_t part = 3 << 20;
+	uint8_t *data = calloc(1, part);
+	assert_non_null(data);
+	grpc_prefix_encode(data, 6 << 20); /* announces more than is ever sent */
+	struct body bodies[8];
+	int32_t ids[8];
+	for (int i = 0; i < 8; i++) {
+		bodies[i] = (struct body){data, part, 0, true};
+		ids[i] = request(&t, "POST", "/t.S/Echo", "application/grpc", &bodies[i], NULL);
+	}
+	pump(&t);
+	int refused = 0;
+	for (int i = 0; i < 8; i++) {
+		struct result *r = res_of(&t, ids[i]);
+		if (r->grpc_status == GRPC_RESOURCE_EXHAUSTED) {
+			assert_non_null(strstr(r->grpc_message, "unfinished requests"));
+			refused++;
+		}
+	}
+	/* 8 x 3 MiB would be 24 MiB held; the bound is 16 MiB. */
+	assert_true(refused >= 2);
+	assert_true(refused < 8);
+	tc_free(&t);
+	free(data);
 }
 
 static void test_cardinality(void **state)
@@ -657,6 +692,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_method),
 		cmocka_unit_test(test_bad_content_type_and_method),
 		cmocka_unit_test(test_oversized),
+		cmocka_unit_test(test_unfinished_requests_bounded),
 		cmocka_unit_test(test_cardinality),
 		cmocka_unit_test(test_compressed),
 		cmocka_unit_test(test_message_encoding),
