@@ -50,8 +50,9 @@ int logwriter_open(struct logwriter *w, int dirfd, const char *path, uint64_t ca
 }
 
 /* Header and payload in one writev so a record lands in one piece; the
- * loop only matters for short writes (a nearly full disk). */
-static int write_record(int fd, enum log_stream stream, const void *data, size_t len)
+ * loop only matters for short writes (a nearly full disk). *torn tells
+ * whether a failure left part of the record in the file. */
+static int write_record(int fd, enum log_stream stream, const void *data, size_t len, bool *torn)
 {
 	uint8_t hdr[LOGSTORE_HDR];
 	hdr[0] = (uint8_t)stream;
@@ -59,11 +60,13 @@ static int write_record(int fd, enum log_stream stream, const void *data, size_t
 	struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)data, len}};
 	struct iovec *v = iov;
 	int n = 2;
+	*torn = false;
 	while (n > 0) {
 		ssize_t r = writev(fd, v, n);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
+			*torn = v != iov || v->iov_len != sizeof hdr;
 			return -errno;
 		}
 		size_t done = (size_t)r;
@@ -80,6 +83,18 @@ static int write_record(int fd, enum log_stream stream, const void *data, size_t
 	return 0;
 }
 
+/* A record written in part may only be the file's last: readers wait for
+ * the rest of a last record, but would misread anything appended after
+ * it. So after a torn write the log takes no more output (the job still
+ * runs; its status says the output was truncated). A write that failed
+ * before any byte landed can simply be tried again with the next output. */
+static int stop_if_torn(struct logwriter *w, bool torn, int r)
+{
+	if (torn)
+		w->truncated = true;
+	return r;
+}
+
 int logwriter_append(struct logwriter *w, enum log_stream stream, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -90,10 +105,11 @@ int logwriter_append(struct logwriter *w, enum log_stream stream, const void *da
 			n = (size_t)(w->cap - w->kept);
 			hit_cap = true;
 		}
+		bool torn;
 		if (n > 0) {
-			int r = write_record(w->fd, stream, p, n);
+			int r = write_record(w->fd, stream, p, n, &torn);
 			if (r < 0)
-				return r;
+				return stop_if_torn(w, torn, r);
 			w->kept += n;
 			p += n;
 			len -= n;
@@ -102,9 +118,9 @@ int logwriter_append(struct logwriter *w, enum log_stream stream, const void *da
 			uint8_t kept[8];
 			put_le32(kept, (uint32_t)w->kept);
 			put_le32(kept + 4, (uint32_t)(w->kept >> 32));
-			int r = write_record(w->fd, LOG_TRUNCATED, kept, sizeof kept);
+			int r = write_record(w->fd, LOG_TRUNCATED, kept, sizeof kept, &torn);
 			if (r < 0)
-				return r;
+				return stop_if_torn(w, torn, r);
 			w->truncated = true;
 		}
 	}

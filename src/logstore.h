@@ -24,14 +24,15 @@ struct logwriter {
 	int fd;		/* O_APPEND file, owned */
 	uint64_t kept;	/* output bytes written (excluding headers) */
 	uint64_t cap;	/* 0 = unlimited */
-	bool truncated; /* cap reached; further output is dropped */
+	bool truncated; /* cap reached or a write tore a record: further output is dropped */
 };
 
 /* Opens (creating) path relative to dirfd for appending. 0 or -errno. */
 int logwriter_open(struct logwriter *w, int dirfd, const char *path, uint64_t cap);
-/* Appends one record of output (len <= LOGSTORE_MAX_RECORD); when the cap is
- * reached it writes what fits, then one LOG_TRUNCATED record, and drops the
- * rest silently. 0 or -errno. */
+/* Appends output as records of at most LOGSTORE_MAX_RECORD bytes; when the
+ * cap is reached it writes what fits, then one LOG_TRUNCATED record, and
+ * drops the rest silently. 0 or -errno; after an error that left part of a
+ * record in the file, all further output is dropped (see truncated). */
 int logwriter_append(struct logwriter *w, enum log_stream stream, const void *data, size_t len);
 void logwriter_close(struct logwriter *w);
 

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "logstore.h"
@@ -390,6 +392,57 @@ static void test_cap(void **state)
 	assert_int_equal(st.st_size, 5 + 10 + 5 + 8);
 }
 
+/* A write that fails halfway through a record (a full disk; here the file
+ * size limit) leaves that record last: nothing is appended after it, and
+ * a write that failed before any byte landed does not stop the log. */
+static void test_torn_write(void **state)
+{
+	(void)state;
+	reset_log();
+	struct logwriter w;
+	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
+	struct rlimit old, lim = {.rlim_cur = 100, .rlim_max = RLIM_INFINITY};
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	char a[200];
+	memset(a, 'a', sizeof a);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 40), 0);
+	assert_false(w.truncated);
+	assert_true(logwriter_append(&w, LOG_STDOUT, a, 200) < 0); /* torn at 100 bytes */
+	assert_true(w.truncated);
+	setrlimit(RLIMIT_FSIZE, &old);
+	assert_int_equal(logwriter_append(&w, LOG_STDERR, "more", 4), 0);
+	logwriter_close(&w);
+
+	struct stat st;
+	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
+	assert_int_equal(st.st_size, 100);
+	struct logreader r;
+	struct seen sn = {0};
+	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
+	/* 40 bytes, then the 50 of the torn record that landed; "more" never
+	 * follows it. */
+	assert_int_equal(drain(&r, 0, &sn), 0);
+	assert_int_equal(sn.n, 90);
+	seen_free(&sn);
+	logreader_close(&r);
+
+	/* Nothing landed at all: the next output is still kept. */
+	reset_log();
+	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
+	lim.rlim_cur = 0;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_true(logwriter_append(&w, LOG_STDOUT, a, 10) < 0);
+	assert_false(w.truncated);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, prev);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 10), 0);
+	logwriter_close(&w);
+	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
+	assert_int_equal(st.st_size, 15);
+}
+
 static void test_corrupt(void **state)
 {
 	(void)state;
@@ -436,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_long_record_split),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_read_into),
+		cmocka_unit_test(test_torn_write),
 		cmocka_unit_test(test_corrupt),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
