@@ -111,23 +111,6 @@ int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-int pwrite_all(int fd, const void *buf, size_t n, off_t off)
-{
-	const char *p = buf;
-	while (n > 0) {
-		ssize_t w = pwrite(fd, p, n, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		off += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int read_fd_all(int fd, size_t max, char **out, size_t *len)
 {
 	size_t cap = 4096, n = 0;

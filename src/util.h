@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define UNUSED __attribute__((unused))
 
 /* Cleanup helpers: a variable declared with one of these is released when it
  * goes out of scope. Hand ownership on with steal_pointer()/steal_fd(). */
@@ -48,11 +47,10 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* I/O: retry on EINTR; write_all/pwrite_all loop over short writes.
+/* I/O: retry on EINTR; write_all loops over short writes.
  * Return 0 (or bytes read) on success, -errno on failure. */
 ssize_t read_retry(int fd, void *buf, size_t n);
 int write_all(int fd, const void *buf, size_t n);
-int pwrite_all(int fd, const void *buf, size_t n, off_t off);
 /* Reads up to max bytes of fd until EOF into a NUL-terminated malloc'd
  * buffer; *len receives the byte count. -EFBIG if the file is longer. */
 int read_fd_all(int fd, size_t max, char **out, size_t *len);
