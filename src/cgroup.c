@@ -49,7 +49,7 @@ static void unescape_octal(char *s)
 	*w = '\0';
 }
 
-int cgroup_parse_mountinfo(const char *text, char **mount)
+int cgroup_parse_mountinfo(const char *text, char **mount, char **root)
 {
 	/* Line: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SRC SUPEROPTS */
 	for (const char *line = text; line && *line;) {
@@ -69,13 +69,18 @@ int cgroup_parse_mountinfo(const char *text, char **mount)
 		if (strcmp(fstype, "cgroup2") != 0)
 			continue;
 
-		char *save = NULL, *f = strtok_r(l, " ", &save);
-		for (int i = 0; f && i < 4; i++)
+		char *save = NULL, *f = strtok_r(l, " ", &save), *fsroot = NULL;
+		for (int i = 0; f && i < 4; i++) {
+			if (i == 3)
+				fsroot = f;
 			f = strtok_r(NULL, " ", &save);
-		if (!f || f[0] != '/')
+		}
+		if (!f || f[0] != '/' || !fsroot || fsroot[0] != '/')
 			return -EBADMSG;
 		unescape_octal(f);
+		unescape_octal(fsroot);
 		*mount = xstrdup(f);
+		*root = xstrdup(fsroot);
 		return 0;
 	}
 	return -ENOENT;
@@ -271,18 +276,9 @@ static int open_jobs(struct cgroup_root *root, struct err *err)
 int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err)
 {
 	root_init(root);
-	_cleanup_free_ char *mountinfo = NULL, *self = NULL, *mount = NULL, *path = NULL;
+	_cleanup_free_ char *path = NULL;
 	unsigned want = CGROUP_CPU | CGROUP_MEMORY | CGROUP_IO;
 	int r;
-
-	r = read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &mountinfo, NULL);
-	if (r < 0)
-		return err_sys(err, -r, "read /proc/self/mountinfo");
-	r = cgroup_parse_mountinfo(mountinfo, &mount);
-	if (r < 0 && !override)
-		return err_set(err, ENOENT, ERR_PRECONDITION,
-			       "no cgroup v2 filesystem is mounted (see /proc/self/mountinfo); "
-			       "mount one or pass -cgroup");
 
 	if (override) {
 		if (override[0] != '/')
@@ -294,6 +290,14 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
 			return err_sys(err, errno, "create cgroup %s", path);
 	} else {
+		_cleanup_free_ char *mountinfo = NULL, *mount = NULL, *fsroot = NULL, *self = NULL;
+		r = read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &mountinfo, NULL);
+		if (r < 0)
+			return err_sys(err, -r, "read /proc/self/mountinfo");
+		if (cgroup_parse_mountinfo(mountinfo, &mount, &fsroot) < 0)
+			return err_set(err, ENOENT, ERR_PRECONDITION,
+				       "no cgroup v2 filesystem is mounted (see "
+				       "/proc/self/mountinfo); mount one or pass -cgroup");
 		_cleanup_free_ char *text = NULL;
 		r = read_file_at(AT_FDCWD, "/proc/self/cgroup", 1 << 20, &text, NULL);
 		if (r < 0)
@@ -303,7 +307,17 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 			return err_set(err, -r, ERR_PRECONDITION,
 				       "this process is in no cgroup v2 group (/proc/self/cgroup "
 				       "has no \"0::\" line)");
-		if (strcmp(self, "/") == 0) {
+		/* A mount of a subtree (mountinfo's root field) shows our
+		 * cgroup relative to that subtree. */
+		size_t rl = strcmp(fsroot, "/") == 0 ? 0 : strlen(fsroot);
+		if (rl && (strncmp(self, fsroot, rl) != 0 || (self[rl] && self[rl] != '/')))
+			return err_set(
+				err, ENOENT, ERR_PRECONDITION,
+				"this process's cgroup %s is outside the cgroup2 mount at %s "
+				"(which shows %s); pass -cgroup",
+				self, mount, fsroot);
+		memmove(self, self + rl, strlen(self + rl) + 1);
+		if (self[0] == '\0' || strcmp(self, "/") == 0) {
 			/* The hierarchy's root cannot hold limits for us; use a
 			 * subtree of our own. */
 			path = xasprintf("%s/rund", mount);
@@ -335,7 +349,6 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 		goto bad;
 	}
 	root->path = steal_pointer(&path);
-	root->mount = mount ? steal_pointer(&mount) : xstrdup(root->path);
 
 	if ((r = mkdir_ok(root->dirfd, "daemon")) < 0 || (r = mkdir_ok(root->dirfd, "jobs")) < 0) {
 		r = err_sys(err, -r, "create cgroups below %s", root->path);
@@ -383,7 +396,6 @@ void cgroup_root_close(struct cgroup_root *root)
 	if (root->jobs_fd >= 0)
 		close(root->jobs_fd);
 	free(root->path);
-	free(root->mount);
 	root_init(root);
 }
 
@@ -608,27 +620,6 @@ static int cmp_dev(const void *a, const void *b)
 	return x->minor < y->minor ? -1 : x->minor > y->minor;
 }
 
-/* "MAJ:MIN" with Linux's dev_t ranges. */
-static bool parse_dev(const char *s, size_t n, struct io_device *dev)
-{
-	char buf[32];
-	if (n == 0 || n >= sizeof buf)
-		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	char *colon = strchr(buf, ':');
-	if (!colon)
-		return false;
-	*colon = '\0';
-	uint64_t maj, min;
-	if (parse_u64(buf, &maj) < 0 || parse_u64(colon + 1, &min) < 0 || maj >= (1u << 12) ||
-	    min >= (1u << 20))
-		return false;
-	dev->major = (unsigned)maj;
-	dev->minor = (unsigned)min;
-	return true;
-}
-
 static void add_dev(struct io_device **devs, size_t *n, struct io_device d)
 {
 	for (size_t i = 0; i < *n; i++)
@@ -642,17 +633,10 @@ int cgroup_default_io_devices(struct io_device **devs, size_t *n, struct err *er
 {
 	*devs = NULL;
 	*n = 0;
-	_cleanup_close_ int fd = open("/sys/block", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(err, errno, "open /sys/block");
-	int dfd = dup(fd);
-	if (dfd < 0)
-		return err_sys(err, errno, "dup");
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
+	DIR *d = opendir("/sys/block");
+	if (!d)
 		return err_sys(err, errno, "read /sys/block");
-	}
+	int fd = dirfd(d);
 	struct io_device *list = NULL;
 	size_t count = 0;
 	struct dirent *de;
@@ -661,19 +645,15 @@ int cgroup_default_io_devices(struct io_device **devs, size_t *n, struct err *er
 		if (name[0] == '.' || strncmp(name, "loop", 4) == 0 ||
 		    strncmp(name, "ram", 3) == 0 || strncmp(name, "zram", 4) == 0)
 			continue;
+		/* /sys/block lists whole disks only (partitions live below
+		 * them). */
 		char path[300];
-		struct stat st;
-		/* /sys/block lists whole disks; a "partition" file would mark
-		 * one that is not. */
-		snprintf(path, sizeof path, "%s/partition", name);
-		if (fstatat(fd, path, &st, 0) == 0)
-			continue;
 		snprintf(path, sizeof path, "%s/dev", name);
 		_cleanup_free_ char *text = NULL;
 		if (read_file_at(fd, path, 64, &text, NULL) < 0)
 			continue;
 		struct io_device dev;
-		if (parse_dev(text, strcspn(text, "\n"), &dev))
+		if (io_device_parse(text, strcspn(text, "\n"), &dev))
 			add_dev(&list, &count, dev);
 	}
 	closedir(d);
@@ -694,7 +674,7 @@ int cgroup_parse_io_devices(const char *s, struct io_device **devs, size_t *n, s
 	for (const char *p = s; p && *p;) {
 		size_t len = strcspn(p, ",");
 		struct io_device dev;
-		if (!parse_dev(p, len, &dev)) {
+		if (!io_device_parse(p, len, &dev)) {
 			free(list);
 			return err_set(err, EINVAL, ERR_INVALID,
 				       "-io_devices: bad device \"%.*s\" (expected MAJ:MIN, e.g. "

@@ -25,7 +25,6 @@ enum {
 
 struct cgroup_root {
 	char *path;	      /* absolute path of R */
-	char *mount;	      /* the cgroup2 mount point, for messages */
 	int dirfd;	      /* O_PATH|O_DIRECTORY of R */
 	int jobs_fd;	      /* directory fd of R/jobs */
 	unsigned controllers; /* CGROUP_* enabled for jobs */
@@ -35,7 +34,7 @@ struct cgroup_root {
  * cgroup2 filesystem (malloc'd). From /proc/self/cgroup text: the "0::"
  * path (malloc'd). From cgroup.controllers text: CGROUP_* bits. 0 or
  * -ENOENT / -EBADMSG. */
-int cgroup_parse_mountinfo(const char *text, char **mount);
+int cgroup_parse_mountinfo(const char *text, char **mount, char **root);
 int cgroup_parse_self(const char *text, char **path);
 unsigned cgroup_parse_controllers(const char *text);
 

@@ -301,22 +301,20 @@ static int rd_str(struct rd *r, const char *key, char **out)
 	return 0;
 }
 
-/* "MAJ:MIN" with Linux's dev_t ranges (12-bit major, 20-bit minor). */
-static bool parse_devnum(const char *s, struct io_device *dev)
+bool io_device_parse(const char *s, size_t n, struct io_device *dev)
 {
-	char *colon = strchr(s, ':');
+	char buf[32];
+	if (n == 0 || n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	char *colon = strchr(buf, ':');
 	if (!colon)
 		return false;
-	char majs[16];
-	size_t ml = (size_t)(colon - s);
-	if (ml == 0 || ml >= sizeof majs)
-		return false;
-	memcpy(majs, s, ml);
-	majs[ml] = '\0';
+	*colon = '\0';
 	uint64_t maj, min;
-	if (parse_u64(majs, &maj) < 0 || parse_u64(colon + 1, &min) < 0)
-		return false;
-	if (maj >= (1u << 12) || min >= (1u << 20))
+	if (parse_u64(buf, &maj) < 0 || parse_u64(colon + 1, &min) < 0 || maj >= (1u << 12) ||
+	    min >= (1u << 20))
 		return false;
 	dev->major = (unsigned)maj;
 	dev->minor = (unsigned)min;
@@ -347,7 +345,7 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 		if ((e = rd_str(r, key, &v)) < 0)
 			return e;
 		struct io_device dev;
-		if (!parse_devnum(v, &dev))
+		if (!io_device_parse(v, strlen(v), &dev))
 			return rd_bad(r, "bad io_device \"%.40s\"", v);
 		s->io_devices =
 			xrealloc(s->io_devices, (s->n_io_devices + 1) * sizeof *s->io_devices);

@@ -41,6 +41,10 @@ struct io_device {
 	unsigned major, minor;
 };
 
+/* Parses s[0..n) as "MAJ:MIN" within Linux's dev_t ranges (12-bit major,
+ * 20-bit minor). False for anything else. */
+bool io_device_parse(const char *s, size_t n, struct io_device *dev);
+
 struct jobspec {
 	char id[27]; /* ULID text */
 	char **argv; /* argv[0] = name; NULL-terminated; owned */

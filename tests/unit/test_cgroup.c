@@ -30,10 +30,12 @@ static char *fixture(const char *name)
 static void expect_mount(const char *file, const char *want)
 {
 	char *text = fixture(file);
-	char *mount = NULL;
-	assert_int_equal(cgroup_parse_mountinfo(text, &mount), 0);
+	char *mount = NULL, *root = NULL;
+	assert_int_equal(cgroup_parse_mountinfo(text, &mount, &root), 0);
 	assert_string_equal(mount, want);
+	assert_string_equal(root, "/");
 	free(mount);
+	free(root);
 	free(text);
 }
 
@@ -46,16 +48,30 @@ static void test_mountinfo(void **state)
 	expect_mount("mountinfo.escaped", "/mnt/odd dir\tx\\y");
 
 	char *text = fixture("mountinfo.none");
-	char *mount = NULL;
-	assert_int_equal(cgroup_parse_mountinfo(text, &mount), -ENOENT);
+	char *mount = NULL, *root = NULL;
+	assert_int_equal(cgroup_parse_mountinfo(text, &mount, &root), -ENOENT);
 	assert_null(mount);
 	free(text);
-	assert_int_equal(cgroup_parse_mountinfo("", &mount), -ENOENT);
-	assert_int_equal(cgroup_parse_mountinfo("1 2 3 - cgroup2 x y\n", &mount), -EBADMSG);
+	assert_int_equal(cgroup_parse_mountinfo("", &mount, &root), -ENOENT);
+	assert_int_equal(cgroup_parse_mountinfo("1 2 3 - cgroup2 x y\n", &mount, &root), -EBADMSG);
+	assert_int_equal(cgroup_parse_mountinfo("1 2 3 x /cg - cgroup2 x y\n", &mount, &root),
+			 -EBADMSG); /* a root that is not a path */
+	assert_null(mount);
 	/* No trailing newline on the last line. */
-	assert_int_equal(cgroup_parse_mountinfo("9 1 0:9 / /cg rw - cgroup2 c rw", &mount), 0);
+	assert_int_equal(cgroup_parse_mountinfo("9 1 0:9 / /cg rw - cgroup2 c rw", &mount, &root),
+			 0);
 	assert_string_equal(mount, "/cg");
+	assert_string_equal(root, "/");
 	free(mount);
+	free(root);
+	/* A bind mount of a subtree reports that subtree as its root. */
+	assert_int_equal(cgroup_parse_mountinfo("9 1 0:9 /sub\\040tree /cg rw - cgroup2 c rw\n",
+						&mount, &root),
+			 0);
+	assert_string_equal(mount, "/cg");
+	assert_string_equal(root, "/sub tree");
+	free(mount);
+	free(root);
 }
 
 static void test_self(void **state)
