@@ -961,7 +961,7 @@ int main(int argc, char **argv)
 	}
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc - 2, argv + 2, &err);
-	if (idx == -1) {
+	if (idx == -FLAGS_HELP) {
 		flags_usage(stdout, flags, ARRAY_SIZE(flags));
 		return 0;
 	}

@@ -32,13 +32,11 @@ struct flag {
 
 #define FLAGS_HELP 1
 
-/* Parses argv[0..argc). Returns the index of the first non-flag argument
- * (argc if none), FLAGS_HELP-as-negative (-FLAGS_HELP... see below), or a
- * usage error:
- *   >= 0       index of the first positional argument
- *   -1         help requested
- *   -EINVAL    bad flag or value; err names it ("invalid value \"x\" for
- *              flag -max_rbps: ...", "flag provided but not defined: -foo")
+/* Parses argv[0..argc). Returns:
+ *   >= 0         the index of the first positional argument (argc if none)
+ *   -FLAGS_HELP  help was requested (-h, -help, --help)
+ *   -EINVAL      a bad flag or value; err names it ("invalid value \"x\" for
+ *                flag -max_rbps: ...", "flag provided but not defined: -foo")
  */
 int flags_parse(struct flag *flags, size_t n, int argc, char **argv, struct err *err);
 

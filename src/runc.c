@@ -201,6 +201,11 @@ static void json_timestamp(FILE *out, const Google__Protobuf__Timestamp *t)
 		fputs("null", out);
 		return;
 	}
+	/* RFC 3339 as proto3 JSON uses it covers years 0001 to 9999. */
+	if (t->seconds < -62135596800LL || t->seconds > 253402300799LL) {
+		fputs("null", out);
+		return;
+	}
 	time_t secs = (time_t)t->seconds;
 	struct tm tm;
 	char buf[64];

@@ -149,7 +149,7 @@ static int serve(int argc, char **argv)
 	};
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);
-	if (idx == -1) {
+	if (idx == -FLAGS_HELP) {
 		printf("usage: rund serve [flags]\n\nFlags:\n");
 		flags_usage(stdout, flags, ARRAY_SIZE(flags));
 		return 0;
