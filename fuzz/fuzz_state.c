@@ -1,0 +1,165 @@
+/* fuzz_state: the parsers of everything rund reads back from disk or from
+ * the kernel: job spec/started/status files, log records, ULIDs, byte and
+ * duration flag values, and the cgroup parsers (/proc/self/mountinfo,
+ * /proc/self/cgroup, cgroup.controllers, -io_devices).
+ *
+ * Input: the first byte picks the parser, the rest is its input. A spec,
+ * start or status that decodes must encode and decode again to the same
+ * bytes (the codecs are each other's inverse).
+ *
+ * Built with -DFUZZ_REPLAY: a main() that runs each file named on the
+ * command line once (regression runs without libFuzzer). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cgroup.h"
+#include "flags.h"
+#include "jobspec.h"
+#include "logstore.h"
+#include "ulid.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
+	} while (0)
+
+static void spec(const char *buf, size_t len)
+{
+	struct jobspec s = {0}, again = {0};
+	if (jobspec_decode(buf, len, &s, NULL) == 0) {
+		size_t n;
+		_cleanup_free_ char *enc = jobspec_encode(&s, &n);
+		CHECK(jobspec_decode(enc, n, &again, NULL) == 0);
+		size_t n2;
+		_cleanup_free_ char *enc2 = jobspec_encode(&again, &n2);
+		CHECK(n == n2 && memcmp(enc, enc2, n) == 0);
+	}
+	jobspec_free(&s);
+	jobspec_free(&again);
+}
+
+static void start(const char *buf, size_t len)
+{
+	struct jobstart st = {0};
+	if (jobstart_decode(buf, len, &st, NULL) == 0) {
+		size_t n;
+		_cleanup_free_ char *enc = jobstart_encode(&st, &n);
+		struct jobstart again = {0};
+		CHECK(jobstart_decode(enc, n, &again, NULL) == 0);
+		CHECK(memcmp(&st, &again, sizeof st) == 0);
+	}
+}
+
+static void status(const char *buf, size_t len)
+{
+	struct jobstatus st = {0};
+	if (jobstatus_decode(buf, len, &st, NULL) == 0) {
+		size_t n;
+		_cleanup_free_ char *enc = jobstatus_encode(&st, &n);
+		struct jobstatus again = {0};
+		CHECK(jobstatus_decode(enc, n, &again, NULL) == 0);
+		size_t n2;
+		_cleanup_free_ char *enc2 = jobstatus_encode(&again, &n2);
+		CHECK(n == n2 && memcmp(enc, enc2, n) == 0);
+	}
+}
+
+static void records(const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		enum log_stream stream;
+		const uint8_t *payload;
+		size_t plen, used;
+		int r = logstore_parse(buf, len, &stream, &payload, &plen, &used);
+		if (r != 1)
+			return;
+		CHECK(used <= len && payload + plen <= buf + len);
+		buf += used;
+		len -= used;
+	}
+}
+
+static void text_parsers(const char *s)
+{
+	struct ulid u;
+	if (ulid_parse(s, strlen(s), &u) == 0) {
+		char back[ULID_LEN + 1];
+		ulid_format(&u, back);
+		CHECK(strcmp(back, s) == 0);
+	}
+	uint64_t v;
+	flags_parse_bytes(s, &v);
+	flags_parse_duration(s, &v);
+	char *a = NULL, *b = NULL;
+	if (cgroup_parse_mountinfo(s, &a, &b) == 0)
+		CHECK(a[0] == '/' && b[0] == '/');
+	free(a);
+	free(b);
+	a = NULL;
+	if (cgroup_parse_self(s, &a) == 0)
+		CHECK(a[0] == '/');
+	free(a);
+	cgroup_parse_controllers(s);
+	struct io_device *devs = NULL;
+	size_t n = 0;
+	if (cgroup_parse_io_devices(s, &devs, &n, NULL) == 0)
+		for (size_t i = 0; i < n; i++)
+			CHECK(devs[i].major < 4096 && devs[i].minor < (1u << 20));
+	free(devs);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size == 0)
+		return 0;
+	const char *rest = (const char *)data + 1;
+	size_t len = size - 1;
+	switch (data[0] % 5) {
+	case 0:
+		spec(rest, len);
+		break;
+	case 1:
+		start(rest, len);
+		break;
+	case 2:
+		status(rest, len);
+		break;
+	case 3:
+		records(data + 1, len);
+		break;
+	default: {
+		char *s = xstrndup(rest, len); /* text parsers take C strings */
+		text_parsers(s);
+		free(s);
+		break;
+	}
+	}
+	return 0;
+}
+
+#ifdef FUZZ_REPLAY
+int main(int argc, char **argv)
+{
+	int failed = 0;
+	for (int i = 1; i < argc; i++) {
+		char *buf;
+		size_t len;
+		int r = read_file_at(AT_FDCWD, argv[i], 64 << 20, &buf, &len);
+		if (r < 0) {
+			fprintf(stderr, "fuzz_state_replay: %s: %s\n", argv[i], strerror(-r));
+			failed = 1;
+			continue;
+		}
+		LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
+		free(buf);
+	}
+	printf("fuzz_state_replay: ran %d input(s)\n", argc - 1);
+	return failed;
+}
+#endif
