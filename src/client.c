@@ -64,7 +64,6 @@ struct call {
 	bool have_grpc_status;
 	int grpc_status;
 	char *grpc_message;
-	nghttp2_headers_category cat; /* of the header block being received */
 
 	struct grpc_decoder dec;
 	size_t messages;
@@ -86,7 +85,6 @@ struct client {
 	BIO_METHOD *bio_method;
 	nghttp2_session *h2;
 	char *addr;
-	char *authority;
 	uint64_t timeout_ms;
 	volatile sig_atomic_t *cancel;
 
@@ -127,23 +125,6 @@ static int bio_sock_read(BIO *b, char *buf, int len)
 		return -1;
 	}
 	return (int)n;
-}
-
-static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	switch (cmd) {
-	case BIO_CTRL_FLUSH:
-	case BIO_CTRL_DUP:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-static int bio_sock_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
 }
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -383,14 +364,6 @@ static struct call *stream_call(struct client *c, int32_t stream_id)
 	return c->call && c->call->stream_id == stream_id ? c->call : NULL;
 }
 
-static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
-{
-	struct call *call = stream_call(ud, frame->hd.stream_id);
-	if (call)
-		call->cat = frame->headers.cat;
-	return 0;
-}
-
 static bool header_is(const uint8_t *name, size_t len, const char *want)
 {
 	return len == strlen(want) && memcmp(name, want, len) == 0;
@@ -521,32 +494,21 @@ static ssize_t req_read(nghttp2_session *s, int32_t stream_id, uint8_t *buf, siz
 
 /* ---- connect ------------------------------------------------------------- */
 
-/* Splits "host:port" / "[v6]:port" / ":port" (localhost). */
-static int split_addr(const char *addr, char **host, char **port, struct err *err)
+/* A client needs somewhere to go: unlike a listener, no empty host (all
+ * interfaces) and no port 0 (kernel's pick). */
+static int client_addr(const char *addr, char **host, char **port, struct err *err)
 {
-	const char *colon;
-	if (addr[0] == '[') {
-		const char *end = strchr(addr, ']');
-		if (!end || end[1] != ':')
-			return err_set(err, EINVAL, ERR_INVALID,
-				       "bad address \"%s\": want [v6addr]:port", addr);
-		*host = xstrndup(addr + 1, (size_t)(end - addr - 1));
-		colon = end + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
-			return err_set(err, EINVAL, ERR_INVALID,
-				       "bad address \"%s\": want host:port", addr);
-		*host = colon == addr ? xstrdup("localhost")
-				      : xstrndup(addr, (size_t)(colon - addr));
-	}
-	uint64_t p;
-	if (parse_u64(colon + 1, &p) < 0 || p == 0 || p > 65535) {
-		free(*host);
-		*host = NULL;
-		return err_set(err, EINVAL, ERR_INVALID, "bad port in address \"%s\"", addr);
-	}
-	*port = xstrdup(colon + 1);
+	_cleanup_free_ char *h = NULL, *p = NULL;
+	int r = addr_split(addr, &h, &p, err);
+	if (r < 0)
+		return r;
+	if (h[0] == '\0')
+		return err_set(err, EINVAL, ERR_INVALID, "bad address \"%s\": no host", addr);
+	if (strspn(p, "0") == strlen(p))
+		return err_set(err, EINVAL, ERR_INVALID, "bad port in address \"%s\": port 0",
+			       addr);
+	*host = steal_pointer(&h);
+	*port = steal_pointer(&p);
 	return 0;
 }
 
@@ -619,13 +581,9 @@ static int tls_handshake(struct client *c, const struct client_opts *opts, const
 			 uint64_t deadline, struct err *err)
 {
 	c->ssl = SSL_new(c->ctx);
-	c->bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rund socket");
+	c->bio_method = tls_socket_bio_method("rund socket", bio_sock_write, bio_sock_read);
 	if (!c->ssl || !c->bio_method)
 		return err_set(err, ENOMEM, ERR_INTERNAL, "TLS: out of memory");
-	BIO_meth_set_write(c->bio_method, bio_sock_write);
-	BIO_meth_set_read(c->bio_method, bio_sock_read);
-	BIO_meth_set_ctrl(c->bio_method, bio_sock_ctrl);
-	BIO_meth_set_create(c->bio_method, bio_sock_create);
 	BIO *bio = BIO_new(c->bio_method);
 	if (!bio)
 		return err_set(err, ENOMEM, ERR_INTERNAL, "TLS: out of memory");
@@ -677,10 +635,7 @@ static int tls_handshake(struct client *c, const struct client_opts *opts, const
 			       tls_last_error(buf, sizeof buf));
 	}
 
-	const unsigned char *alpn = NULL;
-	unsigned alpn_len = 0;
-	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0)
+	if (!tls_alpn_is_h2(c->ssl))
 		return err_set(err, EPROTO, ERR_INTERNAL,
 			       "TLS handshake with %s: server did not select HTTP/2 (ALPN h2)",
 			       c->addr);
@@ -692,7 +647,6 @@ static int h2_start(struct client *c, uint64_t deadline, struct err *err)
 	nghttp2_session_callbacks *cb;
 	if (nghttp2_session_callbacks_new(&cb) != 0)
 		return err_set(err, ENOMEM, ERR_INTERNAL, "HTTP/2: out of memory");
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk_recv);
@@ -748,7 +702,6 @@ struct client *client_connect(const struct client_opts *opts, struct err *err)
 	struct client *c = xcalloc(1, sizeof *c);
 	c->fd = -1;
 	c->addr = xstrdup(opts->addr ? opts->addr : "");
-	c->authority = xstrdup(c->addr);
 	c->timeout_ms = opts->timeout_ms;
 	c->cancel = opts->cancel;
 	c->rbuf = xmalloc(CLIENT_READ_CHUNK);
@@ -760,7 +713,7 @@ struct client *client_connect(const struct client_opts *opts, struct err *err)
 
 	_cleanup_free_ char *host = NULL;
 	_cleanup_free_ char *port = NULL;
-	if (split_addr(c->addr, &host, &port, err) < 0 || tls_setup(c, opts, err) < 0 ||
+	if (client_addr(c->addr, &host, &port, err) < 0 || tls_setup(c, opts, err) < 0 ||
 	    tcp_connect(c, host, port, deadline, err) < 0 ||
 	    tls_handshake(c, opts, host, deadline, err) < 0 || h2_start(c, deadline, err) < 0) {
 		client_free(c);
@@ -781,7 +734,6 @@ void client_free(struct client *c)
 		close(c->fd);
 	free(c->rbuf);
 	free(c->addr);
-	free(c->authority);
 	free(c);
 }
 
@@ -834,9 +786,7 @@ static int call_result(struct client *c, struct call *call, struct client_status
 		return err_set(err, EPROTO, ERR_INTERNAL, "server answered HTTP %d%s%s",
 			       call->http_status, call->content_type[0] ? " with " : "",
 			       call->content_type);
-	if (strncmp(call->content_type, "application/grpc", 16) != 0 ||
-	    (call->content_type[16] != '\0' && call->content_type[16] != '+' &&
-	     call->content_type[16] != ';'))
+	if (!grpc_content_type_ok(call->content_type, strlen(call->content_type)))
 		return err_set(err, EPROTO, ERR_INTERNAL,
 			       "server answered content-type \"%s\", not application/grpc",
 			       call->content_type);
@@ -888,7 +838,7 @@ static int call_run(struct client *c, const char *path, const uint8_t *req, size
 		NV(":method", "POST"),
 		NV(":scheme", "https"),
 		NV(":path", path),
-		NV(":authority", c->authority),
+		NV(":authority", c->addr),
 		NV("content-type", "application/grpc"),
 		NV("te", "trailers"),
 		NV("user-agent", "rund-client/0.1"),

@@ -166,6 +166,13 @@ static const struct {
 #define TIMEOUT_MAX_DIGITS 8
 #define TIMEOUT_MAX_VALUE 99999999ull
 
+bool grpc_content_type_ok(const char *v, size_t len)
+{
+	static const char base[] = "application/grpc";
+	size_t n = sizeof base - 1;
+	return len >= n && memcmp(v, base, n) == 0 && (len == n || v[n] == '+' || v[n] == ';');
+}
+
 int grpc_timeout_parse(const char *s, size_t len, uint64_t *ns)
 {
 	if (len < 2 || len > TIMEOUT_MAX_DIGITS + 1)

@@ -66,6 +66,11 @@ int grpc_decoder_feed(struct grpc_decoder *d, const uint8_t *data, size_t len, g
 /* True when no partial message is pending (a request ended cleanly). */
 bool grpc_decoder_idle(const struct grpc_decoder *d);
 
+/* True when a content-type value v[0..len) (not NUL-terminated) names gRPC:
+ * "application/grpc" alone or followed by "+subtype" or ";parameters".
+ * Both ends refuse anything else. */
+bool grpc_content_type_ok(const char *v, size_t len);
+
 /* Parses a grpc-timeout header value ("1S", "250m", "100u", 1-8 digits and
  * one unit of H M S m u n) into nanoseconds, saturating. 0 or -EINVAL. */
 int grpc_timeout_parse(const char *s, size_t len, uint64_t *ns);

@@ -147,10 +147,6 @@ static void block_piece_done(const void *data, size_t len, void *extra)
 	block_unref(extra);
 }
 
-/* Appends prefix + iov to the queue through the call's current block. */
-static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREFIX_LEN],
-			   const struct iovec *iov, int iovcnt, size_t total);
-
 /* Makes the call's block hold `need` more bytes. */
 static struct h2_block *call_block(struct rpc_call *call, size_t need)
 {
@@ -174,6 +170,7 @@ static void queue_block_piece(struct rpc_call *call, struct h2_block *b, size_t 
 	}
 }
 
+/* Appends prefix + iov to the queue through the call's current block. */
 static void queue_in_block(struct rpc_call *call, const uint8_t prefix[GRPC_PREFIX_LEN],
 			   const struct iovec *iov, int iovcnt, size_t total)
 {
@@ -698,9 +695,7 @@ static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, co
 		free(call->path);
 		call->path = xstrndup(v, valuelen < H2_PATH_MAX ? valuelen : H2_PATH_MAX);
 	} else if (header_is(name, namelen, "content-type")) {
-		/* "application/grpc", "application/grpc+proto", "...;charset" */
-		call->content_type_ok = valuelen >= 16 && memcmp(v, "application/grpc", 16) == 0 &&
-					(valuelen == 16 || v[16] == '+' || v[16] == ';');
+		call->content_type_ok = grpc_content_type_ok(v, valuelen);
 	} else if (header_is(name, namelen, "grpc-timeout")) {
 		call->has_timeout = true;
 		call->bad_timeout = grpc_timeout_parse(v, valuelen, &call->timeout_ns) < 0;

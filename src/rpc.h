@@ -33,8 +33,10 @@ const struct san_set *rpc_call_peer(const struct rpc_call *call);
 
 /* Queues one response message, given as the concatenation of iov (copied;
  * the transport adds the 5-byte gRPC prefix). A unary call sends exactly
- * one message before rpc_call_finish(GRPC_OK). Returns 0, or -EMSGSIZE if
- * the message exceeds the maximum message size. */
+ * one message before rpc_call_finish(GRPC_OK). Returns 0, -EMSGSIZE if
+ * the message exceeds the maximum message size, or -ECANCELED once the call
+ * is finished, by rpc_call_finish() or by the transport (nothing is sent
+ * then). */
 int rpc_call_send(struct rpc_call *call, const struct iovec *iov, int iovcnt);
 
 /* Zero-copy alternative to rpc_call_send for large messages: returns room

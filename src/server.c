@@ -34,7 +34,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "grpc.h"
 #include "h2.h"
 #include "tls.h"
 #include "util.h"
@@ -135,29 +134,6 @@ static int bio_wire_read(BIO *b, char *buf, int len)
 			BIO_set_retry_read(b);
 		return -1;
 	}
-}
-
-static long bio_wire_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	return cmd == BIO_CTRL_FLUSH || cmd == BIO_CTRL_DUP;
-}
-
-static int bio_wire_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static BIO_METHOD *bio_wire_method(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rund wire");
-	if (!m || BIO_meth_set_write(m, bio_wire_write) != 1 ||
-	    BIO_meth_set_read(m, bio_wire_read) != 1 || BIO_meth_set_ctrl(m, bio_wire_ctrl) != 1 ||
-	    BIO_meth_set_create(m, bio_wire_create) != 1) {
-		fprintf(stderr, "rund: out of memory creating the TLS socket BIO\n");
-		exit(1);
-	}
-	return m;
 }
 
 /* ---- connections ---------------------------------------------------- */
@@ -378,10 +354,7 @@ static void conn_do_read(struct sconn *c)
 
 static void conn_handshake_done(struct sconn *c)
 {
-	const unsigned char *alpn = NULL;
-	unsigned alpn_len = 0;
-	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
+	if (!tls_alpn_is_h2(c->ssl)) {
 		conn_free(c);
 		return;
 	}
@@ -533,65 +506,33 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(s->accept_retry, &tv);
 }
 
-/* Splits "host:port", "[v6]:port" or ":port". host is NULL for ":port". */
-static int split_addr(const char *addr, char *host, size_t cap, bool *any, uint16_t *port)
-{
-	const char *colon, *h;
-	size_t hlen;
-	if (addr[0] == '[') {
-		const char *end = strchr(addr, ']');
-		if (!end || end[1] != ':')
-			return -EINVAL;
-		h = addr + 1;
-		hlen = (size_t)(end - h);
-		colon = end + 1;
-		if (hlen == 0)
-			return -EINVAL;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return -EINVAL;
-		h = addr;
-		hlen = (size_t)(colon - addr);
-		if (memchr(h, ':', hlen))
-			return -EINVAL; /* bare IPv6 needs brackets */
-	}
-	if (hlen >= cap)
-		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	*any = hlen == 0;
-	uint64_t p;
-	if (parse_u64(colon + 1, &p) < 0 || p > 65535)
-		return -EINVAL;
-	*port = (uint16_t)p;
-	return 0;
-}
-
 static int listen_socket(const char *addr, int *out, struct err *err)
 {
-	char host[256];
-	bool any;
-	uint16_t port;
-	if (split_addr(addr, host, sizeof host, &any, &port) < 0)
-		return err_set(err, EINVAL, ERR_INVALID,
-			       "listen on %s: expected host:port, [ipv6]:port or :port", addr);
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	int r = addr_split(addr, &host, &port, err);
+	if (r < 0) {
+		err_wrap(err, "listen");
+		return r;
+	}
+	/* Port 0 (the kernel picks) and an empty host (all interfaces) are
+	 * fine for a listener. */
+	bool any = host[0] == '\0';
 
 	struct sockaddr_storage ss = {0};
 	socklen_t sslen;
 	if (any) {
+		uint64_t p = 0;
+		parse_u64(port, &p); /* addr_split checked it: 0..65535 */
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_addr = in6addr_any;
-		sin6->sin6_port = htons(port);
+		sin6->sin6_port = htons((uint16_t)p);
 		sslen = sizeof *sin6;
 	} else {
 		struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 					 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 		struct addrinfo *res;
-		char portstr[8];
-		snprintf(portstr, sizeof portstr, "%u", port);
-		int r = getaddrinfo(host, portstr, &hints, &res);
+		r = getaddrinfo(host, port, &hints, &res);
 		if (r != 0)
 			return err_set(err, EINVAL, ERR_INVALID, "listen on %s: %s", addr,
 				       r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
@@ -635,8 +576,6 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	struct server *s = xcalloc(1, sizeof *s);
 	s->base = base;
 	s->opts = *opts;
-	if (!s->opts.max_message)
-		s->opts.max_message = GRPC_DEFAULT_MAX_MESSAGE;
 	if (!s->opts.max_connections)
 		s->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
 	if (!s->opts.handshake_timeout_ms)
@@ -657,7 +596,12 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	steal_fd(&fd);
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
-	s->bio_method = bio_wire_method();
+	s->bio_method = tls_socket_bio_method("rund wire", bio_wire_write, bio_wire_read);
+	if (!s->accept_retry || !s->bio_method) {
+		server_free(s);
+		err_set(err, ENOMEM, ERR_INTERNAL, "listen on %s: out of memory", opts->addr);
+		return NULL;
+	}
 	return s;
 }
 

@@ -18,7 +18,7 @@ struct server_opts {
 	SSL_CTX *ssl_ctx; /* server policy (tls.h); borrowed */
 	const struct rpc_method *methods;
 	size_t n_methods;
-	size_t max_message;	       /* 0 = GRPC_DEFAULT_MAX_MESSAGE */
+	size_t max_message;	       /* passed to h2 (h2.h): 0 = its default */
 	size_t max_connections;	       /* 0 = 1024 */
 	unsigned handshake_timeout_ms; /* 0 = 10000 */
 };

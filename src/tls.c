@@ -345,6 +345,42 @@ int tls_peer_sans(SSL *ssl, struct san_set *out, struct err *err)
 	return tls_cert_sans(cert, out, err);
 }
 
+bool tls_alpn_is_h2(const SSL *ssl)
+{
+	const unsigned char *alpn = NULL;
+	unsigned len = 0;
+	SSL_get0_alpn_selected(ssl, &alpn, &len);
+	return len == alpn_h2[0] && memcmp(alpn, alpn_h2 + 1, len) == 0;
+}
+
+static long socket_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	/* SSL flushes after each record and may dup the BIO; nothing to do
+	 * for either. The rest (pending bytes, EOF) has no answer here. */
+	return cmd == BIO_CTRL_FLUSH || cmd == BIO_CTRL_DUP;
+}
+
+static int socket_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+BIO_METHOD *tls_socket_bio_method(const char *name, int (*write)(BIO *, const char *, int),
+				  int (*read)(BIO *, char *, int))
+{
+	int index = BIO_get_new_index();
+	if (index < 0)
+		return NULL;
+	BIO_METHOD *m = BIO_meth_new(index | BIO_TYPE_SOURCE_SINK, name);
+	if (m && BIO_meth_set_write(m, write) == 1 && BIO_meth_set_read(m, read) == 1 &&
+	    BIO_meth_set_ctrl(m, socket_bio_ctrl) == 1 &&
+	    BIO_meth_set_create(m, socket_bio_create) == 1)
+		return m;
+	BIO_meth_free(m);
+	return NULL;
+}
+
 const char *tls_last_error(char *buf, size_t cap)
 {
 	unsigned long code = 0, e;

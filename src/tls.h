@@ -4,6 +4,8 @@
 #ifndef RUND_TLS_H
 #define RUND_TLS_H
 
+#include <stdbool.h>
+
 #include <openssl/ssl.h>
 
 #include "err.h"
@@ -36,6 +38,18 @@ int tls_peer_sans(SSL *ssl, struct san_set *out, struct err *err);
 
 /* Same for an X509 (exposed for unit tests). */
 int tls_cert_sans(X509 *cert, struct san_set *out, struct err *err);
+
+/* True when the handshake settled on ALPN "h2". Both ends check it after
+ * the handshake: a peer that negotiated nothing speaks no HTTP/2. */
+bool tls_alpn_is_h2(const SSL *ssl);
+
+/* A source/sink BIO method for moving TLS records over a socket with the
+ * caller's own write and read (each finds its state with BIO_get_data).
+ * Flush and dup succeed, other controls answer 0; new BIOs start
+ * initialised. NULL when OpenSSL is out of memory or BIO type indexes.
+ * Free with BIO_meth_free() after every BIO made from it is gone. */
+BIO_METHOD *tls_socket_bio_method(const char *name, int (*write)(BIO *, const char *, int),
+				  int (*read)(BIO *, char *, int));
 
 /* One line describing the latest OpenSSL error queue entry, for messages
  * ("certificate verify failed"); clears the queue. */

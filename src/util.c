@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "err.h"
+
 void freep(void *p)
 {
 	free(*(void **)p);
@@ -193,6 +195,39 @@ int parse_u64(const char *s, uint64_t *out)
 		v = v * 10 + d;
 	}
 	*out = v;
+	return 0;
+}
+
+int addr_split(const char *addr, char **host, char **port, struct err *err)
+{
+	const char *h, *colon;
+	size_t hlen;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':' || end == addr + 1 ||
+		    memchr(addr + 1, '[', (size_t)(end - addr - 1)))
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "bad address \"%s\": want [v6addr]:port", addr);
+		h = addr + 1;
+		hlen = (size_t)(end - h);
+		colon = end + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		h = addr;
+		hlen = colon ? (size_t)(colon - addr) : 0;
+		/* A colon or bracket left in the host is an IPv6 literal without
+		 * its brackets or half of a pair. */
+		if (!colon || strcspn(h, ":[]") < hlen)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "bad address \"%s\": want host:port, [v6addr]:port or :port",
+				       addr);
+	}
+	uint64_t p;
+	if (parse_u64(colon + 1, &p) < 0 || p > 65535)
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "bad port in address \"%s\": want 0..65535", addr);
+	*host = xstrndup(h, hlen);
+	*port = xstrdup(colon + 1);
 	return 0;
 }
 

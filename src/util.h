@@ -69,6 +69,15 @@ int write_file_at(int dirfd, const char *path, const char *s);
  * -ERANGE. */
 int parse_u64(const char *s, uint64_t *out);
 
+struct err;
+/* Splits a network address "host:port", "[v6addr]:port" or ":port" into
+ * malloc'd *host and *port (the decimal port text, 0..65535). *host is ""
+ * for ":port"; what an empty host or port 0 means is the caller's policy.
+ * A bare IPv6 literal needs brackets. Returns 0, or -EINVAL with err naming
+ * the address (empty or non-numeric port, unbalanced brackets, no colon);
+ * *host and *port are untouched on failure. */
+int addr_split(const char *addr, char **host, char **port, struct err *err);
+
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, surrogates or
  * code points above U+10FFFF), as proto3 requires of string fields. */
 bool utf8_valid(const char *s, size_t len);

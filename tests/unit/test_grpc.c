@@ -343,6 +343,36 @@ static void test_message_encoding(void **state)
 	free(d);
 }
 
+static void test_content_type(void **state)
+{
+	static const struct {
+		const char *v;
+		bool ok;
+	} cases[] = {
+		{"application/grpc", true},
+		{"application/grpc+proto", true},
+		{"application/grpc;charset=utf-8", true},
+		{"application/grpc+json;x=y", true},
+		{"application/grpcx", false},
+		{"application/grp", false},
+		{"application/json", false},
+		{"Application/grpc", false},
+		{"text/plain", false},
+		{" application/grpc", false},
+		{"", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		bool got = grpc_content_type_ok(cases[i].v, strlen(cases[i].v));
+		if (got != cases[i].ok)
+			fail_msg("content-type \"%s\": got %d, want %d", cases[i].v, got,
+				 cases[i].ok);
+	}
+	/* The length bounds the check: no reading past it for a NUL. */
+	assert_false(grpc_content_type_ok("application/grpc", 15));
+	assert_true(grpc_content_type_ok("application/grpc+proto", 16));
+	assert_false(grpc_content_type_ok("application/grpcx", 17));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_parse),
 		cmocka_unit_test(test_timeout_format),
 		cmocka_unit_test(test_message_encoding),
+		cmocka_unit_test(test_content_type),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

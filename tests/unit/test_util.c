@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,12 +102,52 @@ static void test_atomic_file(void **state)
 	rmdir(dir);
 }
 
+static void test_addr_split(void **state)
+{
+	static const struct {
+		const char *addr, *host, *port;
+	} ok[] = {
+		{"localhost:8443", "localhost", "8443"},
+		{"10.0.0.1:0", "10.0.0.1", "0"},
+		{":8000", "", "8000"},
+		{"[::1]:65535", "::1", "65535"},
+		{"[fe80::1%eth0]:1", "fe80::1%eth0", "1"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		char *host = NULL, *port = NULL;
+		struct err e = {0};
+		assert_int_equal(addr_split(ok[i].addr, &host, &port, &e), 0);
+		assert_string_equal(host, ok[i].host);
+		assert_string_equal(port, ok[i].port);
+		assert_int_equal(e.code, 0);
+		free(host);
+		free(port);
+	}
+
+	static const char *const bad[] = {
+		"",	    "localhost", "localhost:", "host:http", "host:65536", "host:-1",
+		"host: 80", "::1:80",	 "[::1]",      "[::1]80",   "[::1:80",	  "::1]:80",
+		"[]:80",    "[[::1]:80", "a[b]:80",    ":",	    "host:80x",	  "[::1]:",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *host = (char *)"untouched", *port = (char *)"untouched";
+		struct err e = {0};
+		assert_int_equal(addr_split(bad[i], &host, &port, &e), -EINVAL);
+		assert_int_equal(e.code, EINVAL);
+		/* The message names the address so the user sees what to fix. */
+		char quoted[64];
+		snprintf(quoted, sizeof quoted, "\"%s\"", bad[i]);
+		assert_non_null(strstr(e.msg, quoted));
+		assert_string_equal(host, "untouched");
+		assert_string_equal(port, "untouched");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_u64),
-		cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_err_chain),
+		cmocka_unit_test(test_parse_u64),   cmocka_unit_test(test_addr_split),
+		cmocka_unit_test(test_utf8),	    cmocka_unit_test(test_err_chain),
 		cmocka_unit_test(test_atomic_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
