@@ -40,6 +40,7 @@
 #include "client.h"
 #include "flags.h"
 #include "grpc.h"
+#include "joblog.h"
 #include "rund.pb-c.h"
 #include "util.h"
 
@@ -609,48 +610,15 @@ static int cmd_handshake(void)
 
 /* ---- log -------------------------------------------------------------------- */
 
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (*p >= end)
-			return -1;
-		uint8_t b = *(*p)++;
-		x |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* Counts the stdout and stderr bytes of one JobLog by walking its wire
- * encoding: only lengths are decoded, no payload is copied. */
+/* Counts the stdout and stderr bytes of one JobLog: only lengths are
+ * decoded, no payload is copied. */
 static int count_joblog(void *ctx, const uint8_t *msg, size_t len)
 {
 	uint64_t *bytes = ctx;
-	const uint8_t *p = msg, *end = msg + len;
-	while (p < end) {
-		uint64_t key, v;
-		if (read_varint(&p, end, &key) < 0)
-			return -1;
-		switch (key & 7) {
-		case 0:
-			if (read_varint(&p, end, &v) < 0)
-				return -1;
-			break;
-		case 2:
-			if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
-				return -1;
-			if ((key >> 3) == 1 || (key >> 3) == 2)
-				*bytes += v;
-			p += v;
-			break;
-		default:
-			return -1;
-		}
-	}
+	struct joblog_view v;
+	if (joblog_parse(msg, len, &v) < 0)
+		return -1;
+	*bytes += v.out_len + v.err_len;
 	return 0;
 }
 

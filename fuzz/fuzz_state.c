@@ -1,7 +1,8 @@
 /* fuzz_state: the parsers of everything rund reads back from disk or from
  * the kernel: job spec/started/status files, log records, ULIDs, byte and
  * duration flag values, and the cgroup parsers (/proc/self/mountinfo,
- * /proc/self/cgroup, cgroup.controllers, -io_devices).
+ * /proc/self/cgroup, cgroup.controllers, -io_devices), and JobLog messages
+ * as runc decodes them.
  *
  * Input: the first byte picks the parser, the rest is its input. A spec,
  * start or status that decodes must encode and decode again to the same
@@ -16,6 +17,7 @@
 
 #include "cgroup.h"
 #include "flags.h"
+#include "joblog.h"
 #include "jobspec.h"
 #include "logstore.h"
 #include "ulid.h"
@@ -120,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const char *rest = (const char *)data + 1;
 	size_t len = size - 1;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 		spec(rest, len);
 		break;
@@ -133,6 +135,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3:
 		records(data + 1, len);
 		break;
+	case 5: {
+		struct joblog_view v;
+		if (joblog_parse(data + 1, len, &v) == 0)
+			CHECK((!v.out || v.out + v.out_len <= data + size) &&
+			      (!v.err || v.err + v.err_len <= data + size));
+		break;
+	}
 	default: {
 		char *s = xstrndup(rest, len); /* text parsers take C strings */
 		text_parsers(s);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "grpc.h"
+#include "joblog.h"
 #include "health.pb-c.h"
 #include "rund.pb-c.h"
 #include "util.h"
@@ -290,34 +291,13 @@ static void log_free(struct log_ctx *c)
 	free(c);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* A JobLog is encoded by hand so output bytes are never re-packed: the
- * key of field 1 (stdout) or 2 (stderr), wire type 2, and the payload
- * length, written to hdr (>= 11 bytes). Returns the header's length. */
-static size_t joblog_header(uint8_t *hdr, enum log_stream stream, size_t len)
-{
-	hdr[0] = (uint8_t)(((stream == LOG_STDERR ? 2 : 1) << 3) | 2);
-	return 1 + put_varint(hdr + 1, len);
-}
-
 /* Sends a chunk by copying it (JobLog field 3, truncated_at, is a varint). */
 static int send_chunk(struct rpc_call *call, const struct logchunk *ch)
 {
 	uint8_t hdr[16];
 	struct iovec iov[2];
 	if (ch->stream == LOG_TRUNCATED) {
-		hdr[0] = (3 << 3) | 0;
-		iov[0] = (struct iovec){hdr, 1 + put_varint(hdr + 1, ch->truncated_at)};
+		iov[0] = (struct iovec){hdr, joblog_truncated(hdr, ch->truncated_at)};
 		return rpc_call_send(call, iov, 1);
 	}
 	iov[0] = (struct iovec){hdr, joblog_header(hdr, ch->stream, ch->len)};

@@ -18,6 +18,7 @@
 #include "client.h"
 #include "flags.h"
 #include "grpc.h"
+#include "joblog.h"
 #include "health.pb-c.h"
 #include "rund.pb-c.h"
 #include "util.h"
@@ -434,68 +435,6 @@ struct log_ctx {
 /* A JobLog seen in place. The Log stream is the one hot path of runc: its
  * payloads go from the receive buffer to fd 1/2 without protobuf-c's copy
  * and allocation per message. */
-struct joblog_view {
-	const uint8_t *out, *err;
-	size_t out_len, err_len;
-	uint64_t truncated_at;
-};
-
-static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return 0;
-	}
-	return -EBADMSG;
-}
-
-/* Proto3 wire format: fields 1 and 2 (bytes), 3 (varint); unknown fields
- * are skipped; a repeated field's last occurrence wins, as in protobuf. */
-static int joblog_parse(const uint8_t *p, size_t len, struct joblog_view *v)
-{
-	const uint8_t *end = p + len;
-	memset(v, 0, sizeof *v);
-	while (p < end) {
-		uint64_t key, n;
-		if (varint(&p, end, &key) < 0 || key >> 3 == 0)
-			return -EBADMSG;
-		switch (key & 7) {
-		case 0:
-			if (varint(&p, end, &n) < 0)
-				return -EBADMSG;
-			if (key >> 3 == 3)
-				v->truncated_at = n;
-			break;
-		case 1:
-		case 5: {
-			size_t w = (key & 7) == 1 ? 8 : 4;
-			if ((size_t)(end - p) < w)
-				return -EBADMSG;
-			p += w;
-			break;
-		}
-		case 2:
-			if (varint(&p, end, &n) < 0 || n > (uint64_t)(end - p))
-				return -EBADMSG;
-			if (key >> 3 == 1) {
-				v->out = p;
-				v->out_len = (size_t)n;
-			} else if (key >> 3 == 2) {
-				v->err = p;
-				v->err_len = (size_t)n;
-			}
-			p += n;
-			break;
-		default:
-			return -EBADMSG;
-		}
-	}
-	return 0;
-}
-
 static int write_out(int fd, const uint8_t *b, size_t len)
 {
 	if (len == 0)

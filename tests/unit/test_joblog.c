@@ -1,0 +1,95 @@
+/* joblog: hand encoding and decoding of rund.JobLog. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "joblog.h"
+
+static size_t msg_of(uint8_t *buf, enum log_stream stream, const char *payload, size_t len)
+{
+	size_t n = joblog_header(buf, stream, len);
+	memcpy(buf + n, payload, len);
+	return n + len;
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	uint8_t buf[400];
+	struct joblog_view v;
+	size_t n = msg_of(buf, LOG_STDOUT, "hello", 5);
+	assert_int_equal(n, 7);
+	assert_int_equal(joblog_parse(buf, n, &v), 0);
+	assert_int_equal(v.out_len, 5);
+	assert_memory_equal(v.out, "hello", 5);
+	assert_null(v.err);
+
+	char big[300];
+	memset(big, 'x', sizeof big); /* a two-byte length varint */
+	n = msg_of(buf, LOG_STDERR, big, sizeof big);
+	assert_int_equal(n, 3 + sizeof big);
+	assert_int_equal(joblog_parse(buf, n, &v), 0);
+	assert_int_equal(v.err_len, sizeof big);
+	assert_int_equal(v.out_len, 0);
+
+	n = joblog_truncated(buf, 1ull << 40);
+	assert_int_equal(joblog_parse(buf, n, &v), 0);
+	assert_true(v.truncated_at == 1ull << 40);
+
+	/* Empty message: nothing set. */
+	assert_int_equal(joblog_parse(buf, 0, &v), 0);
+	assert_int_equal(v.out_len + v.err_len, 0);
+}
+
+static void test_unknown_fields_and_repeats(void **state)
+{
+	(void)state;
+	const uint8_t msg[] = {
+		0x20, 0x96, 0x01,			   /* field 4 varint */
+		0x29, 1,    2,	  3,	4, 5,	6,   7, 8, /* field 5 fixed64 */
+		0x35, 1,    2,	  3,	4,		   /* field 6 fixed32 */
+		0x3a, 2,    'z',  'z',			   /* field 7 bytes */
+		0x0a, 1,    'a',  0x0a, 2, 'b', 'c',	   /* stdout twice: last wins */
+	};
+	struct joblog_view v;
+	assert_int_equal(joblog_parse(msg, sizeof msg, &v), 0);
+	assert_int_equal(v.out_len, 2);
+	assert_memory_equal(v.out, "bc", 2);
+}
+
+static void test_malformed(void **state)
+{
+	(void)state;
+	struct joblog_view v;
+	static const struct {
+		uint8_t b[12];
+		size_t n;
+	} bad[] = {
+		{{0x0a, 5, 'a'}, 3},  /* length past the end */
+		{{0x0a, 0x80}, 2},    /* truncated length varint */
+		{{0x80}, 1},	      /* truncated key */
+		{{0x00, 1}, 2},	      /* field 0 */
+		{{0x0b}, 1},	      /* wire type 3 (group) */
+		{{0x0e}, 1},	      /* wire type 6 */
+		{{0x29, 1, 2, 3}, 4}, /* short fixed64 */
+		{{0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, 11}, /* huge */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (joblog_parse(bad[i].b, bad[i].n, &v) != -EBADMSG)
+			fail_msg("case %zu accepted", i);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_unknown_fields_and_repeats),
+		cmocka_unit_test(test_malformed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
