@@ -46,6 +46,51 @@ static void test_round_trip(void **state)
 	assert_int_equal(v.out_len + v.err_len, 0);
 }
 
+/* Headers at the edges of the length varint's byte count: 127 is the
+ * longest one-byte length, 128 the shortest two-byte one, 16383 the
+ * longest two-byte one (and 16384 the first three-byte one). The expected
+ * bytes are the protobuf base-128 varint, least significant group first. */
+static void test_header_length_edges(void **state)
+{
+	(void)state;
+	static const struct {
+		size_t len;
+		uint8_t hdr[4];
+		size_t hdr_len;
+	} cases[] = {
+		{127, {0x0a, 0x7f}, 2},
+		{128, {0x0a, 0x80, 0x01}, 3},
+		{16383, {0x0a, 0xff, 0x7f}, 3},
+		{16384, {0x0a, 0x80, 0x80, 0x01}, 4},
+	};
+	static uint8_t payload[16384], buf[JOBLOG_HDR_MAX + 16384];
+	for (size_t i = 0; i < sizeof payload; i++)
+		payload[i] = (uint8_t)(i * 7 + 3);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (int s = 0; s < 2; s++) {
+			enum log_stream stream = s ? LOG_STDERR : LOG_STDOUT;
+			size_t len = cases[i].len;
+			size_t n = joblog_header(buf, stream, len);
+			assert_int_equal(n, cases[i].hdr_len);
+			/* Key: field 1 (stdout) or 2 (stderr), wire type 2. */
+			assert_int_equal(buf[0], s ? 0x12 : 0x0a);
+			assert_memory_equal(buf + 1, cases[i].hdr + 1, n - 1);
+			memcpy(buf + n, payload, len);
+
+			struct joblog_view v;
+			assert_int_equal(joblog_parse(buf, n + len, &v), 0);
+			const uint8_t *got = s ? v.err : v.out;
+			assert_int_equal(s ? v.err_len : v.out_len, len);
+			assert_int_equal(s ? v.out_len : v.err_len, 0);
+			assert_ptr_equal(got, buf + n);
+			assert_memory_equal(got, payload, len);
+			assert_true(v.truncated_at == 0);
+			/* One byte short is malformed, not a shorter payload. */
+			assert_int_equal(joblog_parse(buf, n + len - 1, &v), -EBADMSG);
+		}
+	}
+}
+
 static void test_unknown_fields_and_repeats(void **state)
 {
 	(void)state;
@@ -88,6 +133,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_header_length_edges),
 		cmocka_unit_test(test_unknown_fields_and_repeats),
 		cmocka_unit_test(test_malformed),
 	};
