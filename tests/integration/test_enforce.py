@@ -189,3 +189,31 @@ def test_enforce_seed_example(rund, pb):
     assert r.returncode == 0
     js = json.loads(r.stdout)
     assert js["exit_code"] == 0 and js["state"] == "EXITED"
+
+
+def test_process_leaving_the_group_does_not_keep_the_job_running(rund, pb):
+    # No controller needed: moving a process between v2 groups works on the
+    # hybrid hosts as well as in the kernel lane.
+    escape = rund.cgroup + "-escape"
+    os.mkdir(escape)
+    s = stub(channel(rund))
+    try:
+        # The main process moves a child that holds stdout out of the job's
+        # group, then exits: killing the group cannot close that pipe.
+        t0 = time.monotonic()
+        jid = start(s, pb, "sh", "-c",
+                    'sleep 1000 & echo $! >"$1/cgroup.procs" && echo moved; exit 0', "sh", escape)
+        st = wait_end(s, pb, jid, timeout=60)
+        ended = time.monotonic() - t0
+        escaped = open(os.path.join(escape, "cgroup.procs")).read().split()
+        out = log_of(s, pb, jid)
+        print("a child moved out of the group holds stdout: the job ended after %.2f s" % ended)
+        assert escaped, "the child did not stay outside the job's group"
+        assert st.state == pb.JobStatus.EXITED and st.exit_code.value == 0
+        assert out == b"moved\n"
+        assert wait_for(lambda: job_cgroups(rund) == [], 10)
+    finally:
+        with open(os.path.join(escape, "cgroup.kill"), "w") as f:
+            f.write("1")
+        wait_for(lambda: "populated 0" in open(os.path.join(escape, "cgroup.events")).read(), 10)
+        os.rmdir(escape)
