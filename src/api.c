@@ -208,7 +208,8 @@ static void limits_from_request(const Rund__JobStartRequest *m, struct job_limit
 			continue;
 		const ProtobufCFieldDescriptor *vf =
 			protobuf_c_message_descriptor_get_field_by_name(w->descriptor, "value");
-		if (!vf || (vf->type != PROTOBUF_C_TYPE_UINT32 && vf->type != PROTOBUF_C_TYPE_UINT64))
+		if (!vf ||
+		    (vf->type != PROTOBUF_C_TYPE_UINT32 && vf->type != PROTOBUF_C_TYPE_UINT64))
 			continue;
 		const char *v = (const char *)w + vf->offset;
 		lim->has[l] = true;

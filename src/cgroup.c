@@ -246,8 +246,8 @@ static unsigned enable_controllers(int dirfd, const char *dir, const char *sub, 
 		if (r < 0)
 			/* Start-up diagnostics: a missing controller is not
 			 * fatal, but the operator should learn why. */
-			fprintf(stderr, "rund: warning: cannot enable %s in %s/%s: %s\n", name,
-				dir, path, strerror(-r));
+			fprintf(stderr, "rund: warning: cannot enable %s in %s/%s: %s\n", name, dir,
+				path, strerror(-r));
 	}
 	_cleanup_free_ char *on_text = NULL;
 	if (read_knob(dirfd, path, &on_text) < 0)
@@ -440,9 +440,8 @@ static int write_limit(int fd, const struct cgroup_root *root, const char *id, i
 			    strcmp(job_limit_defs[i].knob, d->knob) == 0)
 				return 0;
 		for (size_t i = 0; i < ndevs; i++) {
-			if ((r = cgroup_format_device_line(d->knob, &devs[i], lim, buf, sizeof buf)) <
-				    0 ||
-			    (r = write_knob(fd, root, id, d->knob, buf, err)) < 0)
+			r = cgroup_format_device_line(d->knob, &devs[i], lim, buf, sizeof buf);
+			if (r < 0 || (r = write_knob(fd, root, id, d->knob, buf, err)) < 0)
 				return r;
 		}
 		return 0;

@@ -62,9 +62,10 @@ void cgroup_root_close(struct cgroup_root *root);
 int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits *lim,
 			struct err *err);
 
-/* Supervisor: creates R/jobs/<id> and writes each present limit's knob
- * (a per-device knob such as io.max once per device). On success *fd is an O_DIRECTORY fd of the job's cgroup (for
- * CLONE_INTO_CGROUP). On failure nothing is left behind. */
+/* Supervisor: creates R/jobs/<id> and writes each present limit's knob (a
+ * per-device knob such as io.max once per device). On success *fd is an
+ * O_DIRECTORY fd of the job's cgroup (for CLONE_INTO_CGROUP). On failure
+ * nothing is left behind. */
 int cgroup_job_create(const struct cgroup_root *root, const char *id, const struct job_limits *lim,
 		      const struct io_device *devs, size_t ndevs, int *fd, struct err *err);
 

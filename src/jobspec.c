@@ -37,7 +37,8 @@ const struct job_limit_def job_limit_defs[LIMIT_COUNT] = {
 			.max = 100000,
 			.scale = LIMIT_SCALE_MAX_PER_CPU,
 			.range_note = "microseconds of CPU per 100000",
-			.help = "CPU quota in microseconds per 100000 us period (50000 = half a CPU)",
+			.help = "CPU quota in microseconds per 100000 us period (50000 = half a "
+				"CPU)",
 		},
 	[LIMIT_MEMORY] =
 		{
@@ -116,7 +117,8 @@ const struct job_limit_def job_limit_defs[LIMIT_COUNT] = {
 int job_limit_find(const char *s, size_t n)
 {
 	for (int i = 0; i < LIMIT_COUNT; i++)
-		if (strlen(job_limit_defs[i].name) == n && memcmp(job_limit_defs[i].name, s, n) == 0)
+		if (strlen(job_limit_defs[i].name) == n &&
+		    memcmp(job_limit_defs[i].name, s, n) == 0)
 			return i;
 	return -1;
 }

@@ -158,7 +158,8 @@ static void test_format(void **state)
 	cgroup_format_device_line("io.max", &dev, &only_cpu, buf, sizeof buf);
 	assert_string_equal(buf, "8:16");
 	for (size_t cap = 0; cap < 20; cap++)
-		assert_int_equal(cgroup_format_device_line("io.max", &dev, &lim, buf, cap), -ENOSPC);
+		assert_int_equal(cgroup_format_device_line("io.max", &dev, &lim, buf, cap),
+				 -ENOSPC);
 }
 
 static void test_io_devices(void **state)

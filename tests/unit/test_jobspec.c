@@ -397,10 +397,10 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_limit_table),
-		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_spec_round_trip),
-		cmocka_unit_test(test_spec_truncations), cmocka_unit_test(test_spec_corrupt),
-		cmocka_unit_test(test_start_status),	 cmocka_unit_test(test_random),
+		cmocka_unit_test(test_limit_table),	cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_truncations),
+		cmocka_unit_test(test_spec_corrupt),	cmocka_unit_test(test_start_status),
+		cmocka_unit_test(test_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
