@@ -192,6 +192,34 @@ static void on_stop(struct rpc_call *call, const uint8_t *req, size_t len)
 
 /* --- Start -------------------------------------------------------------- */
 
+/* Every row of job_limit_defs is the JobStartRequest field of its name, a
+ * UInt32Value or UInt64Value wrapper: the descriptor finds it, so a new
+ * limit needs no code here. An absent wrapper is no limit. */
+static void limits_from_request(const Rund__JobStartRequest *m, struct job_limits *lim)
+{
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+			&rund__job_start_request__descriptor, job_limit_defs[l].name);
+		if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue; /* not on the wire: runc refuses such a row too */
+		const ProtobufCMessage *w =
+			*(const ProtobufCMessage *const *)((const char *)m + f->offset);
+		if (!w)
+			continue;
+		const ProtobufCFieldDescriptor *vf =
+			protobuf_c_message_descriptor_get_field_by_name(w->descriptor, "value");
+		if (!vf ||
+		    (vf->type != PROTOBUF_C_TYPE_UINT32 && vf->type != PROTOBUF_C_TYPE_UINT64))
+			continue;
+		const char *v = (const char *)w + vf->offset;
+		lim->has[l] = true;
+		if (vf->type == PROTOBUF_C_TYPE_UINT32)
+			lim->value[l] = *(const uint32_t *)v;
+		else
+			lim->value[l] = *(const uint64_t *)v;
+	}
+}
+
 struct start_ctx {
 	struct rpc_call *call;
 	struct job_pending *pending;
@@ -244,21 +272,7 @@ static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
 	for (size_t i = 0; i < m->n_args; i++)
 		argv[i + 1] = m->args[i];
 	struct job_request jr = {.argv = argv, .argc = m->n_args + 1, .owner = rpc_call_peer(call)};
-	if (m->max_cpu_bandwidth) {
-		jr.limits.has[LIMIT_CPU] = true;
-		jr.limits.value[LIMIT_CPU] = m->max_cpu_bandwidth->value;
-	}
-	const Google__Protobuf__UInt64Value *u64[] = {
-		[LIMIT_MEMORY] = m->max_memory_usage, [LIMIT_RBPS] = m->max_rbps,
-		[LIMIT_WBPS] = m->max_wbps,	      [LIMIT_RIOPS] = m->max_riops,
-		[LIMIT_WIOPS] = m->max_wiops,
-	};
-	for (int l = LIMIT_MEMORY; l < LIMIT_COUNT; l++) {
-		if (u64[l]) {
-			jr.limits.has[l] = true;
-			jr.limits.value[l] = u64[l]->value;
-		}
-	}
+	limits_from_request(m, &jr.limits);
 	struct start_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};

@@ -21,14 +21,15 @@
 
 #define KNOB_MAX 65536
 
-static const struct {
-	unsigned bit;
-	const char *name;
-} controllers[] = {
-	{CGROUP_CPU, "cpu"},
-	{CGROUP_MEMORY, "memory"},
-	{CGROUP_IO, "io"},
-};
+/* True when row l is the first to name its controller: loops over
+ * controllers visit those rows only. */
+static bool first_of_controller(int l)
+{
+	for (int i = 0; i < l; i++)
+		if (strcmp(job_limit_defs[i].controller, job_limit_defs[l].controller) == 0)
+			return false;
+	return true;
+}
 
 /* ---- pure parsers and formatters ---- */
 
@@ -109,10 +110,11 @@ unsigned cgroup_parse_controllers(const char *text)
 	while (p && *p) {
 		p += strspn(p, " \t\n");
 		size_t n = strcspn(p, " \t\n");
-		for (size_t i = 0; i < ARRAY_SIZE(controllers); i++)
-			if (strlen(controllers[i].name) == n &&
-			    memcmp(p, controllers[i].name, n) == 0)
-				bits |= controllers[i].bit;
+		for (int l = 0; l < LIMIT_COUNT; l++) {
+			const char *c = job_limit_defs[l].controller;
+			if (strlen(c) == n && memcmp(p, c, n) == 0)
+				bits |= LIMIT_BIT(l);
+		}
 		p += n;
 	}
 	return bits;
@@ -123,32 +125,24 @@ static int fmt_result(int n, size_t cap)
 	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
-int cgroup_format_cpu_max(uint64_t quota, char *buf, size_t cap)
+int cgroup_format_value(enum job_limit l, uint64_t value, char *buf, size_t cap)
 {
-	return fmt_result(snprintf(buf, cap, "%" PRIu64 " 100000", quota), cap);
+	const char *suffix = job_limit_defs[l].suffix;
+	return fmt_result(snprintf(buf, cap, "%" PRIu64 "%s", value, suffix ? suffix : ""), cap);
 }
 
-int cgroup_format_io_max(const struct io_device *dev, const struct job_limits *lim, char *buf,
-			 size_t cap)
+int cgroup_format_device_line(const char *knob, const struct io_device *dev,
+			      const struct job_limits *lim, char *buf, size_t cap)
 {
-	static const struct {
-		int limit;
-		const char *key;
-	} keys[] = {
-		{LIMIT_RBPS, "rbps"},
-		{LIMIT_WBPS, "wbps"},
-		{LIMIT_RIOPS, "riops"},
-		{LIMIT_WIOPS, "wiops"},
-	};
 	int n = snprintf(buf, cap, "%u:%u", dev->major, dev->minor);
 	if (fmt_result(n, cap) < 0)
 		return -ENOSPC;
 	size_t len = (size_t)n;
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-		if (!lim->has[keys[i].limit])
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		const struct job_limit_def *d = &job_limit_defs[l];
+		if (!lim->has[l] || !d->key || strcmp(d->knob, knob) != 0)
 			continue;
-		n = snprintf(buf + len, cap - len, " %s=%" PRIu64, keys[i].key,
-			     lim->value[keys[i].limit]);
+		n = snprintf(buf + len, cap - len, " %s=%" PRIu64, d->key, lim->value[l]);
 		if (fmt_result(n, cap - len) < 0)
 			return -ENOSPC;
 		len += (size_t)n;
@@ -242,17 +236,18 @@ static unsigned enable_controllers(int dirfd, const char *dir, const char *sub, 
 	unsigned avail = cgroup_parse_controllers(avail_text) & want;
 
 	snprintf(path, sizeof path, "%s%scgroup.subtree_control", sub, *sub ? "/" : "");
-	for (size_t i = 0; i < ARRAY_SIZE(controllers); i++) {
-		if (!(avail & controllers[i].bit))
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		if (!(avail & LIMIT_BIT(l)) || !first_of_controller(l))
 			continue;
-		char cmd[16];
-		snprintf(cmd, sizeof cmd, "+%s", controllers[i].name);
+		const char *name = job_limit_defs[l].controller;
+		char cmd[32];
+		snprintf(cmd, sizeof cmd, "+%s", name);
 		int r = write_file_at(dirfd, path, cmd);
 		if (r < 0)
 			/* Start-up diagnostics: a missing controller is not
 			 * fatal, but the operator should learn why. */
-			fprintf(stderr, "rund: warning: cannot enable %s in %s/%s: %s\n",
-				controllers[i].name, dir, path, strerror(-r));
+			fprintf(stderr, "rund: warning: cannot enable %s in %s/%s: %s\n", name, dir,
+				path, strerror(-r));
 	}
 	_cleanup_free_ char *on_text = NULL;
 	if (read_knob(dirfd, path, &on_text) < 0)
@@ -277,7 +272,7 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 {
 	root_init(root);
 	_cleanup_free_ char *path = NULL;
-	unsigned want = CGROUP_CPU | CGROUP_MEMORY | CGROUP_IO;
+	unsigned want = LIMIT_BIT(LIMIT_COUNT) - 1;
 	int r;
 
 	if (override) {
@@ -402,32 +397,21 @@ void cgroup_root_close(struct cgroup_root *root)
 int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits *lim,
 			struct err *err)
 {
-	static const struct {
-		int limit;
-		unsigned bit;
-		const char *ctl, *field;
-	} need[] = {
-		{LIMIT_CPU, CGROUP_CPU, "cpu", "max_cpu_bandwidth"},
-		{LIMIT_MEMORY, CGROUP_MEMORY, "memory", "max_memory_usage"},
-		{LIMIT_RBPS, CGROUP_IO, "io", "max_rbps"},
-		{LIMIT_WBPS, CGROUP_IO, "io", "max_wbps"},
-		{LIMIT_RIOPS, CGROUP_IO, "io", "max_riops"},
-		{LIMIT_WIOPS, CGROUP_IO, "io", "max_wiops"},
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(need); i++) {
-		if (lim->has[need[i].limit] && !(root->controllers & need[i].bit))
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		if (lim->has[l] && !(root->controllers & LIMIT_BIT(l)))
 			return err_set(err, EOPNOTSUPP, ERR_PRECONDITION,
 				       "%s controller is not available in the cgroup v2 hierarchy "
 				       "at %s (needed for %s)",
-				       need[i].ctl, root->path, need[i].field);
+				       job_limit_defs[l].controller, root->path,
+				       job_limit_defs[l].name);
 	}
 	return 0;
 }
 
 /* ---- jobs ---- */
 
-static int write_limit(int fd, const struct cgroup_root *root, const char *id, const char *knob,
-		       const char *value, struct err *err)
+static int write_knob(int fd, const struct cgroup_root *root, const char *id, const char *knob,
+		      const char *value, struct err *err)
 {
 	int r = write_file_at(fd, knob, value);
 	if (r == 0)
@@ -440,18 +424,48 @@ static int write_limit(int fd, const struct cgroup_root *root, const char *id, c
 		       knob);
 }
 
+/* Writes limit l of lim into the job's group fd: a lone value, or for a
+ * per-device knob, the combined line of each device, written once, by the
+ * first present row of that knob. */
+static int write_limit(int fd, const struct cgroup_root *root, const char *id, int l,
+		       const struct job_limits *lim, const struct io_device *devs, size_t ndevs,
+		       struct err *err)
+{
+	const struct job_limit_def *d = &job_limit_defs[l];
+	char buf[256];
+	int r;
+	if (d->key) {
+		for (int i = 0; i < l; i++)
+			if (lim->has[i] && job_limit_defs[i].key &&
+			    strcmp(job_limit_defs[i].knob, d->knob) == 0)
+				return 0;
+		for (size_t i = 0; i < ndevs; i++) {
+			r = cgroup_format_device_line(d->knob, &devs[i], lim, buf, sizeof buf);
+			if (r < 0 || (r = write_knob(fd, root, id, d->knob, buf, err)) < 0)
+				return r;
+		}
+		return 0;
+	}
+	if ((r = cgroup_format_value(l, lim->value[l], buf, sizeof buf)) < 0 ||
+	    (r = write_knob(fd, root, id, d->knob, buf, err)) < 0)
+		return r;
+	if (d->also_knob)
+		write_file_at(fd, d->also_knob, d->also_value);
+	return 0;
+}
+
 int cgroup_job_create(const struct cgroup_root *root, const char *id, const struct job_limits *lim,
 		      const struct io_device *devs, size_t ndevs, int *fd, struct err *err)
 {
 	*fd = -1;
 	if (!id_ok(id))
 		return err_set(err, EINVAL, ERR_INTERNAL, "bad job id \"%s\"", id ? id : "");
-	bool io = lim->has[LIMIT_RBPS] || lim->has[LIMIT_WBPS] || lim->has[LIMIT_RIOPS] ||
-		  lim->has[LIMIT_WIOPS];
-	if (io && ndevs == 0)
-		return err_set(err, ENODEV, ERR_PRECONDITION,
-			       "io limits requested but no block devices are configured "
-			       "(see -io_devices)");
+	for (int l = 0; l < LIMIT_COUNT; l++)
+		if (lim->has[l] && job_limit_defs[l].key && ndevs == 0)
+			return err_set(err, ENODEV, ERR_PRECONDITION,
+				       "%s limits requested but no block devices are configured "
+				       "(see -io_devices)",
+				       job_limit_defs[l].controller);
 	int r = cgroup_check_limits(root, lim, err);
 	if (r < 0)
 		return r;
@@ -464,25 +478,9 @@ int cgroup_job_create(const struct cgroup_root *root, const char *id, const stru
 		goto bad;
 	}
 
-	char buf[256];
-	if (lim->has[LIMIT_CPU]) {
-		if ((r = cgroup_format_cpu_max(lim->value[LIMIT_CPU], buf, sizeof buf)) < 0 ||
-		    (r = write_limit(dfd, root, id, "cpu.max", buf, err)) < 0)
+	for (int l = 0; l < LIMIT_COUNT; l++)
+		if (lim->has[l] && (r = write_limit(dfd, root, id, l, lim, devs, ndevs, err)) < 0)
 			goto bad;
-	}
-	if (lim->has[LIMIT_MEMORY]) {
-		snprintf(buf, sizeof buf, "%" PRIu64, lim->value[LIMIT_MEMORY]);
-		if ((r = write_limit(dfd, root, id, "memory.max", buf, err)) < 0)
-			goto bad;
-		/* An OOM kill takes the whole job, not one random process of
-		 * it; best effort (memory.oom.group exists since 4.19). */
-		write_file_at(dfd, "memory.oom.group", "1");
-	}
-	for (size_t i = 0; io && i < ndevs; i++) {
-		if ((r = cgroup_format_io_max(&devs[i], lim, buf, sizeof buf)) < 0 ||
-		    (r = write_limit(dfd, root, id, "io.max", buf, err)) < 0)
-			goto bad;
-	}
 	*fd = steal_fd(&dfd);
 	return 0;
 bad:
@@ -532,7 +530,7 @@ int cgroup_job_stats(const struct cgroup_root *root, const char *id, struct cgro
 
 	/* Without the memory controller these files do not exist: do not pay
 	 * three failed lookups per call to find out again. */
-	if (!(root->controllers & CGROUP_MEMORY))
+	if (!(root->controllers & LIMIT_BIT(LIMIT_MEMORY)))
 		return 0;
 	_cleanup_free_ char *cur = NULL, *peak = NULL, *mev = NULL;
 	uint64_t v;

@@ -16,40 +16,41 @@
 #include "err.h"
 #include "jobspec.h"
 
-/* Controller bits. */
-enum {
-	CGROUP_CPU = 1 << 0,
-	CGROUP_MEMORY = 1 << 1,
-	CGROUP_IO = 1 << 2,
-};
+/* Controller sets are bitmasks over limits: LIMIT_BIT(l) is set when the
+ * controller of job_limit_defs[l] is present, so the limit table alone says
+ * which controllers rund knows (cgroup.controllers "io" sets the bits of
+ * all four io limits). */
 
 struct cgroup_root {
 	char *path;	      /* absolute path of R */
 	int dirfd;	      /* O_PATH|O_DIRECTORY of R */
 	int jobs_fd;	      /* directory fd of R/jobs */
-	unsigned controllers; /* CGROUP_* enabled for jobs */
+	unsigned controllers; /* LIMIT_BIT()s whose controller is enabled for jobs */
 };
 
 /* Pure parsers. From /proc/self/mountinfo text: the mount point of the
  * cgroup2 filesystem (malloc'd). From /proc/self/cgroup text: the "0::"
- * path (malloc'd). From cgroup.controllers text: CGROUP_* bits. 0 or
- * -ENOENT / -EBADMSG. */
+ * path (malloc'd). From cgroup.controllers text: the LIMIT_BIT()s of the
+ * limits whose controller it lists. 0 or -ENOENT / -EBADMSG. */
 int cgroup_parse_mountinfo(const char *text, char **mount, char **root);
 int cgroup_parse_self(const char *text, char **path);
 unsigned cgroup_parse_controllers(const char *text);
 
-/* Formatters. cpu.max: "<quota> 100000". io.max: one line
- * "MAJ:MIN rbps=N wbps=N riops=N wiops=N" with only the limits present
- * ("max" never written). Return the string length or -ENOSPC. */
-int cgroup_format_cpu_max(uint64_t quota, char *buf, size_t cap);
-int cgroup_format_io_max(const struct io_device *dev, const struct job_limits *lim, char *buf,
-			 size_t cap);
+/* Formatters, from the limit's row. A lone value: "<value><suffix>"
+ * ("50000 100000" for cpu.max, "64" for pids.max). A per-device knob
+ * (io.max): one line "MAJ:MIN rbps=N wbps=N riops=N wiops=N" holding the
+ * present limits of every row with that knob ("max" never written). Return
+ * the string length or -ENOSPC. */
+int cgroup_format_value(enum job_limit l, uint64_t value, char *buf, size_t cap);
+int cgroup_format_device_line(const char *knob, const struct io_device *dev,
+			      const struct job_limits *lim, char *buf, size_t cap);
 
 /* Daemon start-up: finds the v2 mount and the daemon's cgroup (unless
  * override is given), chooses R (the daemon's own cgroup, or <mount>/rund
  * when that is the hierarchy's root), creates R/daemon and R/jobs, moves
- * this process into R/daemon and enables cpu, memory and io in R's and
- * R/jobs' subtree_control where available. 0 or -errno with err set. */
+ * this process into R/daemon and enables every controller a limit row names
+ * (cpu, memory, io, pids) in R's and R/jobs' subtree_control where
+ * available. 0 or -errno with err set. */
 int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err);
 /* Supervisor side: opens an existing R (set up by the daemon). */
 int cgroup_root_open(const char *path, struct cgroup_root *root, struct err *err);
@@ -61,9 +62,10 @@ void cgroup_root_close(struct cgroup_root *root);
 int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits *lim,
 			struct err *err);
 
-/* Supervisor: creates R/jobs/<id> and writes the limits (io.max for each
- * device). On success *fd is an O_DIRECTORY fd of the job's cgroup (for
- * CLONE_INTO_CGROUP). On failure nothing is left behind. */
+/* Supervisor: creates R/jobs/<id> and writes each present limit's knob (a
+ * per-device knob such as io.max once per device). On success *fd is an
+ * O_DIRECTORY fd of the job's cgroup (for CLONE_INTO_CGROUP). On failure
+ * nothing is left behind. */
 int cgroup_job_create(const struct cgroup_root *root, const char *id, const struct job_limits *lim,
 		      const struct io_device *devs, size_t ndevs, int *fd, struct err *err);
 

@@ -24,11 +24,125 @@
 #include "ulid.h"
 #include "util.h"
 
-static const char *const limit_names[LIMIT_COUNT] = {
-	[LIMIT_CPU] = "max_cpu_bandwidth", [LIMIT_MEMORY] = "max_memory_usage",
-	[LIMIT_RBPS] = "max_rbps",	   [LIMIT_WBPS] = "max_wbps",
-	[LIMIT_RIOPS] = "max_riops",	   [LIMIT_WIOPS] = "max_wiops",
+/* The table of limits (see jobspec.h for what adding a row takes). */
+const struct job_limit_def job_limit_defs[LIMIT_COUNT] = {
+	[LIMIT_CPU] =
+		{
+			.name = "max_cpu_bandwidth",
+			.controller = "cpu",
+			.knob = "cpu.max",
+			.suffix = " 100000",
+			.unit = LIMIT_UNIT_NUMBER,
+			.min = 1000,
+			.max = 100000,
+			.scale = LIMIT_SCALE_MAX_PER_CPU,
+			.range_note = "microseconds of CPU per 100000",
+			.help = "CPU quota in microseconds per 100000 us period (50000 = half a "
+				"CPU)",
+		},
+	[LIMIT_MEMORY] =
+		{
+			.name = "max_memory_usage",
+			.controller = "memory",
+			.knob = "memory.max",
+			/* An OOM kill takes the whole job, not one random
+			 * process of it (memory.oom.group exists since 4.19). */
+			.also_knob = "memory.oom.group",
+			.also_value = "1",
+			.unit = LIMIT_UNIT_BYTES,
+			.min = 4096,
+			.max = UINT64_MAX,
+			.scale = LIMIT_SCALE_MIN_PAGE,
+			.range_note = "at least one page",
+			.help = "memory limit in bytes (K, M, G, T suffixes)",
+		},
+	[LIMIT_RBPS] =
+		{
+			.name = "max_rbps",
+			.controller = "io",
+			.knob = "io.max",
+			.key = "rbps",
+			.unit = LIMIT_UNIT_BYTES,
+			.min = 1,
+			.max = UINT64_MAX,
+			.help = "disk read limit, bytes per second",
+		},
+	[LIMIT_WBPS] =
+		{
+			.name = "max_wbps",
+			.controller = "io",
+			.knob = "io.max",
+			.key = "wbps",
+			.unit = LIMIT_UNIT_BYTES,
+			.min = 1,
+			.max = UINT64_MAX,
+			.help = "disk write limit, bytes per second",
+		},
+	[LIMIT_RIOPS] =
+		{
+			.name = "max_riops",
+			.controller = "io",
+			.knob = "io.max",
+			.key = "riops",
+			.unit = LIMIT_UNIT_NUMBER,
+			.min = 1,
+			.max = UINT64_MAX,
+			.help = "disk read limit, operations per second",
+		},
+	[LIMIT_WIOPS] =
+		{
+			.name = "max_wiops",
+			.controller = "io",
+			.knob = "io.max",
+			.key = "wiops",
+			.unit = LIMIT_UNIT_NUMBER,
+			.min = 1,
+			.max = UINT64_MAX,
+			.help = "disk write limit, operations per second",
+		},
+	[LIMIT_PIDS] =
+		{
+			.name = "max_pids",
+			.controller = "pids",
+			.knob = "pids.max",
+			.unit = LIMIT_UNIT_NUMBER,
+			.min = 1,
+			/* The kernel refuses pids.max above PID_MAX_LIMIT. */
+			.max = 4194304,
+			.range_note = "processes and threads at once",
+			.help = "most processes and threads the job may have at once",
+		},
 };
+
+int job_limit_find(const char *s, size_t n)
+{
+	for (int i = 0; i < LIMIT_COUNT; i++)
+		if (strlen(job_limit_defs[i].name) == n &&
+		    memcmp(job_limit_defs[i].name, s, n) == 0)
+			return i;
+	return -1;
+}
+
+static int limit_bounds(const struct job_limit_def *d, uint64_t v, long ncpu, long page_size,
+			struct err *err)
+{
+	uint64_t min = d->min, max = d->max;
+	long cpus = ncpu > 0 ? ncpu : 1;
+	if (d->scale == LIMIT_SCALE_MAX_PER_CPU)
+		max *= (uint64_t)cpus;
+	if (d->scale == LIMIT_SCALE_MIN_PAGE && page_size > 0)
+		min = (uint64_t)page_size;
+	if (v >= min && v <= max)
+		return 0;
+	char note[96] = "";
+	if (d->range_note && d->scale == LIMIT_SCALE_MAX_PER_CPU)
+		snprintf(note, sizeof note, " (%s on %ld CPUs)", d->range_note, cpus);
+	else if (d->range_note)
+		snprintf(note, sizeof note, " (%s)", d->range_note);
+	return err_set(err, EINVAL, ERR_INVALID,
+		       "%s %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]%s", d->name, v,
+		       min, max, note);
+}
 
 int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, struct err *err)
 {
@@ -41,26 +155,14 @@ int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, stru
 	for (int i = 0; i < LIMIT_COUNT; i++) {
 		if (l->has[i] && l->value[i] == 0)
 			return err_set(err, EINVAL, ERR_INVALID, "%s 0 must be greater than 0",
-				       limit_names[i]);
+				       job_limit_defs[i].name);
 	}
-	if (l->has[LIMIT_CPU]) {
-		uint64_t max = 100000u * (uint64_t)(ncpu > 0 ? ncpu : 1);
-		uint64_t v = l->value[LIMIT_CPU];
-		if (v < 1000 || v > max)
-			return err_set(err, EINVAL, ERR_INVALID,
-				       "max_cpu_bandwidth %" PRIu64
-				       " is out of range [1000, %" PRIu64
-				       "] (microseconds of CPU per 100000 on %ld CPUs)",
-				       v, max, ncpu > 0 ? ncpu : 1);
-	}
-	if (l->has[LIMIT_MEMORY]) {
-		uint64_t v = l->value[LIMIT_MEMORY];
-		uint64_t min = page_size > 0 ? (uint64_t)page_size : 4096;
-		if (v < min)
-			return err_set(err, EINVAL, ERR_INVALID,
-				       "max_memory_usage %" PRIu64 " is out of range [%" PRIu64
-				       ", %" PRIu64 "] (at least one page)",
-				       v, min, UINT64_MAX);
+	for (int i = 0; i < LIMIT_COUNT; i++) {
+		int r = l->has[i] ? limit_bounds(&job_limit_defs[i], l->value[i], ncpu, page_size,
+						 err)
+				  : 0;
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -126,7 +228,7 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len)
 		wb_str(&w, "arg", spec->argv[i]);
 	for (int i = 0; i < LIMIT_COUNT; i++)
 		if (spec->limits.has[i])
-			wb_u64(&w, limit_names[i], spec->limits.value[i]);
+			wb_u64(&w, job_limit_defs[i].name, spec->limits.value[i]);
 	for (size_t i = 0; i < spec->owners.n; i++)
 		wb_str(&w, "owner", spec->owners.names[i]);
 	if (spec->cgroup)
@@ -378,11 +480,10 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 		dst = &s->max_log_bytes;
 		seen = seen_log;
 	} else {
-		for (int i = 0; i < LIMIT_COUNT; i++) {
-			if (strcmp(key, limit_names[i]) == 0) {
-				dst = &s->limits.value[i];
-				seen = &s->limits.has[i];
-			}
+		int l = job_limit_find(key, strlen(key));
+		if (l >= 0) {
+			dst = &s->limits.value[l];
+			seen = &s->limits.has[l];
 		}
 	}
 	if (!dst)

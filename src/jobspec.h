@@ -22,6 +22,21 @@
 #include "err.h"
 #include "san.h"
 
+/* Limits: ONE table, job_limit_defs[] (jobspec.c), that every layer reads:
+ * api.c maps each row to the JobStartRequest field of the same name, the
+ * spec file stores it under that name, jobspec_validate checks its bounds,
+ * cgroup.c enables its controller and writes its knob, and runc makes the
+ * row a -flag with its help line.
+ *
+ * Adding a limit takes exactly:
+ *   1. a field in JobStartRequest (api/rund.proto) with a NEW field number,
+ *      typed google.protobuf.UInt32Value or UInt64Value, named like the row;
+ *   2. an enum constant below (before LIMIT_COUNT) and its row in
+ *      job_limit_defs[] at that index (tests/unit/test_jobspec.c fails on
+ *      a missing or incomplete row);
+ *   3. a line in README.md's runc flag table.
+ * A controller rund has not used before needs nothing more: the rows name
+ * the controllers that cgroup.c enables and checks. */
 enum job_limit {
 	LIMIT_CPU = 0, /* cpu.max quota in µs per 100000 µs period */
 	LIMIT_MEMORY,  /* memory.max bytes */
@@ -29,8 +44,48 @@ enum job_limit {
 	LIMIT_WBPS,
 	LIMIT_RIOPS,
 	LIMIT_WIOPS,
+	LIMIT_PIDS, /* pids.max */
 	LIMIT_COUNT,
 };
+
+#define LIMIT_BIT(l) (1u << (l))
+
+/* How a value is written on the command line (runc's flag type). */
+enum job_limit_unit {
+	LIMIT_UNIT_NUMBER, /* plain decimal */
+	LIMIT_UNIT_BYTES,  /* decimal with optional K, M, G, T (powers of 1024) */
+};
+
+/* How a bound depends on the machine (jobspec_validate's ncpu, page_size). */
+enum job_limit_scale {
+	LIMIT_SCALE_NONE,
+	LIMIT_SCALE_MAX_PER_CPU, /* max is per CPU: max * ncpu */
+	LIMIT_SCALE_MIN_PAGE,	 /* min is the page size */
+};
+
+struct job_limit_def {
+	const char *name;	/* proto field, runc flag (without '-') and spec key */
+	const char *controller; /* cgroup v2 controller the limit needs */
+	const char *knob;	/* file written in the job's group */
+	/* Per-device knobs (io.max): "KEY=value" on one line per device, all
+	 * rows sharing the knob combined on that line. NULL: the file holds
+	 * the value alone, followed by suffix. */
+	const char *key;
+	const char *suffix; /* after a lone value: " 100000" for cpu.max */
+	/* Written best effort after the knob; a kernel without that file
+	 * still enforces the limit. */
+	const char *also_knob, *also_value;
+	enum job_limit_unit unit;
+	uint64_t min, max; /* accepted range (a present limit is never 0) */
+	enum job_limit_scale scale;
+	const char *range_note; /* shown with an out-of-range value */
+	const char *help;	/* runc's one-line help */
+};
+
+extern const struct job_limit_def job_limit_defs[LIMIT_COUNT];
+
+/* The row named s[0..n) ("max_pids"), or -1. */
+int job_limit_find(const char *s, size_t n);
 
 struct job_limits {
 	bool has[LIMIT_COUNT];
@@ -78,8 +133,9 @@ struct jobstatus {
 };
 
 /* Validates a start request's shape and limits against this machine:
- * non-empty name; cpu in [1000, 100000 * ncpu]; memory >= page_size; every
- * present limit > 0. -EINVAL with err naming the field and value. */
+ * non-empty name; every present limit > 0 and within its row's bounds
+ * (cpu in [1000, 100000 * ncpu], memory >= page_size, ...). -EINVAL with
+ * err naming the field and value. */
 int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, struct err *err);
 
 /* Encoders return a malloc'd buffer. Decoders return 0 or -EBADMSG with err

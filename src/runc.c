@@ -19,6 +19,7 @@
 #include "flags.h"
 #include "grpc.h"
 #include "joblog.h"
+#include "jobspec.h"
 #include "health.pb-c.h"
 #include "rund.pb-c.h"
 #include "util.h"
@@ -376,18 +377,58 @@ static int cmd_status(const struct command *cmd, struct conn_flags *cf, int argc
 	return flush_stdout(cmd->name);
 }
 
-/* Limit flags of start; indexes into start_flags[]. */
-static uint64_t lim_cpu, lim_mem, lim_rbps, lim_wbps, lim_riops, lim_wiops;
-static struct flag start_flags[] = {
-	{"max_cpu_bandwidth", FLAG_U64, &lim_cpu,
-	 "CPU quota in microseconds per 100000 us period (50000 = half a CPU)", false},
-	{"max_memory_usage", FLAG_BYTES, &lim_mem, "memory limit in bytes (K, M, G, T suffixes)",
-	 false},
-	{"max_rbps", FLAG_BYTES, &lim_rbps, "disk read limit, bytes per second", false},
-	{"max_wbps", FLAG_BYTES, &lim_wbps, "disk write limit, bytes per second", false},
-	{"max_riops", FLAG_U64, &lim_riops, "disk read limit, operations per second", false},
-	{"max_wiops", FLAG_U64, &lim_wiops, "disk write limit, operations per second", false},
-};
+/* start's flags: one per row of job_limit_defs (start_flags_init), in
+ * table order, so start_flags[l] is limit l. */
+static uint64_t limit_values[LIMIT_COUNT];
+static struct flag start_flags[LIMIT_COUNT];
+
+static void start_flags_init(void)
+{
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		const struct job_limit_def *d = &job_limit_defs[l];
+		start_flags[l] = (struct flag){
+			.name = d->name,
+			.type = d->unit == LIMIT_UNIT_BYTES ? FLAG_BYTES : FLAG_U64,
+			.value = &limit_values[l],
+			.usage = d->help,
+		};
+	}
+}
+
+/* Sets the JobStartRequest wrapper field named like limit l to v (the
+ * field and its width come from the descriptor, as in api.c). The wrapper
+ * is malloc'd into *w. Returns 0, or an exit status after saying why. */
+static int set_limit(Rund__JobStartRequest *req, int l, uint64_t v, ProtobufCMessage **w)
+{
+	const char *name = job_limit_defs[l].name;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(req->base.descriptor, name);
+	const ProtobufCFieldDescriptor *vf =
+		f && f->type == PROTOBUF_C_TYPE_MESSAGE
+			? protobuf_c_message_descriptor_get_field_by_name(f->descriptor, "value")
+			: NULL;
+	if (!vf || (vf->type != PROTOBUF_C_TYPE_UINT32 && vf->type != PROTOBUF_C_TYPE_UINT64)) {
+		fail_msg("start", "-%s has no JobStartRequest field (a build error)", name);
+		return EXIT_RPC;
+	}
+	if (vf->type == PROTOBUF_C_TYPE_UINT32 && v > UINT32_MAX) {
+		fprintf(stderr,
+			"runc: start: invalid value \"%" PRIu64 "\" for flag -%s: above %" PRIu32
+			"\n",
+			v, name, UINT32_MAX);
+		return EXIT_USAGE;
+	}
+	const ProtobufCMessageDescriptor *wd = f->descriptor;
+	*w = xcalloc(1, wd->sizeof_message);
+	protobuf_c_message_init(wd, *w);
+	char *p = (char *)*w + vf->offset;
+	if (vf->type == PROTOBUF_C_TYPE_UINT32)
+		*(uint32_t *)p = (uint32_t)v;
+	else
+		*(uint64_t *)p = v;
+	*(ProtobufCMessage **)((char *)req + f->offset) = *w;
+	return 0;
+}
 
 static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
 {
@@ -396,25 +437,17 @@ static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc,
 	req.n_args = (size_t)argc - 1;
 	req.args = argv + 1;
 
-	Google__Protobuf__UInt32Value cpu = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
-	Google__Protobuf__UInt64Value u64[5];
-	Google__Protobuf__UInt64Value **fields[5] = {&req.max_memory_usage, &req.max_rbps,
-						     &req.max_wbps, &req.max_riops, &req.max_wiops};
-	if (start_flags[0].set) {
-		cpu.value = (uint32_t)lim_cpu;
-		req.max_cpu_bandwidth = &cpu;
-	}
-	for (size_t i = 0; i < 5; i++) {
-		if (!start_flags[i + 1].set)
-			continue;
-		google__protobuf__uint64_value__init(&u64[i]);
-		u64[i].value = *(uint64_t *)start_flags[i + 1].value;
-		*fields[i] = &u64[i];
-	}
-
+	ProtobufCMessage *wrappers[LIMIT_COUNT] = {0};
+	int r = 0;
+	for (int l = 0; l < LIMIT_COUNT && r == 0; l++)
+		if (start_flags[l].set)
+			r = set_limit(&req, l, limit_values[l], &wrappers[l]);
 	_cleanup_free_ uint8_t *resp = NULL;
 	size_t len;
-	int r = unary(cmd, cf, "/rund.JobController/Start", &req.base, &resp, &len);
+	if (r == 0)
+		r = unary(cmd, cf, "/rund.JobController/Start", &req.base, &resp, &len);
+	for (int l = 0; l < LIMIT_COUNT; l++)
+		free(wrappers[l]);
 	if (r)
 		return r;
 	Rund__JobIdentifier *id = rund__job_identifier__unpack(NULL, len, resp);
@@ -583,6 +616,7 @@ int main(int argc, char **argv)
 	struct err err = {0};
 
 	install_signals();
+	start_flags_init();
 
 	int r = flags_parse(global, ARRAY_SIZE(global), argc - 1, argv + 1, &err);
 	if (r == -FLAGS_HELP) {
@@ -646,13 +680,6 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"runc: %s: unexpected argument \"%s\" (usage: runc %s [flags] %s)\n",
 			cmd->name, args[cmd->max_args], cmd->name, cmd->args);
-		return EXIT_USAGE;
-	}
-	if (cmd->run == cmd_start && start_flags[0].set && lim_cpu > UINT32_MAX) {
-		fprintf(stderr,
-			"runc: start: invalid value \"%" PRIu64
-			"\" for flag -max_cpu_bandwidth: above %" PRIu32 "\n",
-			lim_cpu, UINT32_MAX);
 		return EXIT_USAGE;
 	}
 	return cmd->run(cmd, &cf, nargs, args);

@@ -47,7 +47,7 @@ def enable_root_controllers():
     delegation and enable the controllers below the hierarchy's root."""
     root = cgroup2_mount()
     with open(os.path.join(root, "cgroup.controllers")) as f:
-        avail = set(f.read().split()) & {"cpu", "memory", "io"}
+        avail = set(f.read().split()) & {"cpu", "memory", "io", "pids"}
     for c in sorted(avail):
         with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
             f.write("+" + c)

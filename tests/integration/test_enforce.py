@@ -217,3 +217,53 @@ def test_process_leaving_the_group_does_not_keep_the_job_running(rund, pb):
             f.write("1")
         wait_for(lambda: "populated 0" in open(os.path.join(escape, "cgroup.events")).read(), 10)
         os.rmdir(escape)
+
+
+FORK_PROBE = """\
+import os, sys, time
+want, hold = int(sys.argv[1]), sys.argv[2] == "hold"
+kids, failed = [], None
+for i in range(want):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        failed = e.errno
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print("forked %d failed %s" % (len(kids), failed), flush=True)
+if hold:
+    time.sleep(60)
+for k in kids:
+    os.kill(k, 9)
+    os.waitpid(k, 0)
+"""
+
+
+def test_enforce_pids_max(rund, pb):
+    need("pids")
+    s = stub(channel(rund))
+    # The same probe with and without the limit: only pids.max stops it.
+    jid = start(s, pb, "/usr/bin/python3", "-c", FORK_PROBE, "24", "exit")
+    st = wait_end(s, pb, jid, timeout=60)
+    free = log_of(s, pb, jid)
+    assert st.exit_code.value == 0, free
+    assert free == b"forked 24 failed None\n", free
+
+    # max_pids 8: python itself and 7 children; the 8th fork fails EAGAIN.
+    jid = start(s, pb, "/usr/bin/python3", "-c", FORK_PROBE, "24", "hold", max_pids=8)
+    it = s.Log(pb.JobIdentifier(ulid=jid), timeout=120)
+    first = next(it).stdout
+    print("max_pids 8, 24 forks wanted: %r" % first)
+    assert first == b"forked 7 failed 11\n", first
+    d = os.path.join(rund.cgroup, "jobs", jid)
+    read = lambda f: open(os.path.join(d, f)).read().strip()
+    assert read("pids.max") == "8"
+    assert read("pids.current") == "8"
+    events = dict(line.split() for line in read("pids.events").splitlines())
+    assert int(events["max"]) >= 1, events
+    st = s.Stop(pb.JobIdentifier(ulid=jid), timeout=20)
+    assert st.stopped and st.killed
+    assert wait_for(lambda: job_cgroups(rund) == [], 10)

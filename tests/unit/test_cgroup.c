@@ -106,9 +106,17 @@ static void test_controllers(void **state)
 	(void)state;
 	assert_int_equal(cgroup_parse_controllers("hugetlb\n"), 0);
 	assert_int_equal(cgroup_parse_controllers(""), 0);
+	/* Every limit's controller listed: every limit's bit. */
 	assert_int_equal(cgroup_parse_controllers("cpuset cpu io memory hugetlb pids rdma misc\n"),
-			 CGROUP_CPU | CGROUP_IO | CGROUP_MEMORY);
-	assert_int_equal(cgroup_parse_controllers("cpuset memory"), CGROUP_MEMORY);
+			 LIMIT_BIT(LIMIT_COUNT) - 1);
+	assert_int_equal(cgroup_parse_controllers("cpuset memory"), LIMIT_BIT(LIMIT_MEMORY));
+	/* One controller serves several limits. */
+	assert_int_equal(cgroup_parse_controllers("io"),
+			 LIMIT_BIT(LIMIT_RBPS) | LIMIT_BIT(LIMIT_WBPS) | LIMIT_BIT(LIMIT_RIOPS) |
+				 LIMIT_BIT(LIMIT_WIOPS));
+	assert_int_equal(cgroup_parse_controllers("pids\n"), LIMIT_BIT(LIMIT_PIDS));
+	assert_int_equal(cgroup_parse_controllers("cpu\tpids"),
+			 LIMIT_BIT(LIMIT_CPU) | LIMIT_BIT(LIMIT_PIDS));
 	/* Prefixes must not match. */
 	assert_int_equal(cgroup_parse_controllers("cpuset cpuacct iox"), 0);
 }
@@ -117,10 +125,16 @@ static void test_format(void **state)
 {
 	(void)state;
 	char buf[128];
-	assert_int_equal(cgroup_format_cpu_max(50000, buf, sizeof buf), 12);
+	assert_int_equal(cgroup_format_value(LIMIT_CPU, 50000, buf, sizeof buf), 12);
 	assert_string_equal(buf, "50000 100000");
-	assert_int_equal(cgroup_format_cpu_max(50000, buf, 12), -ENOSPC);
-	assert_int_equal(cgroup_format_cpu_max(50000, buf, 13), 12);
+	assert_int_equal(cgroup_format_value(LIMIT_CPU, 50000, buf, 12), -ENOSPC);
+	assert_int_equal(cgroup_format_value(LIMIT_CPU, 50000, buf, 13), 12);
+	/* Lone values without a suffix: the number alone. */
+	assert_int_equal(cgroup_format_value(LIMIT_PIDS, 64, buf, sizeof buf), 2);
+	assert_string_equal(buf, "64");
+	assert_int_equal(cgroup_format_value(LIMIT_MEMORY, 1048576, buf, sizeof buf), 7);
+	assert_string_equal(buf, "1048576");
+	assert_int_equal(cgroup_format_value(LIMIT_PIDS, 64, buf, 2), -ENOSPC);
 
 	struct job_limits lim = {0};
 	struct io_device dev = {8, 16};
@@ -128,22 +142,24 @@ static void test_format(void **state)
 	lim.value[LIMIT_RBPS] = 1048576;
 	lim.has[LIMIT_WIOPS] = true;
 	lim.value[LIMIT_WIOPS] = 100;
-	int n = cgroup_format_io_max(&dev, &lim, buf, sizeof buf);
+	int n = cgroup_format_device_line("io.max", &dev, &lim, buf, sizeof buf);
 	assert_string_equal(buf, "8:16 rbps=1048576 wiops=100");
 	assert_int_equal(n, (int)strlen(buf));
 	lim.has[LIMIT_WBPS] = lim.has[LIMIT_RIOPS] = true;
 	lim.value[LIMIT_WBPS] = UINT64_MAX;
 	lim.value[LIMIT_RIOPS] = 1;
-	cgroup_format_io_max(&dev, &lim, buf, sizeof buf);
+	cgroup_format_device_line("io.max", &dev, &lim, buf, sizeof buf);
 	assert_string_equal(buf, "8:16 rbps=1048576 wbps=18446744073709551615 riops=1 wiops=100");
-	/* CPU and memory limits never leak into io.max. */
+	/* CPU, memory and pids limits never leak into io.max. */
 	struct job_limits only_cpu = {0};
-	only_cpu.has[LIMIT_CPU] = only_cpu.has[LIMIT_MEMORY] = true;
+	only_cpu.has[LIMIT_CPU] = only_cpu.has[LIMIT_MEMORY] = only_cpu.has[LIMIT_PIDS] = true;
 	only_cpu.value[LIMIT_CPU] = 5;
-	cgroup_format_io_max(&dev, &only_cpu, buf, sizeof buf);
+	only_cpu.value[LIMIT_PIDS] = 7;
+	cgroup_format_device_line("io.max", &dev, &only_cpu, buf, sizeof buf);
 	assert_string_equal(buf, "8:16");
 	for (size_t cap = 0; cap < 20; cap++)
-		assert_int_equal(cgroup_format_io_max(&dev, &lim, buf, cap), -ENOSPC);
+		assert_int_equal(cgroup_format_device_line("io.max", &dev, &lim, buf, cap),
+				 -ENOSPC);
 }
 
 static void test_io_devices(void **state)
@@ -219,18 +235,28 @@ static void test_check_limits(void **state)
 	assert_string_equal(e.msg, "memory controller is not available in the cgroup v2 "
 				   "hierarchy at /sys/fs/cgroup/unified/rund (needed for "
 				   "max_memory_usage)");
-	root.controllers = CGROUP_MEMORY;
+	root.controllers = cgroup_parse_controllers("memory");
 	assert_int_equal(cgroup_check_limits(&root, &lim, &e), 0);
 	lim.has[LIMIT_RIOPS] = true;
 	lim.value[LIMIT_RIOPS] = 10;
 	assert_true(cgroup_check_limits(&root, &lim, &e) < 0);
 	assert_non_null(strstr(e.msg, "io controller"));
 	assert_non_null(strstr(e.msg, "max_riops"));
-	root.controllers |= CGROUP_IO;
+	root.controllers |= cgroup_parse_controllers("io");
 	lim.has[LIMIT_CPU] = true;
 	assert_true(cgroup_check_limits(&root, &lim, &e) < 0);
 	assert_non_null(strstr(e.msg, "cpu controller"));
-	root.controllers |= CGROUP_CPU;
+	root.controllers |= cgroup_parse_controllers("cpu");
+	assert_int_equal(cgroup_check_limits(&root, &lim, &e), 0);
+	/* pids.max needs the pids controller, named with the field. */
+	lim.has[LIMIT_PIDS] = true;
+	lim.value[LIMIT_PIDS] = 64;
+	assert_true(cgroup_check_limits(&root, &lim, &e) < 0);
+	assert_int_equal(e.kind, ERR_PRECONDITION);
+	assert_string_equal(e.msg, "pids controller is not available in the cgroup v2 "
+				   "hierarchy at /sys/fs/cgroup/unified/rund (needed for "
+				   "max_pids)");
+	root.controllers |= cgroup_parse_controllers("pids");
 	assert_int_equal(cgroup_check_limits(&root, &lim, &e), 0);
 }
 
@@ -246,7 +272,7 @@ static void test_stats_fixture(void **state)
 	assert_int_equal(st.user_usec, 1000);
 	assert_int_equal(st.memory_current, 0);
 	assert_int_equal(st.oom_kills, 0);
-	root.controllers = CGROUP_CPU | CGROUP_MEMORY;
+	root.controllers = cgroup_parse_controllers("cpu memory");
 	assert_int_equal(cgroup_job_stats(&root, "01ARYZ6S41TSV4RRFFQ69G5FAV", &st), 0);
 	assert_int_equal(st.user_usec, 1000);
 	assert_int_equal(st.system_usec, 500);

@@ -31,6 +31,8 @@ static void make_spec(struct jobspec *s)
 	s->limits.value[LIMIT_CPU] = 50000;
 	s->limits.has[LIMIT_WIOPS] = true;
 	s->limits.value[LIMIT_WIOPS] = UINT64_MAX;
+	s->limits.has[LIMIT_PIDS] = true;
+	s->limits.value[LIMIT_PIDS] = 64;
 	san_set_add(&s->owners, "DNS:client1.example");
 	san_set_add(&s->owners, "URI:spiffe://x/y z\n");
 	s->created_ns = 1700000000123456789ULL;
@@ -86,6 +88,24 @@ static void test_validate(void **state)
 		s.limits.has[i] = had;
 		s.limits.value[i] = v;
 	}
+	/* pids.max: [1, PID_MAX_LIMIT], whatever the machine. */
+	s.limits.value[LIMIT_PIDS] = 0;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_string_equal(e.msg, "max_pids 0 must be greater than 0");
+	s.limits.value[LIMIT_PIDS] = 1;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.limits.value[LIMIT_PIDS] = 4194304;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.limits.value[LIMIT_PIDS] = 4194305;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_string_equal(e.msg, "max_pids 4194305 is out of range [1, 4194304] (processes and "
+				   "threads at once)");
+	s.limits.has[LIMIT_PIDS] = false;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.limits.has[LIMIT_PIDS] = true;
+	s.limits.value[LIMIT_PIDS] = 64;
+
 	/* A zero value without the wrapper is not a limit. */
 	s.limits.has[LIMIT_RBPS] = false;
 	s.limits.value[LIMIT_RBPS] = 0;
@@ -98,6 +118,35 @@ static void test_validate(void **state)
 	struct jobspec empty = {0};
 	assert_int_equal(jobspec_validate(&empty, 2, 4096, &e), -EINVAL);
 	jobspec_free(&empty);
+}
+
+/* Every row is complete: the layers that read it (api.c, runc, cgroup.c)
+ * would otherwise drop or mangle that limit. */
+static void test_limit_table(void **state)
+{
+	(void)state;
+	for (int l = 0; l < LIMIT_COUNT; l++) {
+		const struct job_limit_def *d = &job_limit_defs[l];
+		assert_non_null(d->name);
+		assert_int_equal(strncmp(d->name, "max_", 4), 0);
+		assert_non_null(d->controller);
+		assert_non_null(d->knob);
+		/* The knob belongs to the controller ("pids" -> "pids.max"). */
+		size_t cl = strlen(d->controller);
+		assert_int_equal(strncmp(d->knob, d->controller, cl), 0);
+		assert_int_equal(d->knob[cl], '.');
+		assert_non_null(d->help);
+		assert_true(d->min >= 1 && d->min <= d->max);
+		assert_true(d->key == NULL || d->suffix == NULL);
+		assert_true((d->also_knob == NULL) == (d->also_value == NULL));
+		assert_int_equal(job_limit_find(d->name, strlen(d->name)), l);
+		for (int k = 0; k < l; k++)
+			assert_string_not_equal(job_limit_defs[k].name, d->name);
+	}
+	assert_int_equal(job_limit_find("max_pid", 7), -1);
+	assert_int_equal(job_limit_find("max_pidsx", 9), -1);
+	assert_int_equal(job_limit_find("", 0), -1);
+	assert_int_equal(job_limit_find("max_pids trailing", 8), LIMIT_PIDS);
 }
 
 static void test_spec_round_trip(void **state)
@@ -115,6 +164,10 @@ static void test_spec_round_trip(void **state)
 		assert_string_equal(d.argv[i], s.argv[i]);
 	assert_null(d.argv[d.argc]);
 	assert_memory_equal(&d.limits, &s.limits, sizeof s.limits);
+	assert_true(d.limits.has[LIMIT_PIDS] && d.limits.value[LIMIT_PIDS] == 64);
+	/* Limits are stored under their table names. */
+	assert_non_null(strstr(buf, "\nmax_pids 64\n"));
+	assert_non_null(strstr(buf, "\nmax_cpu_bandwidth 50000\n"));
 	assert_int_equal(d.owners.n, 2);
 	assert_true(san_set_intersects(&d.owners, &s.owners));
 	assert_int_equal(d.created_ns, s.created_ns);
@@ -344,9 +397,10 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_spec_round_trip),
-		cmocka_unit_test(test_spec_truncations), cmocka_unit_test(test_spec_corrupt),
-		cmocka_unit_test(test_start_status),	 cmocka_unit_test(test_random),
+		cmocka_unit_test(test_limit_table),	cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_truncations),
+		cmocka_unit_test(test_spec_corrupt),	cmocka_unit_test(test_start_status),
+		cmocka_unit_test(test_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
