@@ -17,8 +17,6 @@
  * throughput, small enough to keep per-stream buffering modest. */
 #define LOG_CHUNK (64u * 1024)
 
-static struct job_table *jobs;
-
 int api_status_code(const struct err *err)
 {
 	switch (err->kind) {
@@ -69,7 +67,8 @@ static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
 
 /* Decodes a JobIdentifier and finds the caller's job; answers the call
  * itself on failure. */
-static struct job *find_job(struct rpc_call *call, const uint8_t *req, size_t len)
+static struct job *find_job(struct rpc_call *call, struct job_table *jobs, const uint8_t *req,
+			    size_t len)
 {
 	Rund__JobIdentifier *m = rund__job_identifier__unpack(NULL, len, req);
 	if (!m) {
@@ -148,9 +147,9 @@ static void send_status(struct rpc_call *call, struct job *j)
 	send_packed(call, &st.base);
 }
 
-static void on_status(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_status(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (j)
 		send_status(call, j);
 }
@@ -174,9 +173,9 @@ static void stop_cancel(void *ctx)
 	free(c);
 }
 
-static void on_stop(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_stop(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (!j)
 		return;
 	struct stop_ctx *c = xcalloc(1, sizeof *c);
@@ -217,7 +216,7 @@ static void start_cancel(void *ctx)
 	free(c);
 }
 
-static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	Rund__JobStartRequest *m = rund__job_start_request__unpack(NULL, len, req);
 	if (!m) {
@@ -262,7 +261,7 @@ static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
 	struct start_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};
-	int r = job_start(jobs, &jr, start_done, c, &c->pending, &err);
+	int r = job_start(svc, &jr, start_done, c, &c->pending, &err);
 	rund__job_start_request__free_unpacked(m, NULL);
 	if (r < 0) {
 		free(c);
@@ -361,9 +360,9 @@ static void log_cancel(void *ctx)
 	log_free(ctx);
 }
 
-static void on_log(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (!j)
 		return;
 	struct log_ctx *c = xcalloc(1, sizeof *c);
@@ -379,7 +378,7 @@ static void on_log(struct rpc_call *call, const uint8_t *req, size_t len)
 
 /* --- Health ------------------------------------------------------------- */
 
-static void on_health_check(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_health_check(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	Grpc__Health__V1__HealthCheckRequest *m =
 		grpc__health__v1__health_check_request__unpack(NULL, len, req);
@@ -410,9 +409,7 @@ static const struct rpc_method methods[] = {
 	{"/grpc.health.v1.Health/Check", false, on_health_check},
 };
 
-const struct rpc_method *api_methods(struct job_table *t, size_t *n)
+struct rpc_service api_service(struct job_table *jobs)
 {
-	jobs = t;
-	*n = ARRAY_SIZE(methods);
-	return methods;
+	return (struct rpc_service){methods, ARRAY_SIZE(methods), jobs};
 }

@@ -50,6 +50,7 @@
  * them. Without the pool every Log message would be a fresh 128 KiB+
  * allocation, and page faults on new memory cost more than the copy. */
 struct h2_block {
+	struct h2_pool *pool; /* NULL: freed when released */
 	struct h2_block *next_free;
 	size_t refs; /* queued pieces + the call appending to it */
 	size_t used, size;
@@ -108,21 +109,56 @@ struct h2_conn {
 
 /* ---- response blocks ------------------------------------------------ */
 
-static struct h2_block *pool;
-static size_t pool_len;
+/* The free list of one server's connections. Blocks outlive their call
+ * (they sit in the owner's output buffer until encrypted), so each block
+ * holds the pool and the pool goes away with its last block. */
+struct h2_pool {
+	struct h2_block *free;
+	size_t n_free;
+	size_t n_out; /* blocks handed out and not yet released */
+	bool closed;  /* h2_pool_free was called */
+};
 
-static struct h2_block *block_get(size_t need)
+struct h2_pool *h2_pool_new(void)
+{
+	return xcalloc(1, sizeof(struct h2_pool));
+}
+
+static void pool_release(struct h2_pool *p)
+{
+	if (!p->closed || p->n_out > 0)
+		return;
+	while (p->free) {
+		struct h2_block *b = p->free;
+		p->free = b->next_free;
+		free(b);
+	}
+	free(p);
+}
+
+void h2_pool_free(struct h2_pool *p)
+{
+	if (!p)
+		return;
+	p->closed = true;
+	pool_release(p);
+}
+
+static struct h2_block *block_get(struct h2_pool *pool, size_t need)
 {
 	struct h2_block *b;
-	if (need <= H2_BLOCK_SIZE && pool) {
-		b = pool;
-		pool = b->next_free;
-		pool_len--;
+	if (need <= H2_BLOCK_SIZE && pool && pool->free) {
+		b = pool->free;
+		pool->free = b->next_free;
+		pool->n_free--;
 	} else {
 		size_t size = need > H2_BLOCK_SIZE ? need : H2_BLOCK_SIZE;
 		b = xmalloc(sizeof *b + size);
 		b->size = size;
 	}
+	b->pool = pool;
+	if (pool)
+		pool->n_out++;
 	b->next_free = NULL;
 	b->refs = 1;
 	b->used = 0;
@@ -133,13 +169,20 @@ static void block_unref(struct h2_block *b)
 {
 	if (!b || --b->refs > 0)
 		return;
-	if (b->size == H2_BLOCK_SIZE && pool_len < H2_POOL_MAX) {
-		b->next_free = pool;
-		pool = b;
-		pool_len++;
+	struct h2_pool *pool = b->pool;
+	if (!pool) {
+		free(b);
+		return;
+	}
+	pool->n_out--;
+	if (!pool->closed && b->size == H2_BLOCK_SIZE && pool->n_free < H2_POOL_MAX) {
+		b->next_free = pool->free;
+		pool->free = b;
+		pool->n_free++;
 		return;
 	}
 	free(b);
+	pool_release(pool);
 }
 
 static void block_piece_done(const void *data, size_t len, void *extra)
@@ -153,7 +196,7 @@ static struct h2_block *call_block(struct rpc_call *call, size_t need)
 	struct h2_block *b = call->block;
 	if (!b || b->size - b->used < need) {
 		block_unref(b);
-		b = call->block = block_get(need);
+		b = call->block = block_get(call->conn->cfg.pool, need);
 	}
 	return b;
 }
@@ -510,9 +553,10 @@ void rpc_call_resume(struct rpc_call *call)
 
 static const struct rpc_method *find_method(struct h2_conn *c, const char *path)
 {
-	for (size_t i = 0; i < c->cfg.n_methods; i++)
-		if (strcmp(c->cfg.methods[i].path, path) == 0)
-			return &c->cfg.methods[i];
+	const struct rpc_service *svc = c->cfg.service;
+	for (size_t i = 0; i < svc->n_methods; i++)
+		if (strcmp(svc->methods[i].path, path) == 0)
+			return &svc->methods[i];
 	return NULL;
 }
 
@@ -596,7 +640,7 @@ static void on_request_end(struct rpc_call *call)
 	}
 	_cleanup_free_ uint8_t *req = steal_pointer(&call->req);
 	call->handler_owns = true;
-	call->method->handler(call, req, call->req_len);
+	call->method->handler(call, call->conn->cfg.service->ctx, req, call->req_len);
 }
 
 /* ---- nghttp2 callbacks ---------------------------------------------- */

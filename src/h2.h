@@ -18,11 +18,19 @@
 
 struct h2_conn;
 
+/* Large response messages are copied into reusable 1 MiB blocks; a pool
+ * keeps a few free ones for all connections of one server. Blocks in use
+ * keep the pool alive after h2_pool_free (which accepts NULL). Never NULL
+ * (allocation failure exits). */
+struct h2_pool;
+struct h2_pool *h2_pool_new(void);
+void h2_pool_free(struct h2_pool *p);
+
 struct h2_conn_config {
-	const struct rpc_method *methods; /* borrowed; must outlive the conn */
-	size_t n_methods;
+	const struct rpc_service *service; /* borrowed; must outlive the conn */
 	size_t max_message;	 /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
 	struct event_base *base; /* deadline timers */
+	struct h2_pool *pool;	 /* borrowed; NULL = no reuse of blocks */
 	struct evbuffer *out;	 /* frames are appended here; borrowed */
 	size_t out_high_water;	 /* stop producing while out holds more; 0 = 1 MiB */
 	/* Called when the conn has output to produce outside h2_conn_feed and

@@ -32,6 +32,7 @@ struct serve_opts {
 
 struct daemon {
 	struct event_base *base;
+	struct loop *loop; /* base, as the job layer sees it */
 	struct server *server;
 	struct event *sigint, *sigterm;
 	bool stopping;
@@ -218,6 +219,7 @@ static int run(const struct serve_opts *o)
 		fprintf(stderr, "rund: cannot create the event loop\n");
 		goto out;
 	}
+	d.loop = loop_new(d.base);
 	struct job_config jc = {
 		.state_dir = state_dir,
 		.exe = exe,
@@ -228,17 +230,14 @@ static int run(const struct serve_opts *o)
 		.retention_ns = o->retention,
 	};
 	uint64_t t0 = now_mono_ns();
-	if (job_table_open((struct loop *)d.base, &jc, &jobs, &err) < 0) {
+	if (job_table_open(d.loop, &jc, &jobs, &err) < 0) {
 		fprintf(stderr, "rund: %s\n", err.msg);
 		goto out;
 	}
-	size_t nmethods;
-	const struct rpc_method *methods = api_methods(jobs, &nmethods);
 	struct server_opts so = {
 		.addr = o->addr,
 		.ssl_ctx = ssl_ctx,
-		.methods = methods,
-		.n_methods = nmethods,
+		.service = api_service(jobs),
 		.max_connections = (size_t)o->max_connections,
 		.handshake_timeout_ms = (unsigned)(o->handshake_timeout / 1000000),
 	};
@@ -261,6 +260,7 @@ static int run(const struct serve_opts *o)
 out:
 	server_free(d.server);
 	job_table_free(jobs);
+	loop_free(d.loop);
 	if (d.sigint)
 		event_free(d.sigint);
 	if (d.sigterm)

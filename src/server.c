@@ -78,6 +78,8 @@ struct server {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	BIO_METHOD *bio_method;
+	struct h2_pool *pool;		/* response blocks of every connection */
+	uint8_t rbuf[TLS_RECORD + 256]; /* plaintext just read, fed to h2 at once */
 	int port;
 	struct sconn *conns;
 	size_t n_conns;
@@ -316,11 +318,11 @@ static void conn_flush(struct sconn *c)
 
 static void conn_do_read(struct sconn *c)
 {
-	static uint8_t buf[TLS_RECORD + 256];
+	uint8_t *buf = c->srv->rbuf;
 	size_t budget = READ_BUDGET;
 	for (;;) {
 		ERR_clear_error();
-		int n = SSL_read(c->ssl, buf, sizeof buf);
+		int n = SSL_read(c->ssl, buf, sizeof c->srv->rbuf);
 		if (n <= 0) {
 			if (SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_READ)
 				break;
@@ -365,10 +367,10 @@ static void conn_handshake_done(struct sconn *c)
 		return;
 	}
 	struct h2_conn_config cfg = {
-		.methods = c->srv->opts.methods,
-		.n_methods = c->srv->opts.n_methods,
+		.service = &c->srv->opts.service,
 		.max_message = c->srv->opts.max_message,
 		.base = c->srv->base,
+		.pool = c->srv->pool,
 		.out = c->out,
 		.out_high_water = OUT_HIGH_WATER,
 		.wake = conn_wake,
@@ -597,6 +599,7 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
 	s->bio_method = tls_socket_bio_method("rund wire", bio_wire_write, bio_wire_read);
+	s->pool = h2_pool_new();
 	if (!s->accept_retry || !s->bio_method) {
 		server_free(s);
 		err_set(err, ENOMEM, ERR_INTERNAL, "listen on %s: out of memory", opts->addr);
@@ -673,5 +676,6 @@ void server_free(struct server *s)
 	if (s->drain_timer)
 		event_free(s->drain_timer);
 	BIO_meth_free(s->bio_method);
+	h2_pool_free(s->pool);
 	free(s);
 }

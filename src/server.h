@@ -14,10 +14,9 @@
 struct server;
 
 struct server_opts {
-	const char *addr; /* ":8000", "127.0.0.1:0", "[::1]:8000" */
-	SSL_CTX *ssl_ctx; /* server policy (tls.h); borrowed */
-	const struct rpc_method *methods;
-	size_t n_methods;
+	const char *addr;	       /* ":8000", "127.0.0.1:0", "[::1]:8000" */
+	SSL_CTX *ssl_ctx;	       /* server policy (tls.h); borrowed */
+	struct rpc_service service;    /* its table and ctx are borrowed */
 	size_t max_message;	       /* passed to h2 (h2.h): 0 = its default */
 	size_t max_connections;	       /* 0 = 1024 */
 	unsigned handshake_timeout_ms; /* 0 = 10000 */

@@ -48,7 +48,7 @@ static int cancels;
 static struct rpc_call *deferred_call;
 static size_t stream_total, stream_sent, stream_msg = 65536, max_queue_seen;
 
-static void echo(struct rpc_call *call, const uint8_t *req, size_t len)
+static void echo(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	struct iovec iov = {(void *)req, len};
 	assert_int_equal(rpc_call_send(call, &iov, 1), 0);
@@ -62,13 +62,13 @@ static void cancel_cb(void *ctx)
 }
 
 /* Answers later (or never): the test finishes it or lets it time out. */
-static void defer(struct rpc_call *call, const uint8_t *req, size_t len)
+static void defer(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	deferred_call = call;
 	rpc_call_set_ctx(call, NULL, NULL, cancel_cb);
 }
 
-static void fail_with_percent(struct rpc_call *call, const uint8_t *req, size_t len)
+static void fail_with_percent(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	rpc_call_finish(call, GRPC_NOT_FOUND, "no job 100% \"x\"\n");
 }
@@ -92,7 +92,7 @@ static void stream_pull(struct rpc_call *call, void *ctx, size_t budget)
 		rpc_call_finish(call, GRPC_OK, NULL);
 }
 
-static void stream(struct rpc_call *call, const uint8_t *req, size_t len)
+static void stream(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	rpc_call_set_ctx(call, NULL, stream_pull, cancel_cb);
 }
@@ -109,7 +109,7 @@ static void parked_pull(struct rpc_call *call, void *ctx, size_t budget)
 	deferred_call = NULL;
 }
 
-static void parked(struct rpc_call *call, const uint8_t *req, size_t len)
+static void parked(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	deferred_call = call;
 	rpc_call_set_ctx(call, NULL, parked_pull, cancel_cb);
@@ -118,7 +118,7 @@ static void parked(struct rpc_call *call, const uint8_t *req, size_t len)
 /* Zero-copy sending: two messages written into reserved room, the second
  * with a skipped head; a reservation over the limit and a commit without
  * one are refused. The request says the size of the second message. */
-static void reserve(struct rpc_call *call, const uint8_t *req, size_t len)
+static void reserve(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	assert_null(rpc_call_reserve(call, GRPC_DEFAULT_MAX_MESSAGE + 1));
 	assert_int_equal(rpc_call_commit(call, 0, 1), -EINVAL);
@@ -148,6 +148,7 @@ static const struct rpc_method methods[] = {
 	{"/t.S/Parked", true, parked},
 	{"/t.S/Reserve", false, reserve},
 };
+static const struct rpc_service service = {methods, sizeof methods / sizeof methods[0], NULL};
 
 /* ---- client side ---------------------------------------------------- */
 
@@ -217,8 +218,7 @@ static void tc_init(struct tc *t, size_t max_message, int32_t client_window)
 	struct san_set peer = {0};
 	san_set_add(&peer, "DNS:client.test");
 	struct h2_conn_config cfg = {
-		.methods = methods,
-		.n_methods = sizeof methods / sizeof methods[0],
+		.service = &service,
 		.max_message = max_message,
 		.base = t->base,
 		.out = t->out,
