@@ -216,11 +216,73 @@ static void start_cancel(void *ctx)
 	free(c);
 }
 
+/* Reads a protobuf varint at p[*off..len). false when it runs off the end. */
+static bool wire_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *off < len; shift += 7) {
+		uint8_t b = p[(*off)++];
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* protobuf-c hands strings over NUL-terminated, so "ec\0ho" would reach
+ * the job as "ec". Scans a JobStartRequest's wire bytes for a name (field
+ * 1) or args (field 2) value holding a NUL: returns 0 for name, i + 1 for
+ * args[i], -1 when there is none. */
+static long start_request_nul(const uint8_t *p, size_t len)
+{
+	size_t off = 0, n_args = 0;
+	while (off < len) {
+		uint64_t key, v;
+		if (!wire_varint(p, len, &off, &key))
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (!wire_varint(p, len, &off, &v))
+				return -1;
+			break;
+		case 1:
+			off += 8;
+			break;
+		case 5:
+			off += 4;
+			break;
+		case 2:
+			if (!wire_varint(p, len, &off, &v) || v > len - off)
+				return -1;
+			if ((key >> 3 == 1 || key >> 3 == 2) && memchr(p + off, 0, (size_t)v))
+				return key >> 3 == 1 ? 0 : (long)n_args + 1;
+			if (key >> 3 == 2)
+				n_args++;
+			off += (size_t)v;
+			break;
+		default:
+			return -1; /* groups: unpack refused them already */
+		}
+	}
+	return -1;
+}
+
 static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	Rund__JobStartRequest *m = rund__job_start_request__unpack(NULL, len, req);
 	if (!m) {
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobStartRequest message");
+		return;
+	}
+	long nul = start_request_nul(req, len);
+	if (nul >= 0) {
+		char msg[96];
+		if (nul == 0)
+			snprintf(msg, sizeof msg, "name contains a NUL byte");
+		else
+			snprintf(msg, sizeof msg, "args[%ld] contains a NUL byte", nul - 1);
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
+		rund__job_start_request__free_unpacked(m, NULL);
 		return;
 	}
 	/* protobuf-c does not check proto3's UTF-8 rule; a job whose command

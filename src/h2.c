@@ -70,6 +70,7 @@ struct rpc_call {
 	bool bad_timeout;
 	bool has_timeout;
 	uint64_t timeout_ns;
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
 	const struct rpc_method *method;
 	struct grpc_decoder dec;
 	uint8_t *req;
@@ -590,8 +591,15 @@ static void on_request_headers(struct rpc_call *call)
 		call_fail(call, GRPC_INTERNAL, "malformed grpc-timeout header");
 		return;
 	}
+	if (call->has_timeout && call->timeout_ns == 0) {
+		/* Zero is no special case: that deadline has passed, as 1n's
+		 * has by the time the request is read. */
+		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of 0 ns exceeded");
+		return;
+	}
 	/* Beyond ~68 years a timer is pointless: treat as no deadline. */
 	if (call->has_timeout && call->timeout_ns / 1000000000ull < INT32_MAX) {
+		call->deadline_ns = now_mono_ns() + call->timeout_ns;
 		struct timeval tv = {
 			.tv_sec = (time_t)(call->timeout_ns / 1000000000ull),
 			.tv_usec = (suseconds_t)(call->timeout_ns % 1000000000ull / 1000),
@@ -636,6 +644,13 @@ static void on_request_end(struct rpc_call *call)
 	if (call->n_msgs == 0) {
 		call_fail(call, GRPC_UNIMPLEMENTED, "%s expects exactly one request message, got 0",
 			  call->method->path);
+		return;
+	}
+	/* A deadline that passed while the request arrived: the handler must
+	 * not start work (a job) nobody will hear of. */
+	if (call->deadline_ns && now_mono_ns() >= call->deadline_ns) {
+		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %llu ms exceeded",
+			  (unsigned long long)(call->timeout_ns / 1000000));
 		return;
 	}
 	_cleanup_free_ uint8_t *req = steal_pointer(&call->req);
