@@ -78,6 +78,9 @@ struct rpc_call {
 	size_t held; /* request bytes this call holds (decoder + message) */
 	unsigned n_msgs;
 	bool remote_closed; /* the client's END_STREAM arrived */
+	bool counted;	    /* in the quotas' calls */
+	bool counted_streaming;
+	struct event *body_timer; /* request_timeout_ms until END_STREAM */
 
 	/* Response. */
 	bool handler_owns;     /* dispatched and neither finished nor cancelled */
@@ -106,6 +109,7 @@ struct h2_conn {
 	size_t n_calls;
 	size_t held; /* sum of the calls' held request bytes */
 	bool goaway;
+	char *refuse; /* h2_conn_refuse's reason */
 };
 
 /* ---- response blocks ------------------------------------------------ */
@@ -239,6 +243,39 @@ static void wake(struct h2_conn *c)
 		c->cfg.wake(c->cfg.ctx);
 }
 
+/* Sets the request bytes `call` holds, in the conn and both quotas. */
+static void call_account_set(struct rpc_call *call, size_t now)
+{
+	struct h2_conn *c = call->conn;
+	c->held = c->held - call->held + now;
+	if (c->cfg.identity)
+		c->cfg.identity->held = c->cfg.identity->held - call->held + now;
+	if (c->cfg.global)
+		c->cfg.global->held = c->cfg.global->held - call->held + now;
+	call->held = now;
+}
+
+/* Re-counts the request bytes `call` holds after its decoder or request
+ * buffer changed. */
+static void call_account(struct rpc_call *call)
+{
+	call_account_set(call, call->dec.msg_cap + call->req_len);
+}
+
+static void quota_leave(struct rpc_call *call)
+{
+	struct h2_quota *q[] = {call->conn->cfg.identity, call->conn->cfg.global};
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		if (call->counted)
+			q[i]->calls--;
+		if (call->counted_streaming)
+			q[i]->streaming--;
+	}
+	call->counted = call->counted_streaming = false;
+}
+
 static struct rpc_call *call_new(struct h2_conn *c, int32_t stream_id)
 {
 	struct rpc_call *call = xcalloc(1, sizeof *call);
@@ -274,9 +311,12 @@ static void call_free(struct rpc_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	c->n_calls--;
-	c->held -= call->held;
+	call_account_set(call, 0);
+	quota_leave(call);
 	if (call->deadline)
 		event_free(call->deadline);
+	if (call->body_timer)
+		event_free(call->body_timer);
 	if (call->queue)
 		evbuffer_free(call->queue);
 	block_unref(call->block);
@@ -569,6 +609,53 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	wake(call->conn);
 }
 
+/* The request body did not arrive in time: drop what it holds. */
+static void body_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_call *call = arg;
+	call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+		  "request not complete within the server's limit of %u ms",
+		  call->conn->cfg.request_timeout_ms);
+	grpc_decoder_free(&call->dec);
+	grpc_decoder_init(&call->dec, call->conn->cfg.max_message);
+	call_account(call);
+	wake(call->conn);
+}
+
+/* Counts the call in the quotas, or refuses it naming the cap it would
+ * exceed. */
+static bool call_admit(struct rpc_call *call)
+{
+	struct h2_quota *q[] = {call->conn->cfg.identity, call->conn->cfg.global};
+	bool streaming = call->method->streaming;
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		if (q[i]->max_calls && q[i]->calls >= q[i]->max_calls) {
+			call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+				  "%s limit of %zu concurrent calls reached", q[i]->what,
+				  q[i]->max_calls);
+			return false;
+		}
+		if (streaming && q[i]->max_streaming && q[i]->streaming >= q[i]->max_streaming) {
+			call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+				  "%s limit of %zu concurrent streaming calls (Log) reached",
+				  q[i]->what, q[i]->max_streaming);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		q[i]->calls++;
+		if (streaming)
+			q[i]->streaming++;
+	}
+	call->counted = true;
+	call->counted_streaming = streaming;
+	return true;
+}
+
 /* All request headers are in: decide whether this is a call we serve. */
 static void on_request_headers(struct rpc_call *call)
 {
@@ -590,6 +677,20 @@ static void on_request_headers(struct rpc_call *call)
 	if (call->bad_timeout) {
 		call_fail(call, GRPC_INTERNAL, "malformed grpc-timeout header");
 		return;
+	}
+	if (c->refuse) {
+		call_fail(call, GRPC_RESOURCE_EXHAUSTED, "%s", c->refuse);
+		h2_conn_goaway(c);
+		return;
+	}
+	if (!call_admit(call))
+		return;
+	if (c->cfg.request_timeout_ms && !call->remote_closed) {
+		unsigned ms = c->cfg.request_timeout_ms;
+		struct timeval tv = {.tv_sec = ms / 1000,
+				     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+		call->body_timer = event_new(c->cfg.base, -1, 0, body_timeout_cb, call);
+		event_add(call->body_timer, &tv);
 	}
 	if (call->has_timeout && call->timeout_ns == 0) {
 		/* Zero is no special case: that deadline has passed, as 1n's
@@ -634,6 +735,8 @@ static int on_message(void *ctx, const uint8_t *msg, size_t len, bool compressed
 static void on_request_end(struct rpc_call *call)
 {
 	call->remote_closed = true;
+	if (call->body_timer)
+		event_del(call->body_timer);
 	if (call->finished)
 		return;
 	if (!grpc_decoder_idle(&call->dec)) {
@@ -782,13 +885,16 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
 	return 0;
 }
 
-/* Re-counts the request bytes `call` holds after its decoder or request
- * buffer changed. */
-static void call_account(struct rpc_call *call)
+/* The first cap the held request bytes exceed, or NULL. */
+static const struct h2_quota *held_over(struct h2_conn *c)
 {
-	size_t now = call->dec.msg_cap + call->req_len;
-	call->conn->held = call->conn->held - call->held + now;
-	call->held = now;
+	if (c->cfg.identity && c->cfg.identity->max_held &&
+	    c->cfg.identity->held > c->cfg.identity->max_held)
+		return c->cfg.identity;
+	if (c->cfg.global && c->cfg.global->max_held &&
+	    c->cfg.global->held > c->cfg.global->max_held)
+		return c->cfg.global;
+	return NULL;
 }
 
 static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
@@ -810,6 +916,10 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
 			  "this connection holds more than %u bytes of unfinished requests",
 			  H2_CONN_HELD_MAX);
+	else if (r == 0 && held_over(call->conn))
+		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+			  "%s limit of %zu bytes held in unfinished requests reached",
+			  held_over(call->conn)->what, held_over(call->conn)->max_held);
 	if (call->finished) {
 		/* Nothing more of this request will be used. */
 		grpc_decoder_free(&call->dec);
@@ -947,6 +1057,17 @@ void h2_conn_goaway(struct h2_conn *c)
 			      NULL, 0);
 }
 
+void h2_conn_refuse(struct h2_conn *c, const char *why)
+{
+	free(c->refuse);
+	c->refuse = xstrdup(why);
+}
+
+void h2_conn_ping(struct h2_conn *c)
+{
+	nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
+}
+
 size_t h2_conn_active_calls(const struct h2_conn *c)
 {
 	return c->n_calls;
@@ -960,5 +1081,6 @@ void h2_conn_free(struct h2_conn *c)
 		call_free(c->calls);
 	nghttp2_session_del(c->session);
 	san_set_free(&c->peer);
+	free(c->refuse);
 	free(c);
 }
