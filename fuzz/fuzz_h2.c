@@ -42,14 +42,14 @@ static void on_cancel(void *ctx)
 	forget(ctx);
 }
 
-static void echo(struct rpc_call *call, const uint8_t *req, size_t len)
+static void echo(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	struct iovec iov[2] = {{(void *)req, len / 2}, {(void *)(req + len / 2), len - len / 2}};
 	rpc_call_send(call, iov, 2);
 	rpc_call_finish(call, len % 2 ? GRPC_OK : GRPC_NOT_FOUND, len ? "m\xff%" : NULL);
 }
 
-static void defer(struct rpc_call *call, const uint8_t *req, size_t len)
+static void defer(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	if (n_pending == MAX_PENDING) {
 		rpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "busy");
@@ -70,7 +70,7 @@ static void stream_pull(struct rpc_call *call, void *ctx, size_t budget)
 		rpc_call_finish(call, GRPC_OK, NULL);
 }
 
-static void stream(struct rpc_call *call, const uint8_t *req, size_t len)
+static void stream(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	rpc_call_set_ctx(call, NULL, stream_pull, NULL);
 }
@@ -86,7 +86,7 @@ static void park_pull(struct rpc_call *call, void *ctx, size_t budget)
 	rpc_call_finish(call, GRPC_OK, NULL);
 }
 
-static void park(struct rpc_call *call, const uint8_t *req, size_t len)
+static void park(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	if (n_pending == MAX_PENDING) {
 		rpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "busy");
@@ -102,6 +102,7 @@ static const struct rpc_method methods[] = {
 	{"/t.S/Stream", true, stream},
 	{"/t.S/Park", true, park},
 };
+static const struct rpc_service service = {methods, ARRAY_SIZE(methods), NULL};
 
 /* Between input pieces: answer or resume what is waiting. */
 static void settle_pending(void)
@@ -134,8 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct evbuffer *out = evbuffer_new();
 	struct h2_conn_config cfg = {
-		.methods = methods,
-		.n_methods = ARRAY_SIZE(methods),
+		.service = &service,
 		.max_message = 8192, /* small, so the limit is reachable */
 		.base = base,
 		.out = out,

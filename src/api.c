@@ -17,8 +17,6 @@
  * throughput, small enough to keep per-stream buffering modest. */
 #define LOG_CHUNK (64u * 1024)
 
-static struct job_table *jobs;
-
 int api_status_code(const struct err *err)
 {
 	switch (err->kind) {
@@ -69,7 +67,8 @@ static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
 
 /* Decodes a JobIdentifier and finds the caller's job; answers the call
  * itself on failure. */
-static struct job *find_job(struct rpc_call *call, const uint8_t *req, size_t len)
+static struct job *find_job(struct rpc_call *call, struct job_table *jobs, const uint8_t *req,
+			    size_t len)
 {
 	Rund__JobIdentifier *m = rund__job_identifier__unpack(NULL, len, req);
 	if (!m) {
@@ -148,9 +147,9 @@ static void send_status(struct rpc_call *call, struct job *j)
 	send_packed(call, &st.base);
 }
 
-static void on_status(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_status(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (j)
 		send_status(call, j);
 }
@@ -174,9 +173,9 @@ static void stop_cancel(void *ctx)
 	free(c);
 }
 
-static void on_stop(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_stop(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (!j)
 		return;
 	struct stop_ctx *c = xcalloc(1, sizeof *c);
@@ -245,11 +244,73 @@ static void start_cancel(void *ctx)
 	free(c);
 }
 
-static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
+/* Reads a protobuf varint at p[*off..len). false when it runs off the end. */
+static bool wire_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *off < len; shift += 7) {
+		uint8_t b = p[(*off)++];
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* protobuf-c hands strings over NUL-terminated, so "ec\0ho" would reach
+ * the job as "ec". Scans a JobStartRequest's wire bytes for a name (field
+ * 1) or args (field 2) value holding a NUL: returns 0 for name, i + 1 for
+ * args[i], -1 when there is none. */
+static long start_request_nul(const uint8_t *p, size_t len)
+{
+	size_t off = 0, n_args = 0;
+	while (off < len) {
+		uint64_t key, v;
+		if (!wire_varint(p, len, &off, &key))
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (!wire_varint(p, len, &off, &v))
+				return -1;
+			break;
+		case 1:
+			off += 8;
+			break;
+		case 5:
+			off += 4;
+			break;
+		case 2:
+			if (!wire_varint(p, len, &off, &v) || v > len - off)
+				return -1;
+			if ((key >> 3 == 1 || key >> 3 == 2) && memchr(p + off, 0, (size_t)v))
+				return key >> 3 == 1 ? 0 : (long)n_args + 1;
+			if (key >> 3 == 2)
+				n_args++;
+			off += (size_t)v;
+			break;
+		default:
+			return -1; /* groups: unpack refused them already */
+		}
+	}
+	return -1;
+}
+
+static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	Rund__JobStartRequest *m = rund__job_start_request__unpack(NULL, len, req);
 	if (!m) {
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobStartRequest message");
+		return;
+	}
+	long nul = start_request_nul(req, len);
+	if (nul >= 0) {
+		char msg[96];
+		if (nul == 0)
+			snprintf(msg, sizeof msg, "name contains a NUL byte");
+		else
+			snprintf(msg, sizeof msg, "args[%ld] contains a NUL byte", nul - 1);
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
+		rund__job_start_request__free_unpacked(m, NULL);
 		return;
 	}
 	/* protobuf-c does not check proto3's UTF-8 rule; a job whose command
@@ -276,7 +337,7 @@ static void on_start(struct rpc_call *call, const uint8_t *req, size_t len)
 	struct start_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};
-	int r = job_start(jobs, &jr, start_done, c, &c->pending, &err);
+	int r = job_start(svc, &jr, start_done, c, &c->pending, &err);
 	rund__job_start_request__free_unpacked(m, NULL);
 	if (r < 0) {
 		free(c);
@@ -375,9 +436,9 @@ static void log_cancel(void *ctx)
 	log_free(ctx);
 }
 
-static void on_log(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
-	struct job *j = find_job(call, req, len);
+	struct job *j = find_job(call, svc, req, len);
 	if (!j)
 		return;
 	struct log_ctx *c = xcalloc(1, sizeof *c);
@@ -393,7 +454,7 @@ static void on_log(struct rpc_call *call, const uint8_t *req, size_t len)
 
 /* --- Health ------------------------------------------------------------- */
 
-static void on_health_check(struct rpc_call *call, const uint8_t *req, size_t len)
+static void on_health_check(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	Grpc__Health__V1__HealthCheckRequest *m =
 		grpc__health__v1__health_check_request__unpack(NULL, len, req);
@@ -424,9 +485,7 @@ static const struct rpc_method methods[] = {
 	{"/grpc.health.v1.Health/Check", false, on_health_check},
 };
 
-const struct rpc_method *api_methods(struct job_table *t, size_t *n)
+struct rpc_service api_service(struct job_table *jobs)
 {
-	jobs = t;
-	*n = ARRAY_SIZE(methods);
-	return methods;
+	return (struct rpc_service){methods, ARRAY_SIZE(methods), jobs};
 }

@@ -10,8 +10,9 @@
 #include "job.h"
 #include "rpc.h"
 
-/* The method table for server_new(); handlers act on `jobs`. */
-const struct rpc_method *api_methods(struct job_table *jobs, size_t *n);
+/* The service for server_new(): rund's methods, acting on `jobs` (borrowed;
+ * it must outlive the server). */
+struct rpc_service api_service(struct job_table *jobs);
 
 /* The gRPC status code for an error (exposed for tests). */
 int api_status_code(const struct err *err);

@@ -168,9 +168,9 @@ static const struct {
 
 bool grpc_content_type_ok(const char *v, size_t len)
 {
-	static const char base[] = "application/grpc";
-	size_t n = sizeof base - 1;
-	return len >= n && memcmp(v, base, n) == 0 && (len == n || v[n] == '+' || v[n] == ';');
+	static const char plain[] = "application/grpc", proto[] = "application/grpc+proto";
+	return (len == sizeof plain - 1 && memcmp(v, plain, len) == 0) ||
+	       (len == sizeof proto - 1 && memcmp(v, proto, len) == 0);
 }
 
 int grpc_timeout_parse(const char *s, size_t len, uint64_t *ns)

@@ -66,9 +66,10 @@ int grpc_decoder_feed(struct grpc_decoder *d, const uint8_t *data, size_t len, g
 /* True when no partial message is pending (a request ended cleanly). */
 bool grpc_decoder_idle(const struct grpc_decoder *d);
 
-/* True when a content-type value v[0..len) (not NUL-terminated) names gRPC:
- * "application/grpc" alone or followed by "+subtype" or ";parameters".
- * Both ends refuse anything else. */
+/* True when a content-type value v[0..len) (not NUL-terminated) names gRPC
+ * with protobuf messages: exactly "application/grpc" or
+ * "application/grpc+proto". Both ends refuse anything else ("+json" would
+ * be parsed as protobuf). */
 bool grpc_content_type_ok(const char *v, size_t len);
 
 /* Parses a grpc-timeout header value ("1S", "250m", "100u", 1-8 digits and

@@ -50,6 +50,7 @@
  * them. Without the pool every Log message would be a fresh 128 KiB+
  * allocation, and page faults on new memory cost more than the copy. */
 struct h2_block {
+	struct h2_pool *pool; /* NULL: freed when released */
 	struct h2_block *next_free;
 	size_t refs; /* queued pieces + the call appending to it */
 	size_t used, size;
@@ -69,6 +70,7 @@ struct rpc_call {
 	bool bad_timeout;
 	bool has_timeout;
 	uint64_t timeout_ns;
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
 	const struct rpc_method *method;
 	struct grpc_decoder dec;
 	uint8_t *req;
@@ -76,6 +78,9 @@ struct rpc_call {
 	size_t held; /* request bytes this call holds (decoder + message) */
 	unsigned n_msgs;
 	bool remote_closed; /* the client's END_STREAM arrived */
+	bool counted;	    /* in the quotas' calls */
+	bool counted_streaming;
+	struct event *body_timer; /* request_timeout_ms until END_STREAM */
 
 	/* Response. */
 	bool handler_owns;     /* dispatched and neither finished nor cancelled */
@@ -104,25 +109,61 @@ struct h2_conn {
 	size_t n_calls;
 	size_t held; /* sum of the calls' held request bytes */
 	bool goaway;
+	char *refuse; /* h2_conn_refuse's reason */
 };
 
 /* ---- response blocks ------------------------------------------------ */
 
-static struct h2_block *pool;
-static size_t pool_len;
+/* The free list of one server's connections. Blocks outlive their call
+ * (they sit in the owner's output buffer until encrypted), so each block
+ * holds the pool and the pool goes away with its last block. */
+struct h2_pool {
+	struct h2_block *free;
+	size_t n_free;
+	size_t n_out; /* blocks handed out and not yet released */
+	bool closed;  /* h2_pool_free was called */
+};
 
-static struct h2_block *block_get(size_t need)
+struct h2_pool *h2_pool_new(void)
+{
+	return xcalloc(1, sizeof(struct h2_pool));
+}
+
+static void pool_release(struct h2_pool *p)
+{
+	if (!p->closed || p->n_out > 0)
+		return;
+	while (p->free) {
+		struct h2_block *b = p->free;
+		p->free = b->next_free;
+		free(b);
+	}
+	free(p);
+}
+
+void h2_pool_free(struct h2_pool *p)
+{
+	if (!p)
+		return;
+	p->closed = true;
+	pool_release(p);
+}
+
+static struct h2_block *block_get(struct h2_pool *pool, size_t need)
 {
 	struct h2_block *b;
-	if (need <= H2_BLOCK_SIZE && pool) {
-		b = pool;
-		pool = b->next_free;
-		pool_len--;
+	if (need <= H2_BLOCK_SIZE && pool && pool->free) {
+		b = pool->free;
+		pool->free = b->next_free;
+		pool->n_free--;
 	} else {
 		size_t size = need > H2_BLOCK_SIZE ? need : H2_BLOCK_SIZE;
 		b = xmalloc(sizeof *b + size);
 		b->size = size;
 	}
+	b->pool = pool;
+	if (pool)
+		pool->n_out++;
 	b->next_free = NULL;
 	b->refs = 1;
 	b->used = 0;
@@ -133,13 +174,20 @@ static void block_unref(struct h2_block *b)
 {
 	if (!b || --b->refs > 0)
 		return;
-	if (b->size == H2_BLOCK_SIZE && pool_len < H2_POOL_MAX) {
-		b->next_free = pool;
-		pool = b;
-		pool_len++;
+	struct h2_pool *pool = b->pool;
+	if (!pool) {
+		free(b);
+		return;
+	}
+	pool->n_out--;
+	if (!pool->closed && b->size == H2_BLOCK_SIZE && pool->n_free < H2_POOL_MAX) {
+		b->next_free = pool->free;
+		pool->free = b;
+		pool->n_free++;
 		return;
 	}
 	free(b);
+	pool_release(pool);
 }
 
 static void block_piece_done(const void *data, size_t len, void *extra)
@@ -153,7 +201,7 @@ static struct h2_block *call_block(struct rpc_call *call, size_t need)
 	struct h2_block *b = call->block;
 	if (!b || b->size - b->used < need) {
 		block_unref(b);
-		b = call->block = block_get(need);
+		b = call->block = block_get(call->conn->cfg.pool, need);
 	}
 	return b;
 }
@@ -195,6 +243,39 @@ static void wake(struct h2_conn *c)
 		c->cfg.wake(c->cfg.ctx);
 }
 
+/* Sets the request bytes `call` holds, in the conn and both quotas. */
+static void call_account_set(struct rpc_call *call, size_t now)
+{
+	struct h2_conn *c = call->conn;
+	c->held = c->held - call->held + now;
+	if (c->cfg.identity)
+		c->cfg.identity->held = c->cfg.identity->held - call->held + now;
+	if (c->cfg.global)
+		c->cfg.global->held = c->cfg.global->held - call->held + now;
+	call->held = now;
+}
+
+/* Re-counts the request bytes `call` holds after its decoder or request
+ * buffer changed. */
+static void call_account(struct rpc_call *call)
+{
+	call_account_set(call, call->dec.msg_cap + call->req_len);
+}
+
+static void quota_leave(struct rpc_call *call)
+{
+	struct h2_quota *q[] = {call->conn->cfg.identity, call->conn->cfg.global};
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		if (call->counted)
+			q[i]->calls--;
+		if (call->counted_streaming)
+			q[i]->streaming--;
+	}
+	call->counted = call->counted_streaming = false;
+}
+
 static struct rpc_call *call_new(struct h2_conn *c, int32_t stream_id)
 {
 	struct rpc_call *call = xcalloc(1, sizeof *call);
@@ -230,9 +311,12 @@ static void call_free(struct rpc_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	c->n_calls--;
-	c->held -= call->held;
+	call_account_set(call, 0);
+	quota_leave(call);
 	if (call->deadline)
 		event_free(call->deadline);
+	if (call->body_timer)
+		event_free(call->body_timer);
 	if (call->queue)
 		evbuffer_free(call->queue);
 	block_unref(call->block);
@@ -510,9 +594,10 @@ void rpc_call_resume(struct rpc_call *call)
 
 static const struct rpc_method *find_method(struct h2_conn *c, const char *path)
 {
-	for (size_t i = 0; i < c->cfg.n_methods; i++)
-		if (strcmp(c->cfg.methods[i].path, path) == 0)
-			return &c->cfg.methods[i];
+	const struct rpc_service *svc = c->cfg.service;
+	for (size_t i = 0; i < svc->n_methods; i++)
+		if (strcmp(svc->methods[i].path, path) == 0)
+			return &svc->methods[i];
 	return NULL;
 }
 
@@ -522,6 +607,53 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %llu ms exceeded",
 		  (unsigned long long)(call->timeout_ns / 1000000));
 	wake(call->conn);
+}
+
+/* The request body did not arrive in time: drop what it holds. */
+static void body_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_call *call = arg;
+	call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+		  "request not complete within the server's limit of %u ms",
+		  call->conn->cfg.request_timeout_ms);
+	grpc_decoder_free(&call->dec);
+	grpc_decoder_init(&call->dec, call->conn->cfg.max_message);
+	call_account(call);
+	wake(call->conn);
+}
+
+/* Counts the call in the quotas, or refuses it naming the cap it would
+ * exceed. */
+static bool call_admit(struct rpc_call *call)
+{
+	struct h2_quota *q[] = {call->conn->cfg.identity, call->conn->cfg.global};
+	bool streaming = call->method->streaming;
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		if (q[i]->max_calls && q[i]->calls >= q[i]->max_calls) {
+			call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+				  "%s limit of %zu concurrent calls reached", q[i]->what,
+				  q[i]->max_calls);
+			return false;
+		}
+		if (streaming && q[i]->max_streaming && q[i]->streaming >= q[i]->max_streaming) {
+			call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+				  "%s limit of %zu concurrent streaming calls (Log) reached",
+				  q[i]->what, q[i]->max_streaming);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		if (!q[i])
+			continue;
+		q[i]->calls++;
+		if (streaming)
+			q[i]->streaming++;
+	}
+	call->counted = true;
+	call->counted_streaming = streaming;
+	return true;
 }
 
 /* All request headers are in: decide whether this is a call we serve. */
@@ -546,8 +678,29 @@ static void on_request_headers(struct rpc_call *call)
 		call_fail(call, GRPC_INTERNAL, "malformed grpc-timeout header");
 		return;
 	}
+	if (c->refuse) {
+		call_fail(call, GRPC_RESOURCE_EXHAUSTED, "%s", c->refuse);
+		h2_conn_goaway(c);
+		return;
+	}
+	if (!call_admit(call))
+		return;
+	if (c->cfg.request_timeout_ms && !call->remote_closed) {
+		unsigned ms = c->cfg.request_timeout_ms;
+		struct timeval tv = {.tv_sec = ms / 1000,
+				     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+		call->body_timer = event_new(c->cfg.base, -1, 0, body_timeout_cb, call);
+		event_add(call->body_timer, &tv);
+	}
+	if (call->has_timeout && call->timeout_ns == 0) {
+		/* Zero is no special case: that deadline has passed, as 1n's
+		 * has by the time the request is read. */
+		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of 0 ns exceeded");
+		return;
+	}
 	/* Beyond ~68 years a timer is pointless: treat as no deadline. */
 	if (call->has_timeout && call->timeout_ns / 1000000000ull < INT32_MAX) {
+		call->deadline_ns = now_mono_ns() + call->timeout_ns;
 		struct timeval tv = {
 			.tv_sec = (time_t)(call->timeout_ns / 1000000000ull),
 			.tv_usec = (suseconds_t)(call->timeout_ns % 1000000000ull / 1000),
@@ -582,6 +735,8 @@ static int on_message(void *ctx, const uint8_t *msg, size_t len, bool compressed
 static void on_request_end(struct rpc_call *call)
 {
 	call->remote_closed = true;
+	if (call->body_timer)
+		event_del(call->body_timer);
 	if (call->finished)
 		return;
 	if (!grpc_decoder_idle(&call->dec)) {
@@ -594,9 +749,16 @@ static void on_request_end(struct rpc_call *call)
 			  call->method->path);
 		return;
 	}
+	/* A deadline that passed while the request arrived: the handler must
+	 * not start work (a job) nobody will hear of. */
+	if (call->deadline_ns && now_mono_ns() >= call->deadline_ns) {
+		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %llu ms exceeded",
+			  (unsigned long long)(call->timeout_ns / 1000000));
+		return;
+	}
 	_cleanup_free_ uint8_t *req = steal_pointer(&call->req);
 	call->handler_owns = true;
-	call->method->handler(call, req, call->req_len);
+	call->method->handler(call, call->conn->cfg.service->ctx, req, call->req_len);
 }
 
 /* ---- nghttp2 callbacks ---------------------------------------------- */
@@ -723,13 +885,16 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
 	return 0;
 }
 
-/* Re-counts the request bytes `call` holds after its decoder or request
- * buffer changed. */
-static void call_account(struct rpc_call *call)
+/* The first cap the held request bytes exceed, or NULL. */
+static const struct h2_quota *held_over(struct h2_conn *c)
 {
-	size_t now = call->dec.msg_cap + call->req_len;
-	call->conn->held = call->conn->held - call->held + now;
-	call->held = now;
+	if (c->cfg.identity && c->cfg.identity->max_held &&
+	    c->cfg.identity->held > c->cfg.identity->max_held)
+		return c->cfg.identity;
+	if (c->cfg.global && c->cfg.global->max_held &&
+	    c->cfg.global->held > c->cfg.global->max_held)
+		return c->cfg.global;
+	return NULL;
 }
 
 static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
@@ -751,6 +916,10 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
 			  "this connection holds more than %u bytes of unfinished requests",
 			  H2_CONN_HELD_MAX);
+	else if (r == 0 && held_over(call->conn))
+		call_fail(call, GRPC_RESOURCE_EXHAUSTED,
+			  "%s limit of %zu bytes held in unfinished requests reached",
+			  held_over(call->conn)->what, held_over(call->conn)->max_held);
 	if (call->finished) {
 		/* Nothing more of this request will be used. */
 		grpc_decoder_free(&call->dec);
@@ -888,6 +1057,17 @@ void h2_conn_goaway(struct h2_conn *c)
 			      NULL, 0);
 }
 
+void h2_conn_refuse(struct h2_conn *c, const char *why)
+{
+	free(c->refuse);
+	c->refuse = xstrdup(why);
+}
+
+void h2_conn_ping(struct h2_conn *c)
+{
+	nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
+}
+
 size_t h2_conn_active_calls(const struct h2_conn *c)
 {
 	return c->n_calls;
@@ -901,5 +1081,6 @@ void h2_conn_free(struct h2_conn *c)
 		call_free(c->calls);
 	nghttp2_session_del(c->session);
 	san_set_free(&c->peer);
+	free(c->refuse);
 	free(c);
 }

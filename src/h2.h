@@ -18,13 +18,39 @@
 
 struct h2_conn;
 
+/* Large response messages are copied into reusable 1 MiB blocks; a pool
+ * keeps a few free ones for all connections of one server. Blocks in use
+ * keep the pool alive after h2_pool_free (which accepts NULL). Never NULL
+ * (allocation failure exits). */
+struct h2_pool;
+struct h2_pool *h2_pool_new(void);
+void h2_pool_free(struct h2_pool *p);
+
+/* Counters shared by the connections of one client identity (or by all of
+ * a server's connections) and their caps; 0 = no cap. The owner zeroes
+ * the counters once; each conn adds and removes only its own share. */
+struct h2_quota {
+	size_t calls;	  /* open calls dispatched to a known method */
+	size_t streaming; /* ... of them server-streaming (Log) */
+	size_t held;	  /* bytes of unfinished request messages */
+	size_t max_calls, max_streaming, max_held;
+	const char *what; /* "per-identity", "server-wide": in refusals */
+};
+
 struct h2_conn_config {
-	const struct rpc_method *methods; /* borrowed; must outlive the conn */
-	size_t n_methods;
+	const struct rpc_service *service; /* borrowed; must outlive the conn */
 	size_t max_message;	 /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
 	struct event_base *base; /* deadline timers */
+	struct h2_pool *pool;	 /* borrowed; NULL = no reuse of blocks */
 	struct evbuffer *out;	 /* frames are appended here; borrowed */
 	size_t out_high_water;	 /* stop producing while out holds more; 0 = 1 MiB */
+	/* Going over a cap answers RESOURCE_EXHAUSTED naming it. Borrowed;
+	 * NULL = none. */
+	struct h2_quota *identity, *global;
+	/* A request body must be complete this long after its headers, or the
+	 * call fails with RESOURCE_EXHAUSTED and its bytes are dropped; 0 =
+	 * no limit. */
+	unsigned request_timeout_ms;
 	/* Called when the conn has output to produce outside h2_conn_feed and
 	 * h2_conn_flush (a deferred handler answered, a stream was resumed, a
 	 * deadline passed). The owner should call h2_conn_flush soon, from
@@ -58,6 +84,13 @@ bool h2_conn_want_read(const struct h2_conn *c);
 /* Graceful shutdown: GOAWAY with the last processed stream; running calls
  * continue, new streams are refused. Idempotent. */
 void h2_conn_goaway(struct h2_conn *c);
+
+/* Answers every call with RESOURCE_EXHAUSTED and `why` (copied), then
+ * GOAWAY: for a connection admitted only to say why it is refused. */
+void h2_conn_refuse(struct h2_conn *c, const char *why);
+
+/* Queues a PING (keepalive; nghttp2 matches the ACK). */
+void h2_conn_ping(struct h2_conn *c);
 
 /* Number of open calls (streams the client has opened and not closed). */
 size_t h2_conn_active_calls(const struct h2_conn *c);

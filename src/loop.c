@@ -6,6 +6,10 @@
 
 #include "util.h"
 
+struct loop {
+	struct event_base *base;
+};
+
 struct loop_watch {
 	struct event *ev;
 	loop_fn fn;
@@ -18,6 +22,18 @@ struct loop_timer {
 	void *ctx;
 };
 
+struct loop *loop_new(struct event_base *base)
+{
+	struct loop *loop = xcalloc(1, sizeof *loop);
+	loop->base = base;
+	return loop;
+}
+
+void loop_free(struct loop *loop)
+{
+	free(loop);
+}
+
 static void on_fd(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop_watch *w = arg;
@@ -29,7 +45,7 @@ struct loop_watch *loop_watch_fd(struct loop *loop, int fd, loop_fn fn, void *ct
 	struct loop_watch *w = xcalloc(1, sizeof *w);
 	w->fn = fn;
 	w->ctx = ctx;
-	w->ev = event_new((struct event_base *)loop, fd, EV_READ | EV_PERSIST, on_fd, w);
+	w->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_fd, w);
 	if (!w->ev || event_add(w->ev, NULL) < 0) {
 		fprintf(stderr, "rund: cannot watch fd %d\n", fd);
 		exit(1);
@@ -56,7 +72,7 @@ struct loop_timer *loop_timer_new(struct loop *loop, loop_fn fn, void *ctx)
 	struct loop_timer *t = xcalloc(1, sizeof *t);
 	t->fn = fn;
 	t->ctx = ctx;
-	t->ev = evtimer_new((struct event_base *)loop, on_timer, t);
+	t->ev = evtimer_new(loop->base, on_timer, t);
 	if (!t->ev) {
 		fprintf(stderr, "rund: cannot create a timer\n");
 		exit(1);

@@ -6,11 +6,19 @@
 
 #include <stdint.h>
 
+struct event_base;
 struct loop;
 struct loop_watch;
 struct loop_timer;
 
 typedef void (*loop_fn)(void *ctx);
+
+/* Wraps the daemon's event_base (borrowed: it must outlive the loop and
+ * every watch and timer made from it). Never NULL (allocation failure
+ * exits). */
+struct loop *loop_new(struct event_base *base);
+/* Frees the wrapper, not the event_base. Accepts NULL. */
+void loop_free(struct loop *loop);
 
 /* Calls fn(ctx) each time fd is readable, until loop_watch_free(). The fd
  * stays owned by the caller. Never NULL (allocation failure exits). */

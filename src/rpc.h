@@ -17,14 +17,23 @@
 struct rpc_call;
 struct san_set;
 
-/* Called once per call with the request message (valid only during the call
- * of the handler; copy what must outlive it). */
-typedef void (*rpc_handler_fn)(struct rpc_call *call, const uint8_t *req, size_t len);
+/* Called once per call with the service's ctx and the request message
+ * (valid only during the call of the handler; copy what must outlive it). */
+typedef void (*rpc_handler_fn)(struct rpc_call *call, void *ctx, const uint8_t *req, size_t len);
 
 struct rpc_method {
 	const char *path; /* "/rund.JobController/Start" */
 	bool streaming;	  /* server-streaming response */
 	rpc_handler_fn handler;
+};
+
+/* What a server serves: a method table and the state its handlers act on
+ * (passed to every handler as ctx). Both are borrowed by the transport and
+ * must outlive it. */
+struct rpc_service {
+	const struct rpc_method *methods;
+	size_t n_methods;
+	void *ctx;
 };
 
 /* The connection's peer identity: the SANs of its client certificate.

@@ -27,11 +27,15 @@ struct serve_opts {
 	const char *addr, *ca, *cert, *key, *tls_groups;
 	const char *state_dir, *cgroup, *io_devices;
 	uint64_t max_log_bytes, retention, handshake_timeout, drain;
-	uint64_t max_connections;
+	uint64_t max_connections, max_handshakes;
+	uint64_t idle_timeout, keepalive, request_timeout;
+	uint64_t identity_connections, identity_calls, identity_log_streams;
+	uint64_t identity_request_bytes, request_bytes;
 };
 
 struct daemon {
 	struct event_base *base;
+	struct loop *loop; /* base, as the job layer sees it */
 	struct server *server;
 	struct event *sigint, *sigterm;
 	bool stopping;
@@ -114,9 +118,18 @@ static int serve(int argc, char **argv)
 		.io_devices = "",
 		.max_log_bytes = 1ull << 30,
 		.retention = 7 * 24 * 3600 * NS_PER_SEC,
-		.handshake_timeout = 10 * NS_PER_SEC,
+		.handshake_timeout = 5 * NS_PER_SEC,
 		.drain = 5 * NS_PER_SEC,
 		.max_connections = 1024,
+		.max_handshakes = 64,
+		.idle_timeout = 5 * 60 * NS_PER_SEC,
+		.keepalive = 60 * NS_PER_SEC,
+		.request_timeout = 30 * NS_PER_SEC,
+		.identity_connections = 64,
+		.identity_calls = 1024,
+		.identity_log_streams = 512,
+		.identity_request_bytes = 32ull << 20,
+		.request_bytes = 256ull << 20,
 	};
 	struct flag flags[] = {
 		{"addr", FLAG_STRING, &o.addr,
@@ -141,7 +154,30 @@ static int serve(int argc, char **argv)
 		{"retention", FLAG_DURATION, &o.retention,
 		 "how long an ended job, its output and status are kept (0 = forever)"},
 		{"handshake_timeout", FLAG_DURATION, &o.handshake_timeout,
-		 "drop connections that have not completed the TLS handshake by then"},
+		 "drop connections that have not completed the TLS handshake and the HTTP/2 "
+		 "preface by then"},
+		{"max_handshakes", FLAG_U64, &o.max_handshakes,
+		 "connections allowed in their handshake at once; when full, a new one replaces "
+		 "the oldest"},
+		{"idle_timeout", FLAG_DURATION, &o.idle_timeout,
+		 "close a connection with no open call after this long, with GOAWAY (0 = never)"},
+		{"keepalive", FLAG_DURATION, &o.keepalive,
+		 "PING interval while calls are open; a peer silent for one more interval is "
+		 "dropped (0 = off)"},
+		{"request_timeout", FLAG_DURATION, &o.request_timeout,
+		 "time a client has to send a whole request after its headers (0 = no limit)"},
+		{"identity_connections", FLAG_U64, &o.identity_connections,
+		 "connections per client identity (its certificate's SAN set; certificates "
+		 "without a SAN share one anonymous identity with 1/8 of each per-identity "
+		 "limit); 0 = no limit"},
+		{"identity_calls", FLAG_U64, &o.identity_calls,
+		 "concurrent calls per client identity (0 = no limit)"},
+		{"identity_log_streams", FLAG_U64, &o.identity_log_streams,
+		 "concurrent Log streams per client identity (0 = no limit)"},
+		{"identity_request_bytes", FLAG_BYTES, &o.identity_request_bytes,
+		 "bytes of unfinished requests held per client identity (0 = no limit)"},
+		{"request_bytes", FLAG_BYTES, &o.request_bytes,
+		 "bytes of unfinished requests held for all clients together (0 = no limit)"},
 		{"drain", FLAG_DURATION, &o.drain,
 		 "on SIGINT/SIGTERM, how long running calls may take to finish"},
 		{"max_connections", FLAG_U64, &o.max_connections,
@@ -160,10 +196,24 @@ static int serve(int argc, char **argv)
 		flags_usage(stderr, flags, ARRAY_SIZE(flags));
 		return 2;
 	}
-	if (o.max_connections == 0 || o.max_connections > 1000000) {
-		fprintf(stderr, "rund serve: -max_connections %llu is out of range [1, 1000000]\n",
-			(unsigned long long)o.max_connections);
-		return 2;
+	const struct {
+		const char *name;
+		uint64_t v;
+	} counts[] = {{"max_connections", o.max_connections}, {"max_handshakes", o.max_handshakes}};
+	for (size_t i = 0; i < ARRAY_SIZE(counts); i++) {
+		if (counts[i].v == 0 || counts[i].v > 1000000) {
+			fprintf(stderr, "rund serve: -%s %llu is out of range [1, 1000000]\n",
+				counts[i].name, (unsigned long long)counts[i].v);
+			return 2;
+		}
+	}
+	const uint64_t *ms[] = {&o.idle_timeout, &o.keepalive, &o.request_timeout,
+				&o.handshake_timeout};
+	for (size_t i = 0; i < ARRAY_SIZE(ms); i++) {
+		if (*ms[i] / 1000000 > UINT32_MAX) {
+			fprintf(stderr, "rund serve: a duration flag is above %u ms\n", UINT32_MAX);
+			return 2;
+		}
 	}
 
 	return run(&o);
@@ -218,6 +268,7 @@ static int run(const struct serve_opts *o)
 		fprintf(stderr, "rund: cannot create the event loop\n");
 		goto out;
 	}
+	d.loop = loop_new(d.base);
 	struct job_config jc = {
 		.state_dir = state_dir,
 		.exe = exe,
@@ -228,19 +279,25 @@ static int run(const struct serve_opts *o)
 		.retention_ns = o->retention,
 	};
 	uint64_t t0 = now_mono_ns();
-	if (job_table_open((struct loop *)d.base, &jc, &jobs, &err) < 0) {
+	if (job_table_open(d.loop, &jc, &jobs, &err) < 0) {
 		fprintf(stderr, "rund: %s\n", err.msg);
 		goto out;
 	}
-	size_t nmethods;
-	const struct rpc_method *methods = api_methods(jobs, &nmethods);
 	struct server_opts so = {
 		.addr = o->addr,
 		.ssl_ctx = ssl_ctx,
-		.methods = methods,
-		.n_methods = nmethods,
+		.service = api_service(jobs),
 		.max_connections = (size_t)o->max_connections,
+		.max_handshakes = (size_t)o->max_handshakes,
 		.handshake_timeout_ms = (unsigned)(o->handshake_timeout / 1000000),
+		.idle_timeout_ms = (unsigned)(o->idle_timeout / 1000000),
+		.keepalive_ms = (unsigned)(o->keepalive / 1000000),
+		.request_timeout_ms = (unsigned)(o->request_timeout / 1000000),
+		.identity_connections = (size_t)o->identity_connections,
+		.identity_calls = (size_t)o->identity_calls,
+		.identity_log_streams = (size_t)o->identity_log_streams,
+		.identity_request_bytes = (size_t)o->identity_request_bytes,
+		.request_bytes = (size_t)o->request_bytes,
 	};
 	d.server = server_new(d.base, &so, &err);
 	if (!d.server) {
@@ -261,6 +318,7 @@ static int run(const struct serve_opts *o)
 out:
 	server_free(d.server);
 	job_table_free(jobs);
+	loop_free(d.loop);
 	if (d.sigint)
 		event_free(d.sigint);
 	if (d.sigterm)

@@ -32,6 +32,8 @@
 #include <openssl/err.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "h2.h"
@@ -39,7 +41,11 @@
 #include "util.h"
 
 #define DEFAULT_MAX_CONNECTIONS 1024
-#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_MAX_HANDSHAKES 64
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define ANON_SHARE 8			 /* SAN-less certificates share 1/8 of each identity cap */
+#define FD_RESERVE 64			 /* listener, epoll, inotify, signals, spawning, stdio */
+#define FD_MIN_SPARE 128		 /* at least this many for Log streams and jobs */
 #define OUT_HIGH_WATER (2 * 1024 * 1024) /* bounds plaintext queued per connection */
 #define OUT_LOW_WATER (512 * 1024)	 /* produce more below this */
 #define WIRE_HIGH (256 * 1024)		 /* ciphertext gathered per send() */
@@ -53,10 +59,29 @@
 #define LISTEN_BACKLOG 511
 #define H2_PREFACE_LEN 24
 
+/* One client identity: the connections that presented the same SAN set,
+ * and the quota their calls share. A short list: identities are few
+ * (certificates are issued by one CA) and it is searched once per
+ * connection. */
+struct ident {
+	struct ident *next;
+	char *key; /* the SANs joined by '\n'; "" = anonymous */
+	size_t conns;
+	struct h2_quota q;
+};
+
 struct sconn {
 	struct server *srv;
 	struct sconn *prev, *next;
-	int fd; /* owned */
+	TAILQ_ENTRY(sconn) hs_link; /* while in_hs: oldest first */
+	bool in_hs;		    /* counts against max_handshakes */
+	bool admitted;		    /* counts against max_connections and ident */
+	struct ident *ident;	    /* admitted: its identity */
+	struct event *tick;	    /* idle timeout and keepalive */
+	uint64_t last_busy_ns;	    /* last time a call was open */
+	uint64_t last_rx_ns;	    /* last bytes from the peer */
+	uint64_t ping_sent_ns;	    /* 0 = no keepalive PING outstanding */
+	int fd;			    /* owned */
 	SSL *ssl;
 	struct event *rev, *wev; /* persistent; wev armed only while wire waits */
 	bool reading;		 /* rev added */
@@ -78,9 +103,16 @@ struct server {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	BIO_METHOD *bio_method;
+	struct h2_pool *pool;		/* response blocks of every connection */
+	uint8_t rbuf[TLS_RECORD + 256]; /* plaintext just read, fed to h2 at once */
 	int port;
 	struct sconn *conns;
 	size_t n_conns;
+	TAILQ_HEAD(, sconn) handshakes;
+	size_t n_handshakes, n_established;
+	struct ident *idents;
+	struct h2_quota global;
+	unsigned tick_ms; /* 0 = neither idle timeout nor keepalive */
 	bool shutting_down;
 	struct event *drain_timer;
 	struct event *done_ev;
@@ -90,6 +122,7 @@ struct server {
 
 static void conn_flush(struct sconn *c);
 static void conn_do_read(struct sconn *c);
+static void conn_established(struct sconn *c);
 
 /* ---- the socket BIO ------------------------------------------------- */
 
@@ -136,6 +169,83 @@ static int bio_wire_read(BIO *b, char *buf, int len)
 	}
 }
 
+/* ---- identities and budgets ---------------------------------------- */
+
+static char *ident_key(const struct san_set *sans)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < sans->n; i++)
+		len += strlen(sans->names[i]) + 1;
+	char *k = xmalloc(len), *p = k;
+	for (size_t i = 0; i < sans->n; i++)
+		p += sprintf(p, "%s%s", i ? "\n" : "", sans->names[i]);
+	*p = '\0';
+	return k;
+}
+
+static struct ident *ident_find(struct server *s, const char *key)
+{
+	for (struct ident *id = s->idents; id; id = id->next)
+		if (strcmp(id->key, key) == 0)
+			return id;
+	return NULL;
+}
+
+static size_t anon_cap(size_t cap)
+{
+	return cap == 0 ? 0 : cap / ANON_SHARE ? cap / ANON_SHARE : 1;
+}
+
+static struct ident *ident_get(struct server *s, char *key)
+{
+	struct ident *id = ident_find(s, key);
+	if (id) {
+		free(key);
+		return id;
+	}
+	id = xcalloc(1, sizeof *id);
+	bool anon = key[0] == '\0';
+	id->key = key;
+	const struct server_opts *o = &s->opts;
+	id->q.max_calls = anon ? anon_cap(o->identity_calls) : o->identity_calls;
+	id->q.max_streaming = anon ? anon_cap(o->identity_log_streams) : o->identity_log_streams;
+	id->q.max_held = anon ? anon_cap(o->identity_request_bytes) : o->identity_request_bytes;
+	id->q.what = anon ? "anonymous (no SAN) identity's" : "per-identity";
+	id->next = s->idents;
+	s->idents = id;
+	return id;
+}
+
+/* Drops a connection's hold on its identity (after its h2 conn is gone). */
+static void ident_put(struct server *s, struct ident *id)
+{
+	if (!id || --id->conns > 0)
+		return;
+	for (struct ident **pp = &s->idents; *pp; pp = &(*pp)->next) {
+		if (*pp == id) {
+			*pp = id->next;
+			break;
+		}
+	}
+	free(id->key);
+	free(id);
+}
+
+static size_t ident_conn_cap(const struct server *s, const char *key)
+{
+	size_t cap = s->opts.identity_connections;
+	return key[0] == '\0' ? anon_cap(cap) : cap;
+}
+
+static void hs_leave(struct sconn *c)
+{
+	if (!c->in_hs)
+		return;
+	TAILQ_REMOVE(&c->srv->handshakes, c, hs_link);
+	c->in_hs = false;
+	c->srv->n_handshakes--;
+}
+
 /* ---- connections ---------------------------------------------------- */
 
 static void conn_free(struct sconn *c)
@@ -148,9 +258,15 @@ static void conn_free(struct sconn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
+	hs_leave(c);
 	/* h2 first: handlers get their cancel callbacks while the peer
 	 * identity and everything else are still intact. */
 	h2_conn_free(c->h2);
+	if (c->admitted)
+		s->n_established--;
+	ident_put(s, c->ident);
+	if (c->tick)
+		event_free(c->tick);
 	event_free(c->hs_timer);
 	event_free(c->flush_ev);
 	event_free(c->rev);
@@ -292,6 +408,8 @@ static void conn_flush(struct sconn *c)
 {
 	if (c->closing || !c->h2)
 		return;
+	if (h2_conn_active_calls(c->h2) > 0)
+		c->last_busy_ns = now_mono_ns();
 	for (;;) {
 		if (h2_conn_flush(c->h2) < 0) {
 			conn_close_soon(c);
@@ -316,11 +434,12 @@ static void conn_flush(struct sconn *c)
 
 static void conn_do_read(struct sconn *c)
 {
-	static uint8_t buf[TLS_RECORD + 256];
+	uint8_t *buf = c->srv->rbuf;
 	size_t budget = READ_BUDGET;
+	c->last_rx_ns = now_mono_ns();
 	for (;;) {
 		ERR_clear_error();
-		int n = SSL_read(c->ssl, buf, sizeof buf);
+		int n = SSL_read(c->ssl, buf, sizeof c->srv->rbuf);
 		if (n <= 0) {
 			if (SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_READ)
 				break;
@@ -337,9 +456,11 @@ static void conn_do_read(struct sconn *c)
 			return;
 		}
 		/* The client preface (24 bytes) passed nghttp2's check: the
-		 * connection is established, its deadline no longer applies. */
-		if (c->fed < H2_PREFACE_LEN && (c->fed += (size_t)n) >= H2_PREFACE_LEN)
-			event_del(c->hs_timer);
+		 * connection is established, its deadline no longer applies
+		 * (a refused one keeps it: it is only there to say why). */
+		if (c->fed < H2_PREFACE_LEN && (c->fed += (size_t)n) >= H2_PREFACE_LEN &&
+		    c->admitted)
+			conn_established(c);
 		/* Level-triggered: more on the socket wakes us again. */
 		if (!SSL_has_pending(c->ssl))
 			break;
@@ -350,6 +471,64 @@ static void conn_do_read(struct sconn *c)
 		}
 	}
 	conn_flush(c);
+}
+
+static void tick_arm(struct sconn *c)
+{
+	unsigned ms = c->srv->tick_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(c->tick, &tv);
+}
+
+/* Idle timeout: no call open for idle_timeout_ms -> GOAWAY and close.
+ * Keepalive: while calls are open, a PING every keepalive_ms; a peer that
+ * sent nothing at all in the keepalive_ms after one is gone. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sconn *c = arg;
+	const struct server_opts *o = &c->srv->opts;
+	if (c->closing || !c->h2)
+		return;
+	uint64_t now = now_mono_ns(), ms = 1000000;
+	tick_arm(c);
+	if (h2_conn_active_calls(c->h2) == 0) {
+		c->ping_sent_ns = 0;
+		if (o->idle_timeout_ms && now - c->last_busy_ns >= o->idle_timeout_ms * ms) {
+			h2_conn_goaway(c->h2);
+			conn_flush(c);
+		}
+		return;
+	}
+	c->last_busy_ns = now;
+	if (!o->keepalive_ms)
+		return;
+	if (c->ping_sent_ns && c->last_rx_ns < c->ping_sent_ns) {
+		if (now - c->ping_sent_ns >= o->keepalive_ms * ms)
+			conn_free(c); /* no answer: the peer is gone */
+		return;
+	}
+	if (now - c->ping_sent_ns >= o->keepalive_ms * ms) {
+		c->ping_sent_ns = now;
+		h2_conn_ping(c->h2);
+		conn_flush(c);
+	}
+}
+
+/* The preface arrived on an admitted connection: it leaves the handshake
+ * budget and its deadline; the idle and keepalive clock starts. */
+static void conn_established(struct sconn *c)
+{
+	event_del(c->hs_timer);
+	hs_leave(c);
+	c->last_busy_ns = now_mono_ns();
+	if (c->srv->tick_ms) {
+		c->tick = evtimer_new(c->srv->base, tick_cb, c);
+		if (!c->tick) {
+			fprintf(stderr, "rund: out of memory arming a timer\n");
+			exit(1);
+		}
+		tick_arm(c);
+	}
 }
 
 static void conn_handshake_done(struct sconn *c)
@@ -364,11 +543,33 @@ static void conn_handshake_done(struct sconn *c)
 		conn_free(c);
 		return;
 	}
+	struct server *s = c->srv;
+	_cleanup_free_ char *key = ident_key(&sans);
+	char why[160] = "";
+	struct ident *found = ident_find(s, key);
+	size_t cap = ident_conn_cap(s, key);
+	if (s->n_established >= s->opts.max_connections)
+		snprintf(why, sizeof why, "server limit of %zu connections reached",
+			 s->opts.max_connections);
+	else if (cap && found && found->conns >= cap)
+		snprintf(why, sizeof why, "%s limit of %zu connections reached", found->q.what,
+			 cap);
+	else if (cap == 0 && s->opts.identity_connections)
+		snprintf(why, sizeof why, "no connections allowed");
+	if (!why[0]) {
+		c->admitted = true;
+		s->n_established++;
+		c->ident = ident_get(s, steal_pointer(&key));
+		c->ident->conns++;
+	}
 	struct h2_conn_config cfg = {
-		.methods = c->srv->opts.methods,
-		.n_methods = c->srv->opts.n_methods,
+		.service = &c->srv->opts.service,
+		.identity = c->ident ? &c->ident->q : NULL,
+		.global = &s->global,
+		.request_timeout_ms = s->opts.request_timeout_ms,
 		.max_message = c->srv->opts.max_message,
 		.base = c->srv->base,
+		.pool = c->srv->pool,
 		.out = c->out,
 		.out_high_water = OUT_HIGH_WATER,
 		.wake = conn_wake,
@@ -376,6 +577,8 @@ static void conn_handshake_done(struct sconn *c)
 	};
 	c->h2 = h2_conn_new(&cfg, &sans);
 	san_set_free(&sans);
+	if (why[0])
+		h2_conn_refuse(c->h2, why);
 	if (c->srv->shutting_down)
 		h2_conn_goaway(c->h2);
 	/* The client's preface may already be buffered. */
@@ -438,10 +641,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      int addrlen, void *arg)
 {
 	struct server *s = arg;
-	if (s->shutting_down || s->n_conns >= s->opts.max_connections) {
+	if (s->shutting_down) {
 		close(fd);
 		return;
 	}
+	/* The newcomer may be the real client; the oldest unfinished one has
+	 * had its chance. */
+	if (s->n_handshakes >= s->opts.max_handshakes)
+		conn_free(TAILQ_FIRST(&s->handshakes));
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
@@ -478,6 +685,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
+	TAILQ_INSERT_TAIL(&s->handshakes, c, hs_link);
+	c->in_hs = true;
+	s->n_handshakes++;
 
 	struct timeval tv = {
 		.tv_sec = s->opts.handshake_timeout_ms / 1000,
@@ -560,6 +770,32 @@ static int listen_socket(const char *addr, int *out, struct err *err)
 
 /* ---- public --------------------------------------------------------- */
 
+/* Splits RLIMIT_NOFILE: connections and handshakes first, a fixed reserve,
+ * then half of the rest for Log streams (each may hold a file) and half for
+ * jobs (each running job holds a few). */
+static int fd_budget(struct server *s, struct err *err)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return err_sys(err, errno, "getrlimit(RLIMIT_NOFILE)");
+	uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : rl.rlim_cur;
+	uint64_t conns = (uint64_t)s->opts.max_connections + s->opts.max_handshakes;
+	if (limit < conns + FD_RESERVE + FD_MIN_SPARE)
+		return err_set(err, EMFILE, ERR_INVALID,
+			       "the open-file limit %llu cannot hold -max_connections %zu + "
+			       "-max_handshakes %zu + %d reserved descriptors; raise the limit or "
+			       "lower the flags",
+			       (unsigned long long)limit, s->opts.max_connections,
+			       s->opts.max_handshakes, FD_RESERVE + FD_MIN_SPARE);
+	s->global.max_streaming = (size_t)((limit - conns - FD_RESERVE) / 2);
+	return 0;
+}
+
+size_t server_max_streams(const struct server *s)
+{
+	return s->global.max_streaming;
+}
+
 struct server *server_new(struct event_base *base, const struct server_opts *opts, struct err *err)
 {
 	_cleanup_close_ int fd = -1;
@@ -576,10 +812,21 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	struct server *s = xcalloc(1, sizeof *s);
 	s->base = base;
 	s->opts = *opts;
+	TAILQ_INIT(&s->handshakes);
 	if (!s->opts.max_connections)
 		s->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
+	if (!s->opts.max_handshakes)
+		s->opts.max_handshakes = DEFAULT_MAX_HANDSHAKES;
 	if (!s->opts.handshake_timeout_ms)
 		s->opts.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	if (fd_budget(s, err) < 0) {
+		free(s);
+		return NULL;
+	}
+	unsigned idle = s->opts.idle_timeout_ms, ka = s->opts.keepalive_ms;
+	s->tick_ms = !idle ? ka : !ka ? idle : idle < ka ? idle : ka;
+	s->global.max_held = s->opts.request_bytes;
+	s->global.what = "server-wide";
 	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						 : ((struct sockaddr_in *)&ss)->sin_port);
 
@@ -597,6 +844,7 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
 	s->bio_method = tls_socket_bio_method("rund wire", bio_wire_write, bio_wire_read);
+	s->pool = h2_pool_new();
 	if (!s->accept_retry || !s->bio_method) {
 		server_free(s);
 		err_set(err, ENOMEM, ERR_INTERNAL, "listen on %s: out of memory", opts->addr);
@@ -673,5 +921,6 @@ void server_free(struct server *s)
 	if (s->drain_timer)
 		event_free(s->drain_timer);
 	BIO_meth_free(s->bio_method);
+	h2_pool_free(s->pool);
 	free(s);
 }

@@ -173,6 +173,21 @@ static int server_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned c
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* OpenSSL's SSL-client purpose check passes a CA certificate that carries
+ * the client usages, and a CA key should sign certificates, not connect:
+ * the peer's own certificate must be an end-entity client certificate. */
+static int server_verify_cb(int ok, X509_STORE_CTX *store)
+{
+	if (!ok || X509_STORE_CTX_get_error_depth(store) != 0)
+		return ok;
+	X509 *cert = X509_STORE_CTX_get_current_cert(store);
+	if (X509_check_ca(cert) != 0 || X509_check_purpose(cert, X509_PURPOSE_SSL_CLIENT, 0) != 1) {
+		X509_STORE_CTX_set_error(store, X509_V_ERR_INVALID_PURPOSE);
+		return 0;
+	}
+	return 1;
+}
+
 SSL_CTX *tls_server_ctx_new(const struct tls_opts *opts, struct err *err)
 {
 	_cleanup_(ctx_freep) SSL_CTX *ctx = ctx_new_common(TLS_server_method(), opts, err);
@@ -187,7 +202,8 @@ SSL_CTX *tls_server_ctx_new(const struct tls_opts *opts, struct err *err)
 		return NULL;
 	}
 	SSL_CTX_set_client_CA_list(ctx, names);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   server_verify_cb);
 
 	/* No resumption: every connection presents and has verified a client
 	 * certificate now, so an expired or replaced certificate never rides

@@ -20,8 +20,9 @@ struct tls_opts {
 	const char *groups; /* NULL = TLS_DEFAULT_GROUPS */
 };
 
-/* Server context: requires and verifies a client certificate, selects "h2"
- * or aborts the handshake (no_application_protocol). NULL with err set
+/* Server context: requires and verifies a client certificate, which must be
+ * an end-entity certificate fit for client authentication (a CA:TRUE one is
+ * refused), selects "h2" or aborts the handshake (no_application_protocol). NULL with err set
  * naming the file or setting at fault. */
 SSL_CTX *tls_server_ctx_new(const struct tls_opts *opts, struct err *err);
 

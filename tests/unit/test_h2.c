@@ -48,7 +48,7 @@ static int cancels;
 static struct rpc_call *deferred_call;
 static size_t stream_total, stream_sent, stream_msg = 65536, max_queue_seen;
 
-static void echo(struct rpc_call *call, const uint8_t *req, size_t len)
+static void echo(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	struct iovec iov = {(void *)req, len};
 	assert_int_equal(rpc_call_send(call, &iov, 1), 0);
@@ -62,13 +62,13 @@ static void cancel_cb(void *ctx)
 }
 
 /* Answers later (or never): the test finishes it or lets it time out. */
-static void defer(struct rpc_call *call, const uint8_t *req, size_t len)
+static void defer(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	deferred_call = call;
 	rpc_call_set_ctx(call, NULL, NULL, cancel_cb);
 }
 
-static void fail_with_percent(struct rpc_call *call, const uint8_t *req, size_t len)
+static void fail_with_percent(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	rpc_call_finish(call, GRPC_NOT_FOUND, "no job 100% \"x\"\n");
 }
@@ -92,7 +92,7 @@ static void stream_pull(struct rpc_call *call, void *ctx, size_t budget)
 		rpc_call_finish(call, GRPC_OK, NULL);
 }
 
-static void stream(struct rpc_call *call, const uint8_t *req, size_t len)
+static void stream(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	rpc_call_set_ctx(call, NULL, stream_pull, cancel_cb);
 }
@@ -109,7 +109,7 @@ static void parked_pull(struct rpc_call *call, void *ctx, size_t budget)
 	deferred_call = NULL;
 }
 
-static void parked(struct rpc_call *call, const uint8_t *req, size_t len)
+static void parked(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	deferred_call = call;
 	rpc_call_set_ctx(call, NULL, parked_pull, cancel_cb);
@@ -118,7 +118,7 @@ static void parked(struct rpc_call *call, const uint8_t *req, size_t len)
 /* Zero-copy sending: two messages written into reserved room, the second
  * with a skipped head; a reservation over the limit and a commit without
  * one are refused. The request says the size of the second message. */
-static void reserve(struct rpc_call *call, const uint8_t *req, size_t len)
+static void reserve(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
 {
 	assert_null(rpc_call_reserve(call, GRPC_DEFAULT_MAX_MESSAGE + 1));
 	assert_int_equal(rpc_call_commit(call, 0, 1), -EINVAL);
@@ -148,6 +148,7 @@ static const struct rpc_method methods[] = {
 	{"/t.S/Parked", true, parked},
 	{"/t.S/Reserve", false, reserve},
 };
+static const struct rpc_service service = {methods, sizeof methods / sizeof methods[0], NULL};
 
 /* ---- client side ---------------------------------------------------- */
 
@@ -207,6 +208,9 @@ static void t_wake(void *ctx)
 	((struct tc *)ctx)->wakes++;
 }
 
+/* The identity quota the next tc_init's conn counts against (NULL: none). */
+static struct h2_quota *tc_identity;
+
 static void tc_init(struct tc *t, size_t max_message, int32_t client_window)
 {
 	memset(t, 0, sizeof *t);
@@ -217,14 +221,14 @@ static void tc_init(struct tc *t, size_t max_message, int32_t client_window)
 	struct san_set peer = {0};
 	san_set_add(&peer, "DNS:client.test");
 	struct h2_conn_config cfg = {
-		.methods = methods,
-		.n_methods = sizeof methods / sizeof methods[0],
+		.service = &service,
 		.max_message = max_message,
 		.base = t->base,
 		.out = t->out,
 		.out_high_water = 64 * 1024,
 		.wake = t_wake,
 		.ctx = t,
+		.identity = tc_identity,
 	};
 	t->h2 = h2_conn_new(&cfg, &peer);
 	assert_int_equal(peer.n, 0); /* moved */
@@ -586,6 +590,83 @@ static void test_deadline(void **state)
 	tc_free(&t);
 }
 
+/* A grpc-timeout of zero is a deadline that has passed, like 1n: the
+ * handler never runs. */
+static void test_zero_timeout_expired(void **state)
+{
+	struct tc t;
+	tc_init(&t, 0, 65535);
+	uint8_t buf[64];
+	const char *values[] = {"0n", "1n", "0H"};
+	for (size_t i = 0; i < 3; i++) {
+		struct body b = framed(buf, "q");
+		int32_t id = request(&t, "POST", "/t.S/Echo", "application/grpc", &b,
+				     "grpc-timeout", values[i], NULL);
+		pump(&t);
+		assert_int_equal(res_of(&t, id)->grpc_status, GRPC_DEADLINE_EXCEEDED);
+		assert_int_equal(res_of(&t, id)->data_len, 0);
+	}
+	tc_free(&t);
+}
+
+/* Two conns of one identity share its cap on calls; a third identity's conn
+ * is not affected; the counters return to zero. */
+static void test_identity_quota(void **state)
+{
+	struct h2_quota q = {.max_calls = 1, .what = "per-identity"}, other = {.max_calls = 1};
+	struct tc a, b, c;
+	uint8_t buf[64];
+	struct body ba = framed(buf, "q"), bb = framed(buf, "q"), bc = framed(buf, "q");
+	tc_identity = &q;
+	tc_init(&a, 0, 65535);
+	tc_init(&b, 0, 65535);
+	tc_identity = &other;
+	tc_init(&c, 0, 65535);
+	tc_identity = NULL;
+	int32_t ida = request(&a, "POST", "/t.S/Defer", "application/grpc", &ba, NULL);
+	pump(&a);
+	assert_non_null(deferred_call);
+	assert_int_equal(q.calls, 1);
+	int32_t idb = request(&b, "POST", "/t.S/Echo", "application/grpc", &bb, NULL);
+	pump(&b);
+	assert_int_equal(res_of(&b, idb)->grpc_status, GRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(res_of(&b, idb)->grpc_message,
+			    "per-identity limit of 1 concurrent calls reached");
+	int32_t idc = request(&c, "POST", "/t.S/Echo", "application/grpc", &bc, NULL);
+	pump(&c);
+	assert_int_equal(res_of(&c, idc)->grpc_status, GRPC_OK);
+	rpc_call_finish(deferred_call, GRPC_OK, NULL);
+	deferred_call = NULL;
+	pump(&a);
+	assert_int_equal(res_of(&a, ida)->grpc_status, GRPC_OK);
+	assert_int_equal(q.calls, 0);
+	bb = framed(buf, "q");
+	idb = request(&b, "POST", "/t.S/Echo", "application/grpc", &bb, NULL);
+	pump(&b);
+	assert_int_equal(res_of(&b, idb)->grpc_status, GRPC_OK);
+	tc_free(&a);
+	tc_free(&b);
+	tc_free(&c);
+	assert_int_equal(q.calls + q.streaming + q.held, 0);
+	assert_int_equal(other.calls + other.streaming + other.held, 0);
+}
+
+/* A connection admitted only to say why it is refused. */
+static void test_refuse(void **state)
+{
+	struct tc t;
+	tc_init(&t, 0, 65535);
+	h2_conn_refuse(t.h2, "limit of 2 connections reached");
+	uint8_t buf[64];
+	struct body b = framed(buf, "q");
+	int32_t id = request(&t, "POST", "/t.S/Echo", "application/grpc", &b, NULL);
+	pump(&t);
+	assert_int_equal(res_of(&t, id)->grpc_status, GRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(res_of(&t, id)->grpc_message, "limit of 2 connections reached");
+	assert_false(h2_conn_want_read(t.h2));
+	tc_free(&t);
+}
+
 static void test_cancel_by_rst_and_close(void **state)
 {
 	struct tc t;
@@ -698,6 +779,9 @@ int main(void)
 		cmocka_unit_test(test_message_encoding),
 		cmocka_unit_test(test_deferred_finish),
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_zero_timeout_expired),
+		cmocka_unit_test(test_identity_quota),
+		cmocka_unit_test(test_refuse),
 		cmocka_unit_test(test_cancel_by_rst_and_close),
 		cmocka_unit_test(test_stream_flow_control),
 		cmocka_unit_test(test_stream_parked_resume),

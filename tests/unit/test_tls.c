@@ -456,6 +456,25 @@ static void test_untrusted_client_cert(void **state)
 	conn_free(&k);
 }
 
+/* A certificate from the trusted CA with clientAuth usage, but CA:TRUE: a
+ * CA key must not log in as a client (OpenSSL's purpose check alone lets
+ * it pass). */
+static void test_ca_client_cert(void **state)
+{
+	struct err err = {0};
+	struct tls_opts o = {F("ca.pem"), FIXTURES "/ca-true-client.pem",
+			     FIXTURES "/ca-true-client-key.pem", NULL};
+	SSL_CTX *c = tls_client_ctx_new(&o, &err);
+	assert_non_null(c);
+	struct conn k;
+	conn_init(&k, server_ctx(NULL), c, "localhost");
+	conn_run(&k);
+	assert_true(k.s_failed);
+	assert_true(k.c_failed);
+	assert_int_equal(SSL_get_verify_result(k.s), X509_V_ERR_INVALID_PURPOSE);
+	conn_free(&k);
+}
+
 /* A client context built without our policy's ALPN. */
 static SSL_CTX *client_ctx_alpn(const unsigned char *alpn, size_t len)
 {
@@ -558,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_set_host_bad),
 		cmocka_unit_test(test_no_client_cert),
 		cmocka_unit_test(test_untrusted_client_cert),
+		cmocka_unit_test(test_ca_client_cert),
 		cmocka_unit_test(test_alpn),
 		cmocka_unit_test(test_groups),
 		cmocka_unit_test(test_last_error),
