@@ -15,19 +15,19 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cgroup.h"
 #include "err.h"
+#include "handoff.h"
+#include "jobdir.h"
 #include "jobspec.h"
 #include "logstore.h"
+#include "jobspawn.h"
 #include "sys.h"
 #include "util.h"
 
-#define SPEC_MAX (16u << 20)  /* bounded request read from the FIFO */
 #define STATUS_TRIES 10	      /* one a second */
 #define STATUS_UNWRITABLE 3   /* exit code: the final status could not be written */
 #define PIPE_SIZE (1 << 20)   /* larger pipes: fewer wakeups for chatty jobs */
@@ -36,36 +36,64 @@
 #define DRAIN_REKILL_MS 2000  /* after exit: kill the group again if pipes stay open */
 #define DRAIN_GIVEUP_MS 10000 /* ... and stop waiting for EOF (a process escaped) */
 
-static const char job_path[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/* Everything the child needs, prepared before clone3 so that the child
- * only makes async-signal-safe calls. */
-struct exec_plan {
-	char **argv;
-	char *envp[4];
-	char **paths; /* candidate executables, NULL-terminated */
-	int devnull, out_w, err_w, errpipe_w;
-	sigset_t empty;
+/* Everything a supervisor holds, released in one place (sup_job_release)
+ * whichever way it ends. */
+struct sup_job {
+	char *state_dir; /* from the request */
+	struct jobspec spec;
+	struct cgroup_root root;
+	int dirfd, lockfd, cgfd, devnull, pidfd;
+	int out_r, err_r;
+	pid_t pid;
+	struct logwriter log;
+	uint8_t *buf;
 };
+
+static void sup_job_init(struct sup_job *j)
+{
+	memset(j, 0, sizeof *j);
+	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
+	j->log.fd = -1;
+	j->root.dirfd = j->root.jobs_fd = -1;
+}
+
+static void close_fd(int *fd)
+{
+	closep(fd);
+	*fd = -1;
+}
+
+static void sup_job_release(struct sup_job *j)
+{
+	logwriter_close(&j->log);
+	cgroup_root_close(&j->root);
+	jobspec_free(&j->spec);
+	free(j->state_dir);
+	free(j->buf);
+	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r,
+		      &j->err_r, &j->dirfd,   &j->lockfd}; /* the job's lock last */
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+		close_fd(fds[i]);
+}
+
+/* A pipe pair, both ends owned by the caller's cleanup. */
+struct pipe_pair {
+	int r, w;
+};
+
+static void pipe_pair_close(struct pipe_pair *p)
+{
+	closep(&p->r);
+	closep(&p->w);
+}
 
 /* ---- reporting to the daemon ---- */
 
-/* One line, so the message is flattened: argv may contain newlines. */
-static void report_err(const struct err *e)
+static void report(const struct err *e)
 {
-	char msg[ERR_MSG_MAX];
-	size_t n = strnlen(e->msg, sizeof msg - 1);
-	memcpy(msg, e->msg, n);
-	msg[n] = '\0';
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)msg[i] < 0x20)
-			msg[i] = ' ';
-	char line[ERR_MSG_MAX + 64];
-	int len = snprintf(line, sizeof line, "err %d %d %s\n", e->code ? e->code : EIO,
-			   (int)(e->kind ? e->kind : ERR_INTERNAL), msg);
-	if (len > 0)
-		write_all(STDOUT_FILENO, line,
-			  (size_t)len < sizeof line ? (size_t)len : sizeof line);
+	char line[HANDOFF_REPORT_MAX];
+	size_t n = handoff_report_format(e, line);
+	write_all(STDOUT_FILENO, line, n);
 }
 
 /* ---- start-up helpers ---- */
@@ -106,47 +134,9 @@ static const char *parse_args(int argc, char **argv)
 	return fifo;
 }
 
-/* Reads the request: a decimal length line, then that many bytes of
- * jobspec. The daemon keeps its end open until we report, so there is no
- * EOF to wait for (see supervisor.h). */
-static int read_request(int fd, char **out, size_t *len, struct err *err)
-{
-	char hdr[24];
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = read_retry(fd, hdr + n, 1);
-		if (r <= 0)
-			return r < 0 ? err_sys(err, (int)-r, "read request header")
-				     : err_set(err, EPROTO, ERR_INTERNAL,
-					       "request ends in its header");
-		if (hdr[n] == '\n')
-			break;
-		if (++n == sizeof hdr - 1)
-			return err_set(err, EPROTO, ERR_INTERNAL, "request header too long");
-	}
-	hdr[n] = '\0';
-	uint64_t want;
-	if (parse_u64(hdr, &want) < 0 || want > SPEC_MAX)
-		return err_set(err, EPROTO, ERR_INTERNAL, "bad request length \"%s\"", hdr);
-	_cleanup_free_ char *buf = xmalloc(want + 1);
-	for (size_t have = 0; have < want;) {
-		ssize_t r = read_retry(fd, buf + have, want - have);
-		if (r <= 0)
-			return r < 0 ? err_sys(err, (int)-r, "read request")
-				     : err_set(err, EPROTO, ERR_INTERNAL,
-					       "request truncated at %zu of %llu bytes", have,
-					       (unsigned long long)want);
-		have += (size_t)r;
-	}
-	buf[want] = '\0';
-	*out = steal_pointer(&buf);
-	*len = want;
-	return 0;
-}
-
 /* Waits for the request. No timeout is needed: the daemon holds the FIFO's
  * other end, so if it dies before writing, the read sees EOF. */
-static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
+static int read_request(const char *fifo, struct sup_job *j, struct err *err)
 {
 	/* O_NONBLOCK so the open never waits for a writer: if the daemon's end
 	 * is already gone, the first read sees EOF instead of hanging. */
@@ -155,209 +145,67 @@ static int read_spec(const char *fifo, struct jobspec *spec, struct err *err)
 		return err_sys(err, errno, "open fifo %s", fifo);
 	if (fcntl(fd, F_SETFL, 0) < 0)
 		return err_sys(err, errno, "fifo %s", fifo);
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
-	int r = read_request(fd, &buf, &len, err);
+	_cleanup_(handoff_request_free) struct handoff_request req = {0};
+	int r = handoff_request_read(fd, &req, err);
 	if (r < 0)
 		return err_wrap(err, "fifo %s", fifo);
-	r = jobspec_decode(buf, len, spec, err);
+	r = jobspec_decode(req.spec, req.spec_len, &j->spec, err);
 	if (r < 0)
 		return err_wrap(err, "job request");
-	if (!spec->cgroup)
+	if (!j->spec.cgroup)
 		return err_set(err, EINVAL, ERR_INTERNAL, "job request names no cgroup root");
+	j->state_dir = steal_pointer(&req.state_dir);
 	return 0;
-}
-
-/* The FIFO is <state_dir>/run/<name>; the job is <state_dir>/jobs/<id>. */
-static int open_jobdir(const char *fifo, const char *id, struct err *err)
-{
-	const char *slash = strrchr(fifo, '/');
-	_cleanup_free_ char *run =
-		slash ? xstrndup(fifo, slash == fifo ? 1 : (size_t)(slash - fifo)) : xstrdup(".");
-	_cleanup_free_ char *dir = xasprintf("%s/../jobs/%s", run, id);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return err_sys(err, errno, "open job directory %s", dir);
-	return fd;
-}
-
-static int take_lock(int dirfd, struct err *err)
-{
-	int fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return err_sys(err, errno, "open lock file");
-	/* Non-blocking: a second supervisor for one job is a bug, not
-	 * something to wait for. */
-	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EINTR)
-			continue;
-		int e = errno;
-		close(fd);
-		if (e == EWOULDBLOCK)
-			return err_set(err, EBUSY, ERR_INTERNAL,
-				       "another supervisor holds this job's lock");
-		return err_sys(err, e, "lock job directory");
-	}
-	return fd;
-}
-
-static void plan_init(struct exec_plan *p, const struct jobspec *spec)
-{
-	memset(p, 0, sizeof *p);
-	p->argv = spec->argv;
-	p->envp[0] = xasprintf("PATH=%s", job_path);
-	p->envp[1] = xstrdup("HOME=/");
-	p->envp[2] = xstrdup("LANG=C.UTF-8");
-	p->envp[3] = NULL;
-	sigemptyset(&p->empty);
-
-	const char *name = spec->argv[0];
-	if (strchr(name, '/')) {
-		p->paths = xcalloc(2, sizeof *p->paths);
-		p->paths[0] = xstrdup(name);
-		return;
-	}
-	size_t n = 1;
-	for (const char *c = job_path; *c; c++)
-		n += *c == ':';
-	p->paths = xcalloc(n + 1, sizeof *p->paths);
-	size_t i = 0;
-	for (const char *d = job_path; i < n; i++) {
-		size_t dl = strcspn(d, ":");
-		p->paths[i] = xasprintf("%.*s/%s", (int)dl, d, name);
-		d += dl + (d[dl] == ':');
-	}
-}
-
-static void plan_free(struct exec_plan *p)
-{
-	for (size_t i = 0; i < 3; i++)
-		free(p->envp[i]);
-	for (size_t i = 0; p->paths && p->paths[i]; i++)
-		free(p->paths[i]);
-	free(p->paths);
-}
-
-/* ---- the child, between clone3 and execve: async-signal-safe only ---- */
-
-static _Noreturn void child_exec(const struct exec_plan *p)
-{
-	struct sigaction dfl;
-	bool eacces = false;
-	int e = 0;
-	if (dup2(p->devnull, STDIN_FILENO) < 0 || dup2(p->out_w, STDOUT_FILENO) < 0 ||
-	    dup2(p->err_w, STDERR_FILENO) < 0 || chdir("/") < 0) {
-		e = errno;
-		goto fail;
-	}
-	/* exec keeps ignored signals ignored and the signal mask: give the
-	 * job pristine ones, whatever we or the daemon had. */
-	memset(&dfl, 0, sizeof dfl);
-	dfl.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &dfl, NULL);
-	sigprocmask(SIG_SETMASK, &p->empty, NULL);
-	/* The daemon raises its descriptor limit for its own bookkeeping; the
-	 * job gets the conventional soft limit back (some programs loop over
-	 * every possible fd). */
-	struct rlimit nofile;
-	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 1024) {
-		nofile.rlim_cur = 1024;
-		setrlimit(RLIMIT_NOFILE, &nofile);
-	}
-
-	/* Like execvp: ENOENT-like errors move on to the next directory, the
-	 * first EACCES wins if nothing runs, anything else (ENOEXEC...) is
-	 * final. No shell fallback. */
-	e = ENOENT;
-	for (size_t i = 0; p->paths[i]; i++) {
-		execve(p->paths[i], p->argv, p->envp);
-		e = errno;
-		if (e == EACCES) {
-			eacces = true;
-			continue;
-		}
-		if (e == ENOENT || e == ENOTDIR || e == ESTALE || e == ENODEV || e == ETIMEDOUT ||
-		    e == ENAMETOOLONG)
-			continue;
-		goto fail;
-	}
-	if (eacces)
-		e = EACCES;
-fail:;
-	ssize_t w;
-	do
-		w = write(p->errpipe_w, &e, sizeof e);
-	while (w < 0 && errno == EINTR);
-	_exit(127);
 }
 
 /* ---- the supervisor proper ---- */
 
-struct job {
-	struct jobspec spec;
-	struct cgroup_root root;
-	int dirfd, lockfd, cgfd, devnull, pidfd;
-	int out_r, err_r;
-	pid_t pid;
-	struct logwriter log;
-	uint8_t *buf;
-};
-
-static enum err_kind exec_kind(int e)
+static int make_pipe(struct pipe_pair *p, bool big, struct err *err)
 {
-	switch (e) {
-	case ENOENT:
-		return ERR_NOT_FOUND;
-	case EACCES:
-	case ENOEXEC:
-	case ENOTDIR:
-	case EPERM:
-	case ELOOP:
-	case ENAMETOOLONG:
-	case EISDIR:
-	case ETXTBSY:
-	case ELIBBAD:
-		return ERR_PRECONDITION;
-	case ENOMEM:
-	case E2BIG:
-	case EMFILE:
-	case ENFILE:
-	case EAGAIN:
-		return ERR_EXHAUSTED;
-	default:
-		return ERR_INTERNAL;
-	}
-}
-
-static int make_pipe(int fds[2], bool big, struct err *err)
-{
+	int fds[2];
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return err_sys(err, errno, "pipe");
+	p->r = fds[0];
+	p->w = fds[1];
 	if (big)
-		fcntl(fds[0], F_SETPIPE_SZ, PIPE_SIZE); /* best effort */
+		fcntl(p->r, F_SETPIPE_SZ, PIPE_SIZE); /* best effort */
 	return 0;
 }
 
-static void close_fd(int *fd)
+/* The job's output pipes, /dev/null, the exec plan, then the job: the
+ * plan is complete before clone3 (spawn.h). */
+static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 {
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
+	_cleanup_(pipe_pair_close) struct pipe_pair out = {-1, -1}, errp = {-1, -1};
+	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
+	int r;
+	j->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (j->devnull < 0)
+		return err_sys(err, errno, "open /dev/null");
+	if ((r = make_pipe(&out, true, err)) < 0 || (r = make_pipe(&errp, true, err)) < 0)
+		return r;
+
+	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
+	jobspawn_plan_init(&plan, j->spec.argv);
+	plan.stdin_fd = j->devnull;
+	plan.stdout_fd = out.w;
+	plan.stderr_fd = errp.w;
+	plan.cgroup_fd = j->cgfd;
+	plan.cgroup_name = cg_name;
+	struct jobspawn_child sp;
+	if ((r = jobspawn_start(&plan, &sp, err)) < 0)
+		return r;
+	j->pid = sp.pid;
+	j->pidfd = sp.pidfd;
+	j->out_r = steal_fd(&out.r);
+	j->err_r = steal_fd(&errp.r);
+	return 0;
 }
 
 /* Creates the cgroup and starts the job. On failure nothing is left but
  * the job directory's files; err says why. */
-static int start_job(struct job *j, struct err *err)
+static int start_job(struct sup_job *j, struct err *err)
 {
-	int out[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1};
-	int pidfd = -1, child_errno = 0, clone_errno;
-	struct exec_plan plan;
-	struct clone_args ca;
-	pid_t pid;
-	ssize_t n;
-
 	int r = cgroup_root_open(j->spec.cgroup, &j->root, err);
 	if (r < 0)
 		return r;
@@ -365,80 +213,43 @@ static int start_job(struct job *j, struct err *err)
 			      j->spec.n_io_devices, &j->cgfd, err);
 	if (r < 0)
 		return r;
-
-	r = logwriter_open(&j->log, j->dirfd, "log", j->spec.max_log_bytes);
-	if (r < 0) {
+	r = logwriter_open(&j->log, j->dirfd, jobdir_name(JOBDIR_LOG), j->spec.max_log_bytes);
+	if (r < 0)
 		err_sys(err, -r, "create log file");
-		goto bad_cgroup;
+	else
+		r = spawn_into_cgroup(j, err);
+	if (r < 0) {
+		close_fd(&j->cgfd);
+		cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
+		unlinkat(j->dirfd, jobdir_name(JOBDIR_LOG), 0);
 	}
-	j->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (j->devnull < 0) {
-		r = err_sys(err, errno, "open /dev/null");
-		goto bad_cgroup;
-	}
-	if ((r = make_pipe(out, true, err)) < 0 || (r = make_pipe(errp, true, err)) < 0 ||
-	    (r = make_pipe(ep, false, err)) < 0)
-		goto bad_pipes;
+	return r;
+}
 
-	plan_init(&plan, &j->spec);
-	plan.devnull = j->devnull;
-	plan.out_w = out[1];
-	plan.err_w = errp[1];
-	plan.errpipe_w = ep[1];
-
-	memset(&ca, 0, sizeof ca);
-	ca.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
-	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	ca.exit_signal = SIGCHLD;
-	ca.cgroup = (uint64_t)j->cgfd;
-	pid = sys_clone3(&ca);
-	if (pid == 0)
-		child_exec(&plan);
-	clone_errno = errno;
-	plan_free(&plan);
-	close_fd(&out[1]);
-	close_fd(&errp[1]);
-	close_fd(&ep[1]);
-	if (pid < 0) {
-		r = err_sys(err, clone_errno, "clone3 into cgroup %s/jobs/%s", j->root.path,
-			    j->spec.id);
-		goto bad_pipes;
-	}
-	j->pid = pid;
-	j->pidfd = pidfd;
-
-	/* EOF: the CLOEXEC end closed because execve succeeded. */
-	n = read_retry(ep[0], &child_errno, sizeof child_errno);
-	close_fd(&ep[0]);
-	if (n == (ssize_t)sizeof child_errno) {
-		siginfo_t si;
-		while (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-			;
-		close_fd(&j->pidfd);
-		r = err_set(err, child_errno, exec_kind(child_errno), "exec \"%s\": %s",
-			    j->spec.argv[0], strerror(child_errno));
-		goto bad_pipes;
-	}
-	j->out_r = out[0];
-	j->err_r = errp[0];
-	return 0;
-
-bad_pipes:
-	close_fd(&out[0]);
-	close_fd(&out[1]);
-	close_fd(&errp[0]);
-	close_fd(&errp[1]);
-	close_fd(&ep[0]);
-	close_fd(&ep[1]);
-bad_cgroup:
-	close_fd(&j->cgfd);
+/* Records that the job runs. If that fails the daemon could not tell it
+ * was ever running: undo it. */
+static int record_started(struct sup_job *j, struct err *err)
+{
+	struct jobstart started = {
+		.supervisor_pid = getpid(), .pid = j->pid, .start_ns = now_real_ns()};
+	size_t len;
+	_cleanup_free_ char *text = jobstart_encode(&started, &len);
+	int r = write_file_atomic(j->dirfd, jobdir_name(JOBDIR_STARTED), text, len);
+	if (r == 0)
+		return 0;
+	err_sys(err, -r, "write started file");
+	sys_pidfd_send_signal(j->pidfd, SIGKILL, NULL, 0);
+	cgroup_job_kill(&j->root, j->spec.id, NULL);
+	siginfo_t si;
+	while (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+		;
 	cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
-	unlinkat(j->dirfd, "log", 0);
+	unlinkat(j->dirfd, jobdir_name(JOBDIR_LOG), 0);
 	return r;
 }
 
 /* One read from a pipe into the log. Returns false at EOF or on error. */
-static bool pump(struct job *j, int fd, enum log_stream stream)
+static bool pump(struct sup_job *j, int fd, enum log_stream stream)
 {
 	ssize_t n = read_retry(fd, j->buf, READ_CHUNK);
 	if (n <= 0)
@@ -449,7 +260,7 @@ static bool pump(struct job *j, int fd, enum log_stream stream)
 	return true;
 }
 
-static void run_job(struct job *j, struct jobstatus *st)
+static void run_job(struct sup_job *j, struct jobstatus *st)
 {
 	bool exited = false;
 	uint64_t exit_mono = 0;
@@ -517,8 +328,51 @@ static void run_job(struct job *j, struct jobstatus *st)
 			}
 		}
 	}
-	free(j->buf);
-	j->buf = NULL;
+}
+
+/* The job ended: final numbers (read before the group disappears), the
+ * status file, the cgroup removed. Returns the supervisor's exit code. */
+static int record_status(struct sup_job *j, struct jobstatus *st)
+{
+	struct cgroup_stats cs;
+	if (cgroup_job_stats(&j->root, j->spec.id, &cs) == 0) {
+		st->user_usec = cs.user_usec;
+		st->system_usec = cs.system_usec;
+		st->memory_peak = cs.memory_peak;
+		st->oom_killed = cs.oom_kills > 0;
+	}
+	st->stopped = faccessat(j->dirfd, jobdir_name(JOBDIR_STOP), F_OK, 0) == 0;
+	st->log_bytes = j->log.kept;
+	st->log_truncated = j->log.truncated;
+	logwriter_close(&j->log);
+	size_t len;
+	_cleanup_free_ char *text = jobstatus_encode(st, &len);
+	/* The status is the job's outcome: a full disk may free up, so try
+	 * for a while. If it never works, exit with STATUS_UNWRITABLE; the
+	 * daemon then reports the job as lost and says why. */
+	int r, tries = 0;
+	while ((r = write_file_atomic(j->dirfd, jobdir_name(JOBDIR_STATUS), text, len)) < 0 &&
+	       ++tries < STATUS_TRIES)
+		sleep(1);
+	close_fd(&j->cgfd);
+	cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
+	return r < 0 ? STATUS_UNWRITABLE : 0;
+}
+
+/* Everything from the request to "ok"; on failure err says why and
+ * nothing is left but the job directory's files. */
+static int start(struct sup_job *j, const char *fifo, struct err *err)
+{
+	int r;
+	if ((r = read_request(fifo, j, err)) < 0)
+		return r;
+	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
+		return j->dirfd;
+	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
+		return j->lockfd;
+	if ((r = start_job(j, err)) < 0)
+		return r;
+	return record_started(j, err);
 }
 
 int supervisor_main(int argc, char **argv)
@@ -527,101 +381,31 @@ int supervisor_main(int argc, char **argv)
 	/* The daemon may go away while we run: writing to a dead pipe must
 	 * be an error, not our death. */
 	signal(SIGPIPE, SIG_IGN);
-
-	struct err err;
-	err_clear(&err);
-	/* Declared before the first goto: cleanup must never see them unset. */
-	_cleanup_free_ char *text = NULL;
-	struct jobstart started;
-	struct jobstatus st;
-	struct cgroup_stats cs;
-	size_t len;
 	const char *fifo = parse_args(argc, argv);
 	if (!fifo) {
 		fprintf(stderr, "usage: rund execute -fifo PATH\n");
 		return 2;
 	}
-
-	struct job j;
-	memset(&j, 0, sizeof j);
-	j.dirfd = j.lockfd = j.cgfd = j.devnull = j.pidfd = j.out_r = j.err_r = -1;
-	j.log.fd = -1;
-	j.root.dirfd = j.root.jobs_fd = -1;
-	int r;
-
 	/* Our own session: signals for the daemon's terminal or process
 	 * group (^C) must not reach the job or us, nor a spare supervisor
 	 * waiting for its job. */
 	setsid();
-	if ((r = read_spec(fifo, &j.spec, &err)) < 0 ||
-	    (j.dirfd = open_jobdir(fifo, j.spec.id, &err)) < 0)
-		goto fail;
-	if ((j.lockfd = take_lock(j.dirfd, &err)) < 0 || (r = start_job(&j, &err)) < 0)
-		goto fail;
 
-	started = (struct jobstart){
-		.supervisor_pid = getpid(), .pid = j.pid, .start_ns = now_real_ns()};
-	text = jobstart_encode(&started, &len);
-	r = write_file_atomic(j.dirfd, "started", text, len);
-	if (r < 0) {
-		/* The daemon could not tell this job was ever running: undo. */
-		err_sys(&err, -r, "write started file");
-		sys_pidfd_send_signal(j.pidfd, SIGKILL, NULL, 0);
-		cgroup_job_kill(&j.root, j.spec.id, NULL);
-		siginfo_t si;
-		while (waitid(P_PIDFD, (id_t)j.pidfd, &si, WEXITED) < 0 && errno == EINTR)
-			;
-		cgroup_job_remove(&j.root, j.spec.id, REMOVE_TIMEOUT_MS, NULL);
-		unlinkat(j.dirfd, "log", 0);
-		goto fail;
+	_cleanup_(sup_job_release) struct sup_job j;
+	sup_job_init(&j);
+	struct err err;
+	err_clear(&err);
+	if (start(&j, fifo, &err) < 0) {
+		report(&err);
+		return 1;
 	}
-	write_all(STDOUT_FILENO, "ok\n", 3);
+	report(NULL);
 	/* From here on nobody reads our stdout/stderr. */
 	dup2(j.devnull, STDOUT_FILENO);
 	dup2(j.devnull, STDERR_FILENO);
 
+	struct jobstatus st;
 	memset(&st, 0, sizeof st);
 	run_job(&j, &st);
-
-	/* Final numbers must be read before the group disappears. */
-	if (cgroup_job_stats(&j.root, j.spec.id, &cs) == 0) {
-		st.user_usec = cs.user_usec;
-		st.system_usec = cs.system_usec;
-		st.memory_peak = cs.memory_peak;
-		st.oom_killed = cs.oom_kills > 0;
-	}
-	st.stopped = faccessat(j.dirfd, "stop", F_OK, 0) == 0;
-	st.log_bytes = j.log.kept;
-	st.log_truncated = j.log.truncated;
-	logwriter_close(&j.log);
-	free(text);
-	text = jobstatus_encode(&st, &len);
-	/* The status is the job's outcome: a full disk may free up, so try
-	 * for a while. If it never works, exit with STATUS_UNWRITABLE; the
-	 * daemon then reports the job as lost and says why. */
-	int tries = 0;
-	while ((r = write_file_atomic(j.dirfd, "status", text, len)) < 0 && ++tries < STATUS_TRIES)
-		sleep(1);
-	int code = r < 0 ? STATUS_UNWRITABLE : 0;
-	close_fd(&j.cgfd);
-	cgroup_job_remove(&j.root, j.spec.id, REMOVE_TIMEOUT_MS, NULL);
-	cgroup_root_close(&j.root);
-	jobspec_free(&j.spec);
-	close_fd(&j.devnull);
-	close_fd(&j.dirfd);
-	close_fd(&j.lockfd);
-	return code;
-
-fail:
-	report_err(&err);
-	if (j.log.fd >= 0)
-		logwriter_close(&j.log);
-	cgroup_root_close(&j.root);
-	jobspec_free(&j.spec);
-	close_fd(&j.cgfd);
-	close_fd(&j.devnull);
-	close_fd(&j.pidfd);
-	close_fd(&j.dirfd);
-	close_fd(&j.lockfd);
-	return 1;
+	return record_status(&j, &st);
 }

@@ -1,0 +1,54 @@
+/* jobspawn: starting a job's process from a prepared exec plan.
+ *
+ * The plan is built (allocating, in the supervisor) before clone3, so the
+ * child between clone3 and execve makes only async-signal-safe calls:
+ * dup2 of the plan's descriptors onto 0-2, chdir("/"), default signal
+ * dispositions and an empty mask, the conventional RLIMIT_NOFILE soft
+ * limit, then an execvp-like walk over the plan's candidate paths. An
+ * exec failure travels back over a CLOEXEC pipe as an errno.
+ *
+ * Isolation steps of the child (namespaces, identity) belong in
+ * jobspawn_start's child path, after the descriptors are in place and before
+ * the exec walk, and their inputs in struct jobspawn_plan. */
+#ifndef RUND_JOBSPAWN_H
+#define RUND_JOBSPAWN_H
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+struct jobspawn_plan {
+	char **argv;   /* borrowed; argv[0] is the name */
+	char *envp[4]; /* owned: PATH, HOME, LANG */
+	char **paths;  /* owned candidate executables, NULL-terminated */
+	int stdin_fd;  /* borrowed descriptors the job gets as 0, 1, 2 */
+	int stdout_fd;
+	int stderr_fd;
+	int cgroup_fd;		 /* CLONE_INTO_CGROUP target; -1: the caller's cgroup */
+	const char *cgroup_name; /* for messages; borrowed */
+	sigset_t empty;		 /* the job's signal mask */
+};
+
+/* Prepares argv's plan: a clean environment and, for a name without a
+ * slash, one candidate per directory of HANDOFF_PATH. Descriptors are -1;
+ * the caller sets them. */
+void jobspawn_plan_init(struct jobspawn_plan *p, char **argv);
+void jobspawn_plan_free(struct jobspawn_plan *p); /* accepts zeroed */
+
+struct jobspawn_child {
+	pid_t pid;
+	int pidfd; /* owned by the caller */
+};
+
+/* clone3()s the job (into p->cgroup_fd when >= 0, with CLONE_PIDFD) and
+ * waits until it exec'd. 0 with *out set; or -errno with err set and
+ * nothing left running: the kind follows the exec errno (ENOENT
+ * ERR_NOT_FOUND; EACCES, ENOEXEC... ERR_PRECONDITION; E2BIG, ENOMEM...
+ * ERR_EXHAUSTED), a failed clone3 is ERR_INTERNAL. */
+int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, struct err *err);
+
+/* The err_kind an exec failure with errno e maps to. */
+enum err_kind jobspawn_exec_kind(int e);
+
+#endif
