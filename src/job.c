@@ -1,5 +1,6 @@
-/* job: the daemon's job table. See job.h for the contract and jobspec.h for
- * the files of a job directory. */
+/* job: the daemon's job table. See job.h for the contract. What lives
+ * elsewhere: the state directory's layout (jobdir.h), the hand-off to a
+ * supervisor (handoff.h) and the pool of ready supervisors (suppool.h). */
 #include "job.h"
 
 #include <dirent.h>

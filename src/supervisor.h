@@ -1,28 +1,26 @@
 /* supervisor: `rund execute -fifo PATH`, one process per job.
  *
- * Protocol with the daemon. The daemon creates the FIFO
- * <state_dir>/run/<name>, opens it read-write (so neither side ever blocks
- * in open, and written data survives until it is read), and spawns
- * `rund execute -fifo <state_dir>/run/<name>` with stdout a pipe to
- * itself. The supervisor starts a new session and waits for its request:
- * a decimal byte count and a newline, then the encoded jobspec (jobspec.h).
+ * Protocol with the daemon (the bytes are handoff.h's, the paths
+ * jobdir.h's). The daemon creates the FIFO <state_dir>/run/<n>, opens it
+ * read-write (so neither side ever blocks in open, and written data
+ * survives until it is read), and spawns `rund execute -fifo PATH` with
+ * stdout a pipe to itself (suppool.h). The supervisor starts a new session
+ * and waits for its request: the state directory and the encoded jobspec.
  * The daemon writes it when a Start arrives, after writing
  * <state_dir>/jobs/<id>/spec; until then the supervisor is a "spare" the
  * daemon keeps ready so that Start does not wait for an exec. If the
  * daemon dies first, its end closes and the supervisor sees EOF and exits.
  *
  * With the request read (the daemon reuses the FIFO afterwards), it opens
- * <state_dir>/jobs/<id> (<jobdir>), takes the flock on <jobdir>/lock,
- * creates the cgroup, clone3()s the job into it and execs it, then writes
- * <jobdir>/started and reports one line on stdout:
- *   "ok\n"
- *   "err <errno> <err_kind> <message>\n"   (nothing is left behind but the
- *                                          job directory, which the daemon
- *                                          removes)
- * and closes stdout. It then copies the job's stdout and stderr into
- * <jobdir>/log, waits for the job, kills what the job left in its cgroup,
- * drains the pipes, writes <jobdir>/status atomically, removes the cgroup
- * and exits 0. */
+ * <state_dir>/jobs/<id> (<jobdir>) from the state directory the request
+ * names, takes the flock on <jobdir>/lock, creates the cgroup, starts the
+ * job in it from a prepared exec plan (jobspawn.h), then writes
+ * <jobdir>/started and reports one line on stdout, "ok" or "err ..."
+ * (nothing is left behind on an error but the job directory, which the
+ * daemon removes), and closes stdout. It then copies the job's stdout and
+ * stderr into <jobdir>/log, waits for the job, kills what the job left in
+ * its cgroup, drains the pipes, writes <jobdir>/status atomically,
+ * removes the cgroup and exits 0. */
 #ifndef RUND_SUPERVISOR_H
 #define RUND_SUPERVISOR_H
 
