@@ -17,6 +17,7 @@
 
 #include "handoff.h"
 #include "jobdir.h"
+#include "recovery.h"
 #include "suppool.h"
 #include "sys.h"
 #include "ulid.h"
@@ -346,9 +347,7 @@ static void mark_ended(struct job *j)
 	struct job_table *t = j->t;
 	wd_remove(t, j);
 	/* Retention counts from the recorded end, also across restarts. */
-	uint64_t now = now_mono_ns(), real = now_real_ns(), end = j->status.end_ns;
-	uint64_t ago = end && end < real ? real - end : 0;
-	j->ended_mono_ns = ago < now ? now - ago : 0;
+	j->ended_mono_ns = recovery_end_mono(j->status.end_ns, now_real_ns(), now_mono_ns());
 	close_dirfd(j);
 	retention_arm(t, j->ended_mono_ns + t->cfg.retention_ns);
 	job_ref(j);
@@ -857,7 +856,6 @@ static void recheck_free(struct recheck *rc)
 }
 
 #define RECHECK_MS 100
-#define NEVER_STARTED_GRACE_MS 2000 /* a supervisor may be about to lock */
 
 /* Decides what a job directory found at start-up is. Returns true when
  * done: the job is in the table (running, ended or lost) or was dropped;
@@ -866,23 +864,21 @@ static bool settle_recovered(struct job *j, uint64_t waited_ms)
 {
 	struct job_table *t = j->t;
 	struct err err = {0};
-	/* Liveness first: a supervisor that is gone by now wrote its status
-	 * (if it could) before it let go of the lock. */
-	bool alive = jobdir_locked(t->dir.jobs_fd, j->id);
-	int r = load_status(j, &err);
-	bool started = load_start(j, NULL) == 0;
-	if (r == 0) {
+	struct recovery_facts f = {.waited_ms = waited_ms};
+	f.locked = jobdir_locked(t->dir.jobs_fd, j->id); /* first: see recovery.h */
+	f.status = load_status(j, &err);
+	f.started = load_start(j, NULL) == 0;
+	switch (recovery_judge(&f)) {
+	case RECOVERY_EXITED:
 		j->state = JOB_EXITED;
 		table_insert(t, j);
 		mark_ended(j);
 		return true;
-	}
-	if (r != -ENOENT) {
+	case RECOVERY_DAMAGED:
 		fprintf(stderr, "rund: state: jobs/%s: %s; treating it as lost\n", j->id, err.msg);
 		mark_lost(j);
 		return true;
-	}
-	if (started && alive) {
+	case RECOVERY_ATTACH:
 		/* The lock proves the recorded pid is still our supervisor; a
 		 * pidfd opened before re-checking it cannot name a reused pid. */
 		j->pidfd = sys_pidfd_open(j->start.supervisor_pid, 0);
@@ -898,21 +894,22 @@ static bool settle_recovered(struct job *j, uint64_t waited_ms)
 			j->pidfd = -1;
 		}
 		return false; /* it just ended, or pidfd_open failed: look again */
-	}
-	if (started) {
+	case RECOVERY_LOST:
 		fprintf(stderr,
 			"rund: job %s: supervisor died without recording a status; "
 			"killing the job\n",
 			j->id);
 		mark_lost(j);
 		return true;
-	}
-	if (alive || waited_ms < NEVER_STARTED_GRACE_MS)
+	case RECOVERY_WAIT:
 		return false;
-	/* Never started: its Start failed while no daemon was watching. */
-	jobdir_remove(t->dir.jobs_fd, j->id);
-	job_unref(j);
-	return true;
+	case RECOVERY_DROP:
+		/* Never started: its Start failed while no daemon was watching. */
+		jobdir_remove(t->dir.jobs_fd, j->id);
+		job_unref(j);
+		return true;
+	}
+	return false;
 }
 
 static void on_recheck(void *ctx)

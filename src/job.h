@@ -1,6 +1,6 @@
 /* job: the daemon's table of jobs and their lifecycle.
  *
- * A job is a directory <state_dir>/jobs/<ULID>/ (see jobspec.h for its
+ * A job is a directory <state_dir>/jobs/<ULID>/ (see jobdir.h for its
  * files) plus a supervisor process (`rund execute`). The daemon writes the
  * spec, spawns the supervisor, and from then on only observes: the
  * supervisor's exit through a pidfd, new output through inotify. Ownership
