@@ -51,6 +51,7 @@ struct fixture {
 	char *exe;
 	struct jobdir_root root;
 	struct event_base *base;
+	struct loop *loop;
 	struct suppool *pool;
 };
 
@@ -78,7 +79,8 @@ static int setup(void **state)
 	close(fd);
 	assert_int_equal(jobdir_root_open(f->state, &f->root, NULL), 0);
 	f->base = event_base_new();
-	f->pool = suppool_new((struct loop *)f->base, f->exe, f->state, f->root.run_fd);
+	f->loop = loop_new(f->base);
+	f->pool = suppool_new(f->loop, f->exe, f->state, f->root.run_fd);
 	*state = f;
 	return 0;
 }
@@ -87,6 +89,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	suppool_free(f->pool);
+	loop_free(f->loop);
 	event_base_free(f->base);
 	jobdir_root_close(&f->root);
 	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", f->dir);
