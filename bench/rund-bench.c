@@ -736,6 +736,18 @@ static long rss_kib(pid_t pid)
 
 /* True when pid is a supervisor of this daemon: "<rund> execute -fifo
  * <state_dir>/...". */
+/* True for a job's init (sandbox.c names it), which shares the
+ * supervisor's command line. */
+static bool is_job_init(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	return read_file_at(AT_FDCWD, path, 64, &buf, &len) == 0 &&
+	       strncmp(buf, "rund-init\n", 10) == 0;
+}
+
 static bool is_supervisor(pid_t pid)
 {
 	char path[64];
@@ -764,8 +776,8 @@ static int cmp_long(const void *a, const void *b)
 }
 
 /* Median private memory (Private_Clean + Private_Dirty) and RSS of up to
- * `max` supervisors. */
-static void supervisor_memory(size_t max, long *priv_kib, long *rss, size_t *found)
+ * `max` supervisors, or of their jobs' inits (init = true). */
+static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, size_t *found)
 {
 	static const char *const keys[] = {"Private_Clean", "Private_Dirty"};
 	long *pv = xcalloc(max, sizeof(long)), *rv = xcalloc(max, sizeof(long));
@@ -777,7 +789,8 @@ static void supervisor_memory(size_t max, long *priv_kib, long *rss, size_t *fou
 	while (n < max && (de = readdir(d))) {
 		char *endp;
 		long pid = strtol(de->d_name, &endp, 10);
-		if (*endp || pid <= 0 || !is_supervisor((pid_t)pid))
+		if (*endp || pid <= 0 || !is_supervisor((pid_t)pid) ||
+		    is_job_init((pid_t)pid) != init)
 			continue;
 		long p = proc_kib((pid_t)pid, "smaps_rollup", keys, ARRAY_SIZE(keys));
 		long r = rss_kib((pid_t)pid);
@@ -839,10 +852,14 @@ static int cmd_mem(void)
 
 	long priv, srss;
 	size_t found;
-	supervisor_memory(9, &priv, &srss, &found);
+	supervisor_memory(9, false, &priv, &srss, &found);
 	result("supervisors_sampled", (double)found);
 	result("sup_private_kib", (double)priv);
 	result("sup_rss_kib", (double)srss);
+	supervisor_memory(9, true, &priv, &srss, &found);
+	result("inits_sampled", (double)found);
+	result("init_private_kib", (double)priv);
+	result("init_rss_kib", (double)srss);
 
 	struct id_ctx ic = {.path = PATH_STOP, .ids = sc.ids};
 	struct work ws = {.n = opt.n, .conns = opt.conns, .item = item_id_call, .ctx = &ic};

@@ -144,6 +144,7 @@ static void send_status(struct rpc_call *call, struct job *j)
 	st.command = (char **)in.argv;
 	st.log_bytes = in.log_bytes;
 	st.log_truncated = in.log_truncated;
+	st.uid = in.uid;
 	send_packed(call, &st.base);
 }
 

@@ -60,6 +60,7 @@ struct job {
 	LIST_HEAD(, job_follower) followers;
 	LIST_HEAD(, job_waiter) waiters;
 	LIST_ENTRY(job) id_link, wd_link; /* hash chains */
+	bool holds_uid;			  /* spec.sandbox.uid is ours in the pool */
 };
 
 struct job_pending {
@@ -96,6 +97,8 @@ struct job_table {
 	uint64_t retention_due;		/* mono ns of the armed sweep, 0 = none */
 	LIST_HEAD(, cg_reaper) reapers; /* cgroups still being removed */
 	LIST_HEAD(, recheck) rechecks;	/* recovered jobs not settled yet */
+	uint64_t newest_created_ns;	/* recovery: uids resume after the newest job's */
+	uint32_t newest_uid;
 };
 
 /* --- hashing ------------------------------------------------------------ */
@@ -245,6 +248,7 @@ static int load_status(struct job *j, struct err *err)
 struct cg_reaper {
 	struct job_table *t;
 	char id[ULID_LEN + 1];
+	uint32_t uid; /* returned to the pool once the group is gone; 0 = none */
 	unsigned tries;
 	struct loop_timer *timer;
 	LIST_ENTRY(cg_reaper) link;
@@ -270,18 +274,33 @@ static void cg_reap(void *ctx)
 		return;
 	}
 	if (r < 0 && r != -ENOENT)
-		fprintf(stderr, "rund: job %s: %s\n", c->id, err.msg);
+		fprintf(stderr, "rund: job %s: %s%s\n", c->id, err.msg,
+			c->uid ? "; its uid stays reserved" : "");
+	else if (c->uid)
+		uidpool_release(c->t->cfg.uids, c->uid);
 	cg_reaper_free(c);
 }
 
-/* Kills what is left of job `id` and removes its cgroup, now or soon. */
-static void cgroup_remove_soon(struct job_table *t, const char *id)
+/* Kills what is left of job `id` and removes its cgroup, now or soon.
+ * Only then may its uid (0 = none) serve another job: nothing of this one
+ * can remain once its group is gone. */
+static void cgroup_remove_soon(struct job_table *t, const char *id, uint32_t uid)
 {
 	cgroup_job_kill(t->cfg.cgroup, id, NULL);
-	if (cgroup_job_remove(t->cfg.cgroup, id, 0, NULL) != -EBUSY)
+	int r = cgroup_job_remove(t->cfg.cgroup, id, 0, NULL);
+	if (r != -EBUSY) {
+		if (uid && (r == 0 || r == -ENOENT))
+			uidpool_release(t->cfg.uids, uid);
+		else if (uid)
+			fprintf(stderr,
+				"rund: job %s: cannot remove its cgroup (%s); its uid %u stays "
+				"reserved\n",
+				id, strerror(-r), uid);
 		return;
+	}
 	struct cg_reaper *c = xcalloc(1, sizeof *c);
 	c->t = t;
+	c->uid = uid;
 	snprintf(c->id, sizeof c->id, "%s", id);
 	c->timer = loop_timer_new(t->loop, cg_reap, c);
 	LIST_INSERT_HEAD(&t->reapers, c, link);
@@ -342,10 +361,20 @@ static void notify_followers(struct job *j)
 	f->notify(f->ctx);
 }
 
+/* Hands the job's uid back to the pool once its cgroup is gone, which
+ * also removes the group of a job whose supervisor could not. */
+static void job_cleanup_cgroup(struct job *j)
+{
+	uint32_t uid = j->holds_uid ? j->spec.sandbox.uid : 0;
+	j->holds_uid = false;
+	cgroup_remove_soon(j->t, j->id, uid);
+}
+
 static void mark_ended(struct job *j)
 {
 	struct job_table *t = j->t;
 	wd_remove(t, j);
+	job_cleanup_cgroup(j);
 	/* Retention counts from the recorded end, also across restarts. */
 	j->ended_mono_ns = recovery_end_mono(j->status.end_ns, now_real_ns(), now_mono_ns());
 	close_dirfd(j);
@@ -367,7 +396,6 @@ static void mark_ended(struct job *j)
 static void mark_lost(struct job *j)
 {
 	j->state = JOB_LOST;
-	cgroup_remove_soon(j->t, j->id);
 	j->status = (struct jobstatus){.end_ns = now_real_ns(), .signal = SIGKILL};
 	if (!j->in_table)
 		table_insert(j->t, j);
@@ -493,7 +521,7 @@ static void pending_fail(struct job_pending *p, const struct err *err)
 	/* The supervisor exits right after reporting (or already has). */
 	if (p->sup)
 		sup_reap(p->sup);
-	cgroup_remove_soon(t, p->job->id);
+	job_cleanup_cgroup(p->job);
 	jobdir_remove(t->dir.jobs_fd, p->job->id);
 	if (!p->detached)
 		p->cb(p->ctx, NULL, err);
@@ -612,10 +640,25 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		s->n_io_devices = t->cfg.n_io_devices;
 	}
 	s->max_log_bytes = t->cfg.max_log_bytes;
+	if (t->cfg.sandbox)
+		sandbox_policy_copy(&s->sandbox, t->cfg.sandbox);
+	else
+		s->sandbox.root = true;
 
 	r = jobspec_validate(s, t->ncpu, t->page_size, err);
 	if (r == 0)
 		r = cgroup_check_limits(t->cfg.cgroup, &s->limits, err);
+	if (r == 0 && !s->sandbox.root) {
+		uint32_t uid;
+		if (uidpool_take(t->cfg.uids, &uid) < 0) {
+			r = err_set(err, EUSERS, ERR_EXHAUSTED,
+				    "every job uid is in use (%u jobs hold one); widen -job_uids",
+				    uidpool_held(t->cfg.uids));
+		} else {
+			s->sandbox.uid = s->sandbox.gid = uid;
+			j->holds_uid = true;
+		}
+	}
 	if (r < 0) {
 		job_unref(j);
 		return r;
@@ -631,6 +674,7 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	/* Refuse before anything is created or a supervisor is used up. */
 	size_t limit = handoff_spec_limit(strlen(t->dir.path));
 	if (spec_len > limit) {
+		job_cleanup_cgroup(j);
 		pending_free(p);
 		return err_set(err, E2BIG, ERR_INVALID,
 			       "command line too long: %zu bytes encoded, limit %zu", spec_len,
@@ -639,6 +683,7 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 
 	if ((j->dirfd = jobdir_create(t->dir.jobs_fd, id)) < 0) {
 		r = err_sys(err, -j->dirfd, "create job directory %s/jobs/%s", t->dir.path, id);
+		job_cleanup_cgroup(j);
 		pending_free(p);
 		return r;
 	}
@@ -650,6 +695,7 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		if (p->sup)
 			sup_kill(steal_pointer(&p->sup));
 		jobdir_remove(t->dir.jobs_fd, id);
+		job_cleanup_cgroup(j);
 		pending_free(p);
 		return r;
 	}
@@ -686,6 +732,7 @@ void job_info(struct job *j, struct job_info *info)
 	*info = (struct job_info){0};
 	info->argv = j->spec.argv;
 	info->argc = j->spec.argc;
+	info->uid = j->spec.sandbox.root ? 0 : j->spec.sandbox.uid;
 	info->start_ns = j->has_start ? j->start.start_ns : 0;
 	info->state = j->state;
 	if (j->state == JOB_RUNNING) {
@@ -906,6 +953,7 @@ static bool settle_recovered(struct job *j, uint64_t waited_ms)
 	case RECOVERY_DROP:
 		/* Never started: its Start failed while no daemon was watching. */
 		jobdir_remove(t->dir.jobs_fd, j->id);
+		job_cleanup_cgroup(j);
 		job_unref(j);
 		return true;
 	}
@@ -963,6 +1011,19 @@ static void recover_job(struct job_table *t, const char *name)
 			err.msg[0] ? err.msg : "id does not match the directory");
 		goto bad;
 	}
+	if (!j->spec.sandbox.root && t->cfg.uids) {
+		/* Held until its group is gone, as for a job started now. */
+		uint32_t uid = j->spec.sandbox.uid;
+		r = uidpool_hold(t->cfg.uids, uid);
+		j->holds_uid = r == 0;
+		if (r == -EEXIST)
+			fprintf(stderr, "rund: state: jobs/%s: uid %u is recorded for two jobs\n",
+				canon, uid);
+		if (j->spec.created_ns >= t->newest_created_ns) {
+			t->newest_created_ns = j->spec.created_ns;
+			t->newest_uid = uid;
+		}
+	}
 	if (!settle_recovered(j, 0))
 		recheck_later(j);
 	return;
@@ -1007,6 +1068,8 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 		if (e->d_name[0] != '.')
 			recover_job(t, e->d_name);
 	closedir(d);
+	if (t->newest_uid && t->cfg.uids)
+		uidpool_resume_after(t->cfg.uids, t->newest_uid);
 	*out = t;
 	return 0;
 }

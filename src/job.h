@@ -22,6 +22,8 @@
 #include "logstore.h"
 #include "loop.h"
 #include "san.h"
+#include "sandbox.h"
+#include "uidpool.h"
 
 struct job_table;
 struct job;
@@ -34,6 +36,11 @@ struct job_config {
 	size_t n_io_devices;
 	uint64_t max_log_bytes; /* per job; 0 = unlimited */
 	uint64_t retention_ns;	/* ended jobs are removed after this; 0 = never */
+	/* How jobs are confined; copied into every job's spec at Start. For
+	 * confined jobs (!sandbox->root) each gets a uid of `uids`. Both
+	 * borrowed. */
+	const struct sandbox_policy *sandbox;
+	struct uidpool *uids;
 };
 
 /* Opens the state directory and serves every job found there (running jobs
@@ -96,6 +103,7 @@ struct job_info {
 	size_t argc;
 	uint64_t log_bytes;
 	bool log_truncated;
+	uint32_t uid; /* the job ran as this uid (0: root, by -job_user root) */
 };
 
 /* Fills info: live values from the cgroup while running, the recorded

@@ -83,23 +83,21 @@ enum err_kind jobspawn_exec_kind(int e)
 
 /* ---- the child, between clone3 and execve: async-signal-safe only ---- */
 
-static _Noreturn void child_exec(const struct jobspawn_plan *p, int errpipe)
+/* Returns only on failure, with the errno that explains it. */
+static int child_exec(void *arg)
 {
-	struct sigaction dfl;
+	const struct jobspawn_plan *p = arg;
 	bool eacces = false;
-	int e = 0;
 	if (dup2(p->stdin_fd, STDIN_FILENO) < 0 || dup2(p->stdout_fd, STDOUT_FILENO) < 0 ||
-	    dup2(p->stderr_fd, STDERR_FILENO) < 0 || chdir("/") < 0) {
-		e = errno;
-		goto fail;
-	}
+	    dup2(p->stderr_fd, STDERR_FILENO) < 0 || chdir("/") < 0)
+		return errno;
 	/* exec keeps ignored signals ignored and the signal mask: give the
-	 * job pristine ones, whatever we or the daemon had. */
-	memset(&dfl, 0, sizeof dfl);
-	dfl.sa_handler = SIG_DFL;
+	 * job pristine ones, whatever we or the daemon had. Through the
+	 * kernel: glibc's sigaction() refuses its own signals 32 and 33,
+	 * which posix_spawn left ignored in the supervisor. */
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &dfl, NULL);
+			sys_signal_default(sig);
 	sigprocmask(SIG_SETMASK, &p->empty, NULL);
 	/* The daemon raises its descriptor limit for its own bookkeeping; the
 	 * job gets the conventional soft limit back (some programs loop over
@@ -113,7 +111,7 @@ static _Noreturn void child_exec(const struct jobspawn_plan *p, int errpipe)
 	/* Like execvp: ENOENT-like errors move on to the next directory, the
 	 * first EACCES wins if nothing runs, anything else (ENOEXEC...) is
 	 * final. No shell fallback. */
-	e = ENOENT;
+	int e = ENOENT;
 	for (size_t i = 0; p->paths[i]; i++) {
 		execve(p->paths[i], p->argv, p->envp);
 		e = errno;
@@ -124,16 +122,9 @@ static _Noreturn void child_exec(const struct jobspawn_plan *p, int errpipe)
 		if (e == ENOENT || e == ENOTDIR || e == ESTALE || e == ENODEV || e == ETIMEDOUT ||
 		    e == ENAMETOOLONG)
 			continue;
-		goto fail;
+		return e;
 	}
-	if (eacces)
-		e = EACCES;
-fail:;
-	ssize_t w;
-	do
-		w = write(errpipe, &e, sizeof e);
-	while (w < 0 && errno == EINTR);
-	_exit(127);
+	return eacces ? EACCES : e;
 }
 
 /* ---- the parent ---- */
@@ -145,31 +136,41 @@ int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, st
 		return err_sys(err, errno, "pipe");
 	_cleanup_close_ int ep_r = ep[0], ep_w = ep[1];
 	int pidfd = -1;
+	struct sandbox as_we_are = {.root = true, .status_fds = {-1, -1}};
+	struct sandbox *sb = p->sandbox ? p->sandbox : &as_we_are;
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);
-	ca.flags = CLONE_PIDFD | (p->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+	ca.flags = CLONE_PIDFD | sandbox_clone_flags(sb);
+	if (p->cgroup_fd < 0)
+		ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+	else if (ca.flags & CLONE_INTO_CGROUP)
+		ca.cgroup = (uint64_t)p->cgroup_fd;
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = SIGCHLD;
-	ca.cgroup = p->cgroup_fd >= 0 ? (uint64_t)p->cgroup_fd : 0;
 	pid_t pid = sys_clone3(&ca);
 	if (pid == 0)
-		child_exec(p, ep_w);
+		sandbox_child(sb, p->cgroup_fd, ep_w, child_exec, (void *)p);
 	if (pid < 0)
-		return err_sys(err, errno, "clone3 into cgroup %s",
+		return err_sys(err, errno, "clone3 for cgroup %s",
 			       p->cgroup_name ? p->cgroup_name : "(own)");
+	sandbox_after_clone(sb);
 	closep(&ep_w);
 	ep_w = -1;
 
-	/* EOF: the CLOEXEC end closed because execve succeeded. */
-	int child_errno = 0;
-	ssize_t n = read_retry(ep_r, &child_errno, sizeof child_errno);
-	if (n == (ssize_t)sizeof child_errno) {
+	/* EOF: the CLOEXEC end closed because execve succeeded (a confined
+	 * job's init closes its copy once the main process is cloned). */
+	struct sandbox_report rep;
+	ssize_t n = read_retry(ep_r, &rep, sizeof rep);
+	if (n == (ssize_t)sizeof rep) {
 		siginfo_t si;
 		while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
 			;
 		close(pidfd);
-		return err_set(err, child_errno, jobspawn_exec_kind(child_errno), "exec \"%s\": %s",
-			       p->argv[0], strerror(child_errno));
+		if (rep.step == SANDBOX_STEP_EXEC)
+			return err_set(err, rep.err, jobspawn_exec_kind(rep.err), "exec \"%s\": %s",
+				       p->argv[0], strerror(rep.err));
+		return err_set(err, rep.err, ERR_INTERNAL, "sandbox: %s: %s",
+			       sandbox_step_name(sb, rep.step), strerror(rep.err));
 	}
 	out->pid = pid;
 	out->pidfd = pidfd;

@@ -7,9 +7,9 @@
  * limit, then an execvp-like walk over the plan's candidate paths. An
  * exec failure travels back over a CLOEXEC pipe as an errno.
  *
- * Isolation steps of the child (namespaces, identity) belong in
- * jobspawn_start's child path, after the descriptors are in place and before
- * the exec walk, and their inputs in struct jobspawn_plan. */
+ * The child confines itself as the plan's sandbox says (sandbox.h): a
+ * confined job's first child is its init, and the exec walk runs in the
+ * main process the init clones. */
 #ifndef RUND_JOBSPAWN_H
 #define RUND_JOBSPAWN_H
 
@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "sandbox.h"
 
 struct jobspawn_plan {
 	char **argv;   /* borrowed; argv[0] is the name */
@@ -28,6 +29,7 @@ struct jobspawn_plan {
 	int cgroup_fd;		 /* CLONE_INTO_CGROUP target; -1: the caller's cgroup */
 	const char *cgroup_name; /* for messages; borrowed */
 	sigset_t empty;		 /* the job's signal mask */
+	struct sandbox *sandbox; /* borrowed, prepared; NULL: exec as we are */
 };
 
 /* Prepares argv's plan: a clean environment and, for a name without a
@@ -41,11 +43,13 @@ struct jobspawn_child {
 	int pidfd; /* owned by the caller */
 };
 
-/* clone3()s the job (into p->cgroup_fd when >= 0, with CLONE_PIDFD) and
- * waits until it exec'd. 0 with *out set; or -errno with err set and
- * nothing left running: the kind follows the exec errno (ENOENT
- * ERR_NOT_FOUND; EACCES, ENOEXEC... ERR_PRECONDITION; E2BIG, ENOMEM...
- * ERR_EXHAUSTED), a failed clone3 is ERR_INTERNAL. */
+/* clone3()s the job (into p->cgroup_fd when >= 0, with CLONE_PIDFD; a
+ * confined job's init instead, which clones the main process into it) and
+ * waits until it exec'd. out->pid and out->pidfd are the first child's. 0
+ * with *out set; or -errno with err set and nothing left running: the kind
+ * follows the exec errno (ENOENT ERR_NOT_FOUND; EACCES, ENOEXEC...
+ * ERR_PRECONDITION; E2BIG, ENOMEM... ERR_EXHAUSTED), a failed clone3 or
+ * sandbox step is ERR_INTERNAL naming the step. */
 int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, struct err *err);
 
 /* The err_kind an exec failure with errno e maps to. */

@@ -240,6 +240,20 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len)
 		wb_str(&w, "io_device", dev);
 	}
 	wb_u64(&w, "max_log_bytes", spec->max_log_bytes);
+	/* A root job (or a zeroed policy) writes no sandbox keys at all,
+	 * exactly as specs from before isolation. */
+	const struct sandbox_policy *sb = &spec->sandbox;
+	if (!sb->root && sb->uid) {
+		wb_u64(&w, "uid", sb->uid);
+		wb_u64(&w, "gid", sb->gid);
+		wb_u64(&w, "namespaces", sb->namespaces);
+		for (size_t i = 0; i < sb->n_hide; i++)
+			wb_str(&w, "hide", sb->hide[i]);
+		if (sb->rootfs)
+			wb_str(&w, "rootfs", sb->rootfs);
+		if (sb->cgroup_mount)
+			wb_str(&w, "cgroup_mount", sb->cgroup_mount);
+	}
 	return wb_finish(&w, len);
 }
 
@@ -424,7 +438,7 @@ bool io_device_parse(const char *s, size_t n, struct io_device *dev)
 }
 
 static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *seen_id,
-		      bool *seen_created, bool *seen_log)
+		      bool *seen_created, bool *seen_log, unsigned *seen_sandbox)
 {
 	_cleanup_free_ char *v = NULL;
 	int e;
@@ -471,6 +485,38 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 			return rd_bad(r, "repeated key \"%s\"", key);
 		return rd_str(r, key, &s->cgroup);
 	}
+	struct sandbox_policy *sb = &s->sandbox;
+	if (strcmp(key, "hide") == 0) {
+		if (sb->n_hide == SANDBOX_MAX_HIDE)
+			return rd_bad(r, "more than %d \"hide\" lines", SANDBOX_MAX_HIDE);
+		return rd_str(r, key, &sb->hide[sb->n_hide++]);
+	}
+	if (strcmp(key, "rootfs") == 0 || strcmp(key, "cgroup_mount") == 0) {
+		char **dst = key[0] == 'r' ? &sb->rootfs : &sb->cgroup_mount;
+		if (*dst)
+			return rd_bad(r, "repeated key \"%s\"", key);
+		return rd_str(r, key, dst);
+	}
+	static const char *const sandbox_keys[] = {"uid", "gid", "namespaces"};
+	for (unsigned i = 0; i < ARRAY_SIZE(sandbox_keys); i++) {
+		if (strcmp(key, sandbox_keys[i]) != 0)
+			continue;
+		uint64_t max =
+			i < 2 ? 4294967294u : (uint64_t)(SANDBOX_NS_DEFAULT | SANDBOX_NS_NET);
+		uint64_t num;
+		if (*seen_sandbox & (1u << i))
+			return rd_bad(r, "repeated key \"%s\"", key);
+		if ((e = rd_num(r, '\n', max, &num, key)) < 0)
+			return e;
+		if (i == 0)
+			sb->uid = (uint32_t)num;
+		else if (i == 1)
+			sb->gid = (uint32_t)num;
+		else
+			sb->namespaces = (unsigned)num;
+		*seen_sandbox |= 1u << i;
+		return 0;
+	}
 	uint64_t *dst = NULL;
 	bool *seen = NULL;
 	if (strcmp(key, "created_ns") == 0) {
@@ -503,6 +549,7 @@ int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err 
 	memset(out, 0, sizeof *out);
 	struct rd r = {.p = buf, .end = buf ? buf + len : buf, .what = "spec", .err = err};
 	bool seen_id = false, seen_created = false, seen_log = false;
+	unsigned seen_sandbox = 0; /* bits: uid, gid, namespaces */
 
 	int e = rd_version(&r, "rund-spec 1");
 	while (e == 0) {
@@ -510,7 +557,9 @@ int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err 
 		int k = rd_key(&r, key, sizeof key);
 		if (k == 2)
 			break;
-		e = k < 0 ? k : spec_field(&r, key, &s, &seen_id, &seen_created, &seen_log);
+		e = k < 0 ? k
+			  : spec_field(&r, key, &s, &seen_id, &seen_created, &seen_log,
+				       &seen_sandbox);
 	}
 	if (e == 0 && !seen_id)
 		e = rd_bad(&r, "%s", "missing \"id\"");
@@ -518,6 +567,15 @@ int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err 
 		e = rd_bad(&r, "%s", "missing \"created_ns\"");
 	if (e == 0 && s.argc == 0)
 		e = rd_bad(&r, "%s", "missing \"arg\" (no command)");
+	/* uid, gid and namespaces come together, or the job ran as root. */
+	if (e == 0 && seen_sandbox != 0 && seen_sandbox != 7)
+		e = rd_bad(&r, "%s", "\"uid\", \"gid\" and \"namespaces\" must come together");
+	if (e == 0 && seen_sandbox == 0 &&
+	    (s.sandbox.n_hide || s.sandbox.rootfs || s.sandbox.cgroup_mount))
+		e = rd_bad(&r, "%s", "sandbox paths without a \"uid\"");
+	if (e == 0 && seen_sandbox == 7 && (s.sandbox.uid == 0 || s.sandbox.gid == 0))
+		e = rd_bad(&r, "%s", "a confined job's uid and gid cannot be 0");
+	s.sandbox.root = seen_sandbox == 0;
 	if (e < 0) {
 		jobspec_free(&s);
 		return e;
@@ -536,6 +594,7 @@ void jobspec_free(struct jobspec *spec)
 	san_set_free(&spec->owners);
 	free(spec->cgroup);
 	free(spec->io_devices);
+	sandbox_policy_free(&spec->sandbox);
 	memset(spec, 0, sizeof *spec);
 }
 

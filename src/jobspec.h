@@ -21,6 +21,7 @@
 
 #include "err.h"
 #include "san.h"
+#include "sandbox.h"
 
 /* Limits: ONE table, job_limit_defs[] (jobspec.c), that every layer reads:
  * api.c maps each row to the JobStartRequest field of the same name, the
@@ -111,6 +112,10 @@ struct jobspec {
 	struct io_device *io_devices; /* io.max targets (owned) */
 	size_t n_io_devices;
 	uint64_t max_log_bytes; /* 0 = unlimited */
+	/* How the job is confined (DESIGN §10), as the daemon's flags said at
+	 * Start. A spec without "uid" (written before isolation existed) runs
+	 * as root. */
+	struct sandbox_policy sandbox;
 };
 
 struct jobstart {

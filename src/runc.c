@@ -271,7 +271,8 @@ static void print_status(FILE *out, const Rund__JobStatus *s)
 	}
 	fputs("],", out);
 	json_u64str(out, "log_bytes", s->log_bytes);
-	json_bool(out, "log_truncated", s->log_truncated, false);
+	json_bool(out, "log_truncated", s->log_truncated, true);
+	fprintf(out, "\"uid\":%" PRIu32, s->uid);
 	fputs("}\n", out);
 }
 

@@ -2,6 +2,7 @@
  * (`rund execute -fifo PATH`) in one binary, so the supervisor is a fresh
  * exec of the same code with none of the daemon's memory. */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "cgroup.h"
 #include "flags.h"
 #include "job.h"
+#include "sandbox.h"
 #include "server.h"
 #include "supervisor.h"
 #include "tls.h"
@@ -31,6 +33,7 @@ struct serve_opts {
 	uint64_t idle_timeout, keepalive, request_timeout;
 	uint64_t identity_connections, identity_calls, identity_log_streams;
 	uint64_t identity_request_bytes, request_bytes;
+	const char *job_user, *job_uids, *job_network, *job_namespaces, *rootfs;
 };
 
 struct daemon {
@@ -105,6 +108,101 @@ static void raise_fd_limit(void)
 
 static int run(const struct serve_opts *o);
 
+/* Adds the directory holding file `path` to the directories jobs must not
+ * see, once. */
+static int hide_dir_of(struct sandbox_policy *p, const char *path, struct err *err)
+{
+	_cleanup_free_ char *abs = realpath(path, NULL);
+	if (!abs)
+		return err_sys(err, errno, "resolve %s", path);
+	char *slash = strrchr(abs, '/');
+	if (slash == abs)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	for (size_t i = 0; i < p->n_hide; i++)
+		if (strcmp(p->hide[i], abs) == 0)
+			return 0;
+	if (p->n_hide == SANDBOX_MAX_HIDE)
+		return err_set(err, E2BIG, ERR_INVALID, "too many directories to hide");
+	p->hide[p->n_hide++] = steal_pointer(&abs);
+	return 0;
+}
+
+/* The cgroup2 mount point, which a confined job gets remounted (showing
+ * only its own group); NULL when none is found. */
+static char *cgroup2_mount_point(void)
+{
+	_cleanup_free_ char *text = NULL, *root = NULL;
+	char *mnt = NULL;
+	size_t len;
+	if (read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1u << 20, &text, &len) < 0 ||
+	    cgroup_parse_mountinfo(text, &mnt, &root) < 0)
+		return NULL;
+	return mnt;
+}
+
+/* The job policy from the flags (DESIGN §10). 0, or -EINVAL with err
+ * naming the flag. */
+static int job_policy(const struct serve_opts *o, const char *state_dir, struct sandbox_policy *p,
+		      uint32_t range[2], struct err *err)
+{
+	memset(p, 0, sizeof *p);
+	if (strcmp(o->job_user, "root") == 0) {
+		p->root = true;
+	} else if (strcmp(o->job_user, "dynamic") != 0) {
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "-job_user \"%s\": want \"dynamic\" or \"root\"", o->job_user);
+	}
+	int r = uidpool_parse_range(o->job_uids, &range[0], &range[1], err);
+	if (r < 0)
+		return err_wrap(err, "-job_uids");
+	if ((r = sandbox_parse_namespaces(o->job_namespaces, &p->namespaces, err)) < 0)
+		return err_wrap(err, "-job_namespaces");
+	if (strcmp(o->job_network, "none") == 0)
+		p->namespaces |= SANDBOX_NS_NET;
+	else if (strcmp(o->job_network, "host") != 0)
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "-job_network \"%s\": want \"host\" or \"none\"", o->job_network);
+	if (p->root && (o->rootfs[0] || strcmp(o->job_network, "host") != 0))
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "-job_user root runs jobs with no isolation: -rootfs and "
+			       "-job_network none need -job_user dynamic");
+	if (p->root)
+		return 0;
+	p->hide[p->n_hide++] = xstrdup(state_dir);
+	if ((r = hide_dir_of(p, o->ca, err)) < 0 || (r = hide_dir_of(p, o->cert, err)) < 0 ||
+	    (r = hide_dir_of(p, o->key, err)) < 0)
+		return r;
+	if (o->rootfs[0]) {
+		p->rootfs = realpath(o->rootfs, NULL);
+		if (!p->rootfs)
+			return err_sys(err, errno, "-rootfs %s", o->rootfs);
+	}
+	p->cgroup_mount = cgroup2_mount_point();
+	return sandbox_policy_check(p, err);
+}
+
+static void announce_policy(const struct sandbox_policy *p, const uint32_t range[2])
+{
+	if (p->root) {
+		fprintf(stderr,
+			"rund: WARNING: -job_user root: every job runs as root with every "
+			"capability in the host's namespaces. Any client can read this server's "
+			"key, every job's output, and kill this daemon.\n");
+		return;
+	}
+	char ns[96];
+	sandbox_format_namespaces(p->namespaces, ns, sizeof ns);
+	fprintf(stderr, "rund: jobs run as uids %u-%u, namespaces %s%s%s\n", range[0], range[1], ns,
+		p->rootfs ? ", rootfs " : "", p->rootfs ? p->rootfs : "");
+	if ((p->namespaces & SANDBOX_NS_DEFAULT) != SANDBOX_NS_DEFAULT)
+		fprintf(stderr,
+			"rund: WARNING: -job_namespaces %s: jobs may see the host's processes, "
+			"the state directory or the server's key\n",
+			ns);
+}
+
 static int serve(int argc, char **argv)
 {
 	struct serve_opts o = {
@@ -130,6 +228,11 @@ static int serve(int argc, char **argv)
 		.identity_log_streams = 512,
 		.identity_request_bytes = 32ull << 20,
 		.request_bytes = 256ull << 20,
+		.job_user = "dynamic",
+		.job_uids = UIDPOOL_DEFAULT,
+		.job_network = "host",
+		.job_namespaces = "all",
+		.rootfs = "",
 	};
 	struct flag flags[] = {
 		{"addr", FLAG_STRING, &o.addr,
@@ -182,6 +285,22 @@ static int serve(int argc, char **argv)
 		 "on SIGINT/SIGTERM, how long running calls may take to finish"},
 		{"max_connections", FLAG_U64, &o.max_connections,
 		 "maximum number of simultaneous client connections"},
+		{"job_user", FLAG_STRING, &o.job_user,
+		 "\"dynamic\": every job runs as a uid of its own from -job_uids, without "
+		 "privileges, in namespaces of its own; \"root\": jobs run as root in the host's "
+		 "namespaces (no isolation at all)"},
+		{"job_uids", FLAG_STRING, &o.job_uids,
+		 "FIRST-LAST: the uids (and gids) confined jobs run as, one per live job"},
+		{"job_network", FLAG_STRING, &o.job_network,
+		 "\"host\": jobs share the host's network; \"none\": each job gets a network "
+		 "namespace of its own with only loopback"},
+		{"job_namespaces", FLAG_STRING, &o.job_namespaces,
+		 "namespaces confined jobs get: \"all\" (pid,mount,ipc,uts,cgroup) or a subset, "
+		 "for "
+		 "measurement; fewer weakens isolation"},
+		{"rootfs", FLAG_STRING, &o.rootfs,
+		 "run every job in this directory (pivot_root, read-only, own /proc, minimal /dev, "
+		 "private /tmp) instead of the host's file system"},
 	};
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);
@@ -233,6 +352,9 @@ static int run(const struct serve_opts *o)
 	struct io_device *devs = NULL;
 	size_t ndevs = 0;
 	struct job_table *jobs = NULL;
+	struct sandbox_policy policy = {0};
+	struct uidpool *uids = NULL;
+	uint32_t uid_range[2];
 	_cleanup_free_ char *state_dir = NULL;
 	_cleanup_free_ char *exe = NULL;
 
@@ -263,6 +385,14 @@ static int run(const struct serve_opts *o)
 		fprintf(stderr, "rund: %s\n", err.msg);
 		goto out;
 	}
+	if (job_policy(o, state_dir, &policy, uid_range, &err) < 0) {
+		fprintf(stderr, "rund serve: %s\n", err.msg);
+		status = 2;
+		goto out;
+	}
+	if (!policy.root)
+		uids = uidpool_new(uid_range[0], uid_range[1]);
+	announce_policy(&policy, uid_range);
 	d.base = event_base_new();
 	if (!d.base) {
 		fprintf(stderr, "rund: cannot create the event loop\n");
@@ -277,6 +407,8 @@ static int run(const struct serve_opts *o)
 		.n_io_devices = ndevs,
 		.max_log_bytes = o->max_log_bytes,
 		.retention_ns = o->retention,
+		.sandbox = &policy,
+		.uids = uids,
 	};
 	uint64_t t0 = now_mono_ns();
 	if (job_table_open(d.loop, &jc, &jobs, &err) < 0) {
@@ -328,6 +460,8 @@ out:
 	SSL_CTX_free(ssl_ctx);
 	cgroup_root_close(&cg);
 	free(devs);
+	sandbox_policy_free(&policy);
+	uidpool_free(uids);
 	return status;
 }
 

@@ -24,6 +24,7 @@
 #include "jobdir.h"
 #include "jobspec.h"
 #include "logstore.h"
+#include "sandbox.h"
 #include "jobspawn.h"
 #include "sys.h"
 #include "util.h"
@@ -47,6 +48,7 @@ struct sup_job {
 	pid_t pid;
 	struct logwriter log;
 	uint8_t *buf;
+	struct sandbox sb; /* pidfd is the job's init when confined */
 };
 
 static void sup_job_init(struct sup_job *j)
@@ -55,6 +57,7 @@ static void sup_job_init(struct sup_job *j)
 	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
 	j->log.fd = -1;
 	j->root.dirfd = j->root.jobs_fd = -1;
+	j->sb.status_fds[0] = j->sb.status_fds[1] = -1;
 }
 
 static void close_fd(int *fd)
@@ -70,6 +73,7 @@ static void sup_job_release(struct sup_job *j)
 	jobspec_free(&j->spec);
 	free(j->state_dir);
 	free(j->buf);
+	sandbox_free(&j->sb);
 	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r,
 		      &j->err_r, &j->dirfd,   &j->lockfd}; /* the job's lock last */
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
@@ -186,7 +190,10 @@ static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 		return r;
 
 	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
+	if ((r = sandbox_prepare(&j->spec.sandbox, cg_name, &j->sb, err)) < 0)
+		return r;
 	jobspawn_plan_init(&plan, j->spec.argv);
+	plan.sandbox = &j->sb;
 	plan.stdin_fd = j->devnull;
 	plan.stdout_fd = out.w;
 	plan.stderr_fd = errp.w;
@@ -301,6 +308,8 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			st->end_ns = now_real_ns();
 			exit_mono = now_mono_ns();
 			exited = true;
+			if (w == 0)
+				sandbox_main_status(&j->sb, &si);
 			if (w == 0 && si.si_code == CLD_EXITED) {
 				st->exited = true;
 				st->exit_code = si.si_status;

@@ -30,4 +30,54 @@ static inline int sys_pidfd_send_signal(int pidfd, int sig, siginfo_t *info, uns
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags);
 }
 
+/* Identity and capabilities, raw: the sandbox calls these in a clone3
+ * child, where glibc's wrappers (which broadcast set*id to other threads)
+ * have no business. */
+static inline int sys_setgroups_none(void)
+{
+	return (int)syscall(SYS_setgroups, 0, NULL);
+}
+
+static inline int sys_setresgid(gid_t gid)
+{
+	return (int)syscall(SYS_setresgid, gid, gid, gid);
+}
+
+static inline int sys_setresuid(uid_t uid)
+{
+	return (int)syscall(SYS_setresuid, uid, uid, uid);
+}
+
+/* Clears the effective, permitted and inheritable capability sets. */
+static inline int sys_capset_none(void)
+{
+	struct {
+		uint32_t version;
+		int pid;
+	} hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} data[2] = {{0, 0, 0}, {0, 0, 0}};
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static inline int sys_pivot_root(const char *new_root, const char *put_old)
+{
+	return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+/* Sets sig's disposition to SIG_DFL through the kernel directly: glibc's
+ * sigaction() refuses its two internal real-time signals (32 and 33), which
+ * posix_spawn leaves ignored in the processes it starts. */
+static inline int sys_signal_default(int sig)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		uint64_t mask;
+	} ksa = {0, 0, 0, 0}; /* SIG_DFL is 0 */
+	return (int)syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof ksa.mask);
+}
+
 #endif

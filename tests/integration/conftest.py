@@ -4,6 +4,7 @@ and the runc CLI."""
 
 import importlib
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -217,6 +218,16 @@ def rund(rund_factory):
     if not os.access(RUND, os.X_OK):
         pytest.skip("rund is not built in " + BUILD)
     return rund_factory()
+
+
+@pytest.fixture
+def job_dir():
+    """A directory confined jobs can read: their /tmp is private, so files a
+    test hands to a job live outside /tmp, readable by any uid."""
+    d = tempfile.mkdtemp(prefix="rund-test-", dir="/var/lib")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def credentials(who="client", cert=None, key=None):

@@ -191,9 +191,12 @@ def test_enforce_seed_example(rund, pb):
     assert js["exit_code"] == 0 and js["state"] == "EXITED"
 
 
-def test_process_leaving_the_group_does_not_keep_the_job_running(rund, pb):
+def test_process_leaving_the_group_does_not_keep_the_job_running(rund_factory, pb):
     # No controller needed: moving a process between v2 groups works on the
-    # hybrid hosts as well as in the kernel lane.
+    # hybrid hosts as well as in the kernel lane. Only a job running as root
+    # can move a process out of its group (test_isolation.py proves a
+    # confined one cannot); the supervisor must still end such a job.
+    rund = rund_factory("-job_user", "root")
     escape = rund.cgroup + "-escape"
     os.mkdir(escape)
     s = stub(channel(rund))

@@ -163,8 +163,8 @@ def test_start_failures_leave_nothing(rund, pb, name, args, code, needle):
     assert job_cgroups(rund) == []
 
 
-def test_enoexec_is_failed_precondition(rund, pb, tmp_path):
-    bad = tmp_path / "notabinary"
+def test_enoexec_is_failed_precondition(rund, pb, job_dir):
+    bad = job_dir / "notabinary"
     bad.write_bytes(b"\x00\x01\x02garbage")
     bad.chmod(0o755)
     s = stub(channel(rund))

@@ -25,9 +25,9 @@ def collect(s, pb, jid, timeout=60):
     return bytes(out), bytes(err), trunc
 
 
-def test_50mib_random_both_streams_exact(rund, pb, tmp_path):
+def test_50mib_random_both_streams_exact(rund, pb, job_dir):
     data = os.urandom(50 << 20)
-    src = tmp_path / "random.bin"
+    src = job_dir / "random.bin"
     src.write_bytes(data)
     s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c",
@@ -169,9 +169,9 @@ def test_log_cap_truncates_and_tells(rund_factory, pb):
     assert b"truncated" in rr.stderr
 
 
-def test_runc_log_byte_exact(rund, pb, tmp_path):
+def test_runc_log_byte_exact(rund, pb, job_dir):
     data = bytes(range(256)) * 64 + b"\xff\xfe\x00invalid utf-8 \xc3\x28\n"
-    src = tmp_path / "bin.dat"
+    src = job_dir / "bin.dat"
     src.write_bytes(data)
     s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", 'cat "$1"; printf "e\\0rr\\377" >&2', "sh", str(src))

@@ -179,6 +179,48 @@ static void test_spec_round_trip(void **state)
 	jobspec_free(&d);
 	free(buf);
 
+	/* The sandbox policy round-trips; a root job writes none of it. */
+	struct jobspec p;
+	make_spec(&p);
+	p.sandbox.uid = 1900000007;
+	p.sandbox.gid = 1900000007;
+	p.sandbox.namespaces = SANDBOX_NS_DEFAULT | SANDBOX_NS_NET;
+	p.sandbox.hide[0] = xstrdup("/var/lib/rund");
+	p.sandbox.hide[1] = xstrdup("/etc/rund");
+	p.sandbox.n_hide = 2;
+	p.sandbox.cgroup_mount = xstrdup("/sys/fs/cgroup");
+	p.sandbox.rootfs = xstrdup("/srv/root\nwith newline");
+	buf = jobspec_encode(&p, &len);
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_false(d.sandbox.root);
+	assert_int_equal(d.sandbox.uid, 1900000007);
+	assert_int_equal(d.sandbox.gid, 1900000007);
+	assert_int_equal(d.sandbox.namespaces, SANDBOX_NS_DEFAULT | SANDBOX_NS_NET);
+	assert_int_equal(d.sandbox.n_hide, 2);
+	assert_string_equal(d.sandbox.hide[1], "/etc/rund");
+	assert_string_equal(d.sandbox.cgroup_mount, "/sys/fs/cgroup");
+	assert_string_equal(d.sandbox.rootfs, "/srv/root\nwith newline");
+	jobspec_free(&d);
+	free(buf);
+	/* uid without gid and namespaces is corruption, as is uid 0. */
+	static const char *const partial[] = {"uid 1900000007\n", "uid 0\ngid 0\nnamespaces 31\n",
+					      "hide 4 /etc\n"};
+	for (size_t i = 0; i < 3; i++) {
+		_cleanup_free_ char *bad =
+			xasprintf("rund-spec 1\nid 26 %s\ncreated_ns 1\narg 4 true\n%send\n", p.id,
+				  partial[i]);
+		assert_int_equal(jobspec_decode(bad, strlen(bad), &d, &e), -EBADMSG);
+		jobspec_free(&d);
+	}
+	p.sandbox.root = true;
+	buf = jobspec_encode(&p, &len);
+	assert_null(strstr(buf, "uid"));
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_true(d.sandbox.root);
+	jobspec_free(&d);
+	free(buf);
+	jobspec_free(&p);
+
 	/* Minimal spec: no limits, owners, cgroup or devices. */
 	struct jobspec m = {0};
 	memcpy(m.id, s.id, 27);

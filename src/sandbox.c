@@ -1,0 +1,619 @@
+/* sandbox: the plan that confines one job, and the job's init (see
+ * sandbox.h for the order of things and why). */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sys.h"
+#include "util.h"
+
+/* ---- policy ---------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	unsigned bit;
+	uint64_t clone_flag;
+} ns_table[] = {
+	{"pid", SANDBOX_NS_PID, CLONE_NEWPID},
+	{"mount", SANDBOX_NS_MOUNT, CLONE_NEWNS},
+	{"ipc", SANDBOX_NS_IPC, CLONE_NEWIPC},
+	{"uts", SANDBOX_NS_UTS, CLONE_NEWUTS},
+	{"cgroup", SANDBOX_NS_CGROUP, 0 /* unshared by the main process, in its group */},
+	{"net", SANDBOX_NS_NET, CLONE_NEWNET},
+};
+
+int sandbox_parse_namespaces(const char *s, unsigned *out, struct err *err)
+{
+	if (strcmp(s, "all") == 0) {
+		*out = SANDBOX_NS_DEFAULT;
+		return 0;
+	}
+	if (strcmp(s, "none") == 0) {
+		*out = 0;
+		return 0;
+	}
+	unsigned ns = 0;
+	for (const char *p = s;;) {
+		size_t n = strcspn(p, ",");
+		size_t i;
+		for (i = 0; i < ARRAY_SIZE(ns_table); i++)
+			if (strlen(ns_table[i].name) == n && memcmp(ns_table[i].name, p, n) == 0)
+				break;
+		if (i == ARRAY_SIZE(ns_table) || ns_table[i].bit == SANDBOX_NS_NET)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "unknown namespace \"%.*s\" in \"%s\" (want a list of pid, "
+				       "mount, ipc, uts, cgroup; or all, none)",
+				       (int)n, p, s);
+		ns |= ns_table[i].bit;
+		if (!p[n])
+			break;
+		p += n + 1;
+	}
+	*out = ns;
+	return 0;
+}
+
+void sandbox_format_namespaces(unsigned ns, char *buf, size_t cap)
+{
+	size_t len = 0;
+	if (cap)
+		buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(ns_table); i++) {
+		if (!(ns & ns_table[i].bit))
+			continue;
+		int n = snprintf(buf + len, cap - len, "%s%s", len ? "," : "", ns_table[i].name);
+		if (n < 0 || (size_t)n >= cap - len)
+			return;
+		len += (size_t)n;
+	}
+	if (len == 0)
+		snprintf(buf, cap, "none");
+}
+
+/* Directories a job needs to see: hiding one of these, or a directory
+ * above one, would break every job. */
+static const char *const needed_dirs[] = {
+	"/",	  "/bin",   "/dev",	"/etc",	    "/etc/ssl",	 "/etc/ssl/certs", "/lib",
+	"/lib32", "/lib64", "/opt",	"/proc",    "/run",	 "/sbin",	   "/sys",
+	"/tmp",	  "/usr",   "/usr/bin", "/usr/lib", "/usr/sbin", "/var",	   "/var/tmp",
+};
+
+/* True when dir is path or one of its ancestors (both absolute, no
+ * trailing slash except "/"). */
+static bool covers(const char *dir, const char *path)
+{
+	if (strcmp(dir, "/") == 0)
+		return true;
+	size_t n = strlen(dir);
+	return strncmp(dir, path, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool is_dir_at(const char *base, const char *sub)
+{
+	_cleanup_free_ char *p = xasprintf("%s/%s", base, sub);
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int sandbox_policy_check(const struct sandbox_policy *p, struct err *err)
+{
+	if (p->root)
+		return 0;
+	for (size_t i = 0; i < p->n_hide; i++) {
+		const char *h = p->hide[i];
+		if (h[0] != '/')
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "directory to hide \"%s\" is not absolute", h);
+		for (size_t k = 0; k < ARRAY_SIZE(needed_dirs); k++)
+			if (covers(h, needed_dirs[k]))
+				return err_set(
+					err, EINVAL, ERR_INVALID,
+					"cannot hide \"%s\" from jobs: they need %s; keep the "
+					"state directory and the server's key and "
+					"certificates in directories of their own "
+					"(e.g. /var/lib/rund, /etc/rund)",
+					h, needed_dirs[k]);
+	}
+	if (p->rootfs) {
+		struct stat st;
+		if (p->rootfs[0] != '/' || strcmp(p->rootfs, "/") == 0)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "-rootfs \"%s\": want an absolute directory other than /",
+				       p->rootfs);
+		if (stat(p->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
+			return err_set(err, ENOTDIR, ERR_INVALID,
+				       "-rootfs \"%s\" is not a directory", p->rootfs);
+		static const char *const sub[] = {"proc", "dev", "tmp"};
+		for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
+			if (!is_dir_at(p->rootfs, sub[i]))
+				return err_set(err, ENOENT, ERR_INVALID,
+					       "-rootfs \"%s\" has no directory %s/ to mount on",
+					       p->rootfs, sub[i]);
+		if (!(p->namespaces & SANDBOX_NS_MOUNT))
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "-rootfs needs the mount namespace");
+	}
+	return 0;
+}
+
+void sandbox_policy_free(struct sandbox_policy *p)
+{
+	for (size_t i = 0; i < p->n_hide; i++)
+		free(p->hide[i]);
+	free(p->rootfs);
+	free(p->cgroup_mount);
+	memset(p, 0, sizeof *p);
+}
+
+void sandbox_policy_copy(struct sandbox_policy *dst, const struct sandbox_policy *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < src->n_hide; i++)
+		dst->hide[i] = xstrdup(src->hide[i]);
+	dst->rootfs = src->rootfs ? xstrdup(src->rootfs) : NULL;
+	dst->cgroup_mount = src->cgroup_mount ? xstrdup(src->cgroup_mount) : NULL;
+}
+
+/* ---- the plan ---------------------------------------------------------- */
+
+static const char *const op_names[] = {
+	[SB_MOUNT_PRIVATE] = "make mounts private",
+	[SB_HIDE] = "hide",
+	[SB_PROC] = "mount proc on",
+	[SB_TMPFS] = "mount tmpfs on",
+	[SB_CGROUP2] = "bind the job's cgroup on",
+	[SB_LOOPBACK_UP] = "bring up loopback",
+	[SB_ROOTFS_BIND] = "bind rootfs",
+	[SB_DEV] = "populate /dev in",
+	[SB_ROOTFS_RO] = "make rootfs read-only",
+	[SB_PIVOT] = "pivot_root into",
+};
+
+/* Private writable directories every job gets (when they exist). */
+static const char *const tmp_dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+
+static struct sandbox_step *add_step(struct sandbox *sb, enum sandbox_op op, const char *path)
+{
+	sb->steps = xrealloc(sb->steps, (sb->n_steps + 1) * sizeof *sb->steps);
+	sb->steps[sb->n_steps] =
+		(struct sandbox_step){.op = op, .path = path ? xstrdup(path) : NULL};
+	return &sb->steps[sb->n_steps++];
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int read_last_cap(void)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	uint64_t v;
+	if (read_file_at(AT_FDCWD, "/proc/sys/kernel/cap_last_cap", 32, &text, &len) == 0) {
+		while (len && (text[len - 1] == '\n'))
+			text[--len] = '\0';
+		if (parse_u64(text, &v) == 0 && v < 64)
+			return (int)v;
+	}
+	return CAP_LAST_CAP;
+}
+
+int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, struct sandbox *sb,
+		    struct err *err)
+{
+	memset(sb, 0, sizeof *sb);
+	sb->status_fds[0] = sb->status_fds[1] = -1;
+	sb->root = p->root;
+	if (p->root)
+		return 0;
+	sb->uid = p->uid;
+	sb->gid = p->gid;
+	sb->namespaces = p->namespaces;
+	sb->last_cap = read_last_cap();
+
+	bool mnt = p->namespaces & SANDBOX_NS_MOUNT;
+	if (mnt)
+		add_step(sb, SB_MOUNT_PRIVATE, "/");
+	if (mnt && p->rootfs) {
+		_cleanup_free_ char *proc = xasprintf("%s/proc", p->rootfs);
+		_cleanup_free_ char *dev = xasprintf("%s/dev", p->rootfs);
+		_cleanup_free_ char *tmp = xasprintf("%s/tmp", p->rootfs);
+		add_step(sb, SB_ROOTFS_BIND, p->rootfs);
+		if (p->namespaces & SANDBOX_NS_PID)
+			add_step(sb, SB_PROC, proc);
+		add_step(sb, SB_DEV, dev);
+		add_step(sb, SB_TMPFS, tmp);
+		add_step(sb, SB_ROOTFS_RO, p->rootfs);
+	} else if (mnt) {
+		/* Hidden first: a state directory below /tmp is then covered
+		 * twice, which is harmless. */
+		for (size_t i = 0; i < p->n_hide; i++)
+			if (is_dir(p->hide[i]))
+				add_step(sb, SB_HIDE, p->hide[i]);
+		if (p->namespaces & SANDBOX_NS_PID)
+			add_step(sb, SB_PROC, "/proc");
+		for (size_t i = 0; i < ARRAY_SIZE(tmp_dirs); i++)
+			if (is_dir(tmp_dirs[i]))
+				add_step(sb, SB_TMPFS, tmp_dirs[i]);
+		/* Mounting cgroup2 again on its own mount point is refused
+		 * (EBUSY), so the job's group is bound there instead. */
+		if (job_cgroup && p->cgroup_mount && is_dir(p->cgroup_mount))
+			add_step(sb, SB_CGROUP2, p->cgroup_mount)->src = xstrdup(job_cgroup);
+	}
+	if (p->namespaces & SANDBOX_NS_NET)
+		add_step(sb, SB_LOOPBACK_UP, NULL);
+	if (mnt && p->rootfs)
+		add_step(sb, SB_PIVOT, p->rootfs);
+
+	if (pipe2(sb->status_fds, O_CLOEXEC) < 0) {
+		int e = errno;
+		sandbox_free(sb);
+		return err_sys(err, e, "sandbox status pipe");
+	}
+	fcntl(sb->status_fds[0], F_SETFL, O_NONBLOCK);
+	return 0;
+}
+
+void sandbox_free(struct sandbox *sb)
+{
+	for (size_t i = 0; i < sb->n_steps; i++) {
+		free(sb->steps[i].path);
+		free(sb->steps[i].src);
+	}
+	free(sb->steps);
+	sb->steps = NULL;
+	sb->n_steps = 0;
+	for (int i = 0; i < 2; i++) {
+		if (sb->status_fds[i] >= 0)
+			close(sb->status_fds[i]);
+		sb->status_fds[i] = -1;
+	}
+}
+
+uint64_t sandbox_clone_flags(const struct sandbox *sb)
+{
+	uint64_t f = 0;
+	if (sb->root)
+		return CLONE_INTO_CGROUP;
+	for (size_t i = 0; i < ARRAY_SIZE(ns_table); i++)
+		if (sb->namespaces & ns_table[i].bit)
+			f |= ns_table[i].clone_flag;
+	return f;
+}
+
+void sandbox_after_clone(struct sandbox *sb)
+{
+	if (sb->status_fds[1] >= 0)
+		close(sb->status_fds[1]);
+	sb->status_fds[1] = -1;
+}
+
+void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
+{
+	if (sb->root || sb->status_fds[0] < 0)
+		return;
+	int32_t ws;
+	ssize_t n = read_retry(sb->status_fds[0], &ws, sizeof ws);
+	if (n != (ssize_t)sizeof ws)
+		return;
+	if (WIFEXITED(ws)) {
+		si->si_code = CLD_EXITED;
+		si->si_status = WEXITSTATUS(ws);
+	} else if (WIFSIGNALED(ws)) {
+		si->si_code = WCOREDUMP(ws) ? CLD_DUMPED : CLD_KILLED;
+		si->si_status = WTERMSIG(ws);
+	}
+}
+
+const char *sandbox_step_name(const struct sandbox *sb, int step)
+{
+	static __thread char buf[512];
+	if (step == SANDBOX_STEP_EXEC)
+		return "exec";
+	if (step == SANDBOX_STEP_IDENTITY)
+		return "drop identity and privileges";
+	if (step == SANDBOX_STEP_FORK)
+		return "fork the job's main process";
+	if (step < 0 || (size_t)step >= sb->n_steps)
+		return "unknown sandbox step";
+	const struct sandbox_step *s = &sb->steps[step];
+	snprintf(buf, sizeof buf, "%s%s%s", op_names[s->op], s->path ? " " : "",
+		 s->path ? s->path : "");
+	return buf;
+}
+
+/* ---- the child: async-signal-safe from here on ------------------------ */
+
+/* dst = a + b, without snprintf. False if it does not fit. */
+static bool join(char *dst, size_t cap, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la + lb + 1 > cap)
+		return false;
+	memcpy(dst, a, la);
+	memcpy(dst + la, b, lb + 1);
+	return true;
+}
+
+static int mnt(const char *src, const char *dst, const char *type, unsigned long flags,
+	       const char *data)
+{
+	return mount(src, dst, type, flags, data) < 0 ? -errno : 0;
+}
+
+static int loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, "lo", 3);
+	int r = 0;
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		r = -errno;
+	} else {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			r = -errno;
+	}
+	close(s);
+	return r;
+}
+
+/* A tmpfs /dev with the harmless devices bound from the host's. */
+static int populate_dev(const char *dev)
+{
+	static const char *const nodes[] = {"/null",   "/zero",	   "/full",
+					    "/random", "/urandom", "/tty"};
+	static const char *const links[][2] = {{"/proc/self/fd", "/fd"},
+					       {"/proc/self/fd/0", "/stdin"},
+					       {"/proc/self/fd/1", "/stdout"},
+					       {"/proc/self/fd/2", "/stderr"}};
+	char dst[4096], src[64];
+	int r = mnt("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
+		if (!join(dst, sizeof dst, dev, nodes[i]) ||
+		    !join(src, sizeof src, "/dev", nodes[i]))
+			return -ENAMETOOLONG;
+		int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+		if ((r = mnt(src, dst, NULL, MS_BIND, NULL)) < 0)
+			return r;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+		if (!join(dst, sizeof dst, dev, links[i][1]))
+			return -ENAMETOOLONG;
+		if (symlink(links[i][0], dst) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int pivot_into(const char *root)
+{
+	if (chdir(root) < 0)
+		return -errno;
+	/* pivot_root(".", "."): the old root ends up stacked under the new
+	 * one, and detaching "." then removes it. */
+	if (sys_pivot_root(".", ".") < 0)
+		return -errno;
+	if (umount2(".", MNT_DETACH) < 0)
+		return -errno;
+	return chdir("/") < 0 ? -errno : 0;
+}
+
+static int run_step(const struct sandbox_step *s)
+{
+	const unsigned long safe = MS_NOSUID | MS_NODEV;
+	switch (s->op) {
+	case SB_MOUNT_PRIVATE:
+		return mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	case SB_HIDE:
+		return mnt("tmpfs", s->path, "tmpfs", safe | MS_NOEXEC | MS_RDONLY,
+			   "mode=0555,size=4k,nr_inodes=1");
+	case SB_PROC:
+		return mnt("proc", s->path, "proc", safe | MS_NOEXEC, NULL);
+	case SB_TMPFS:
+		return mnt("tmpfs", s->path, "tmpfs", safe, "mode=1777");
+	case SB_CGROUP2: {
+		int r = mnt(s->src, s->path, NULL, MS_BIND, NULL);
+		return r < 0 ? r
+			     : mnt(NULL, s->path, NULL,
+				   MS_REMOUNT | MS_BIND | MS_RDONLY | safe | MS_NOEXEC, NULL);
+	}
+	case SB_LOOPBACK_UP:
+		return loopback_up();
+	case SB_ROOTFS_BIND:
+		return mnt(s->path, s->path, NULL, MS_BIND | MS_REC, NULL);
+	case SB_DEV:
+		return populate_dev(s->path);
+	case SB_ROOTFS_RO:
+		return mnt(NULL, s->path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, NULL);
+	case SB_PIVOT:
+		return pivot_into(s->path);
+	}
+	return -EINVAL;
+}
+
+static _Noreturn void fail(int errfd, int e, int step)
+{
+	struct sandbox_report rep = {.err = e, .step = step};
+	ssize_t w;
+	do
+		w = write(errfd, &rep, sizeof rep);
+	while (w < 0 && errno == EINTR);
+	_exit(127);
+}
+
+/* Namespace-creating flags: without capabilities only a user namespace
+ * could still be made, and inside one a job would be root again. */
+#define NS_CLONE_FLAGS                                                                             \
+	(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |             \
+	 CLONE_NEWPID | CLONE_NEWNET | 0x80 /* CLONE_NEWTIME */)
+
+#if defined(__x86_64__)
+#define SB_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SB_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#define LD_ABS(off) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (off))
+#define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
+#define DENY(e) RET(SECCOMP_RET_ERRNO | ((e)&SECCOMP_RET_DATA))
+
+/* clone3 passes its flags in memory, which a filter cannot read: it gets
+ * ENOSYS, and libc falls back to clone, whose flags it can. */
+static int seccomp_no_namespaces(void)
+{
+#ifdef SB_AUDIT_ARCH
+	struct sock_filter f[] = {
+		LD_ABS(offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SB_AUDIT_ARCH, 1, 0),
+		DENY(EPERM), /* another ABI (i386, x32 numbering differs) */
+		LD_ABS(offsetof(struct seccomp_data, nr)),
+#ifdef __x86_64__
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32 */, 0, 1),
+		DENY(EPERM),
+#endif
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+		DENY(ENOSYS),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1),
+		DENY(EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
+		/* unshare(flags) and clone(flags, ...) both take flags first. */
+		LD_ABS(offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_CLONE_FLAGS, 0, 1),
+		DENY(EPERM),
+		RET(SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = (unsigned short)ARRAY_SIZE(f), .filter = f};
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0 ? -errno : 0;
+#else
+	return -ENOSYS;
+#endif
+}
+
+/* In the job's main process, still root: become the job's uid with
+ * nothing to fall back on. */
+static int drop_identity(const struct sandbox *sb)
+{
+	/* Rooted at the group it was born in: its own. */
+	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		return -errno;
+	for (int cap = 0; cap <= sb->last_cap; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			return -errno;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	if (sys_setgroups_none() < 0 || sys_setresgid(sb->gid) < 0 || sys_setresuid(sb->uid) < 0)
+		return -errno;
+	/* The uid change cleared effective and permitted; inheritable
+	 * survives it. */
+	if (sys_capset_none() < 0)
+		return -errno;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	return seccomp_no_namespaces();
+}
+
+/* The job's PID 1: forwards every signal it can catch to the main
+ * process, reaps everything, and reports the main process's status. */
+static _Noreturn void init_loop(const struct sandbox *sb, pid_t main_pid, const sigset_t *all)
+{
+	int out = sb->status_fds[1];
+	/* Nothing of the supervisor's stays open here: not its lock (the
+	 * daemon reads the lock as "the supervisor lives"), not the pipes. */
+	if (out > 0)
+		close_range(0, (unsigned)out - 1, 0);
+	close_range((unsigned)out + 1, ~0u, 0);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(all, &si);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			kill(main_pid, sig);
+			continue;
+		}
+		int ws;
+		pid_t p;
+		while ((p = waitpid(-1, &ws, WNOHANG)) > 0) {
+			if (p != main_pid)
+				continue;
+			int32_t v = ws;
+			ssize_t w;
+			do
+				w = write(out, &v, sizeof v);
+			while (w < 0 && errno == EINTR);
+			/* Our exit takes the rest of the namespace with it,
+			 * as a job's end always has. */
+			_exit(0);
+		}
+	}
+}
+
+_Noreturn void sandbox_child(const struct sandbox *sb, int cgroup_fd, int errfd,
+			     int (*exec)(void *arg), void *arg)
+{
+	if (sb->root)
+		fail(errfd, exec(arg), SANDBOX_STEP_EXEC);
+
+	/* Tells the init from its supervisor in ps (both show the
+	 * supervisor's command line). */
+	prctl(PR_SET_NAME, "rund-init", 0, 0, 0);
+	for (size_t i = 0; i < sb->n_steps; i++) {
+		int r = run_step(&sb->steps[i]);
+		if (r < 0)
+			fail(errfd, -r, (int)i);
+	}
+
+	/* Every signal stays pending for sigwaitinfo; the main process
+	 * restores an empty mask before exec (exec(arg) does). SIGCHLD must
+	 * not be ignored or children would reap themselves. */
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	signal(SIGCHLD, SIG_DFL);
+
+	struct clone_args ca;
+	memset(&ca, 0, sizeof ca);
+	ca.exit_signal = SIGCHLD;
+	if (cgroup_fd >= 0) {
+		ca.flags = CLONE_INTO_CGROUP;
+		ca.cgroup = (uint64_t)cgroup_fd;
+	}
+	pid_t pid = sys_clone3(&ca);
+	if (pid < 0)
+		fail(errfd, errno, SANDBOX_STEP_FORK);
+	if (pid == 0) {
+		int r = drop_identity(sb);
+		if (r < 0)
+			fail(errfd, -r, SANDBOX_STEP_IDENTITY);
+		fail(errfd, exec(arg), SANDBOX_STEP_EXEC);
+	}
+	init_loop(sb, pid, &all);
+}

@@ -1,0 +1,502 @@
+"""Isolation (DESIGN §10): every attack an ordinary client could make through
+a job, each run as a job of its own. Every attack must fail, asserted on the
+job's own exit status and output; the victims stay intact and the daemon keeps
+serving. Also: what must keep working under isolation, uids, -job_network
+none, -rootfs and -job_user root.
+
+The attacks print "ATTACK-OK" only when the forbidden thing worked, so a
+regression shows up in the output as well as in the exit status."""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from conftest import TLS, ROOT, channel, cgroup2_mount, runc, stub, wait_for
+
+UID_FIRST = 1900000000
+
+
+def start(s, pb, name, *args):
+    return s.Start(pb.JobStartRequest(name=name, args=list(args)), timeout=10).ulid
+
+
+def status(s, pb, jid):
+    return s.Status(pb.JobIdentifier(ulid=jid), timeout=5)
+
+
+def wait_end(s, pb, jid, timeout=20):
+    def ended():
+        st = status(s, pb, jid)
+        return st if st.state != pb.JobStatus.RUNNING else None
+    st = wait_for(ended, timeout)
+    assert st is not None, "job %s did not end" % jid
+    return st
+
+
+def output(s, pb, jid):
+    out, err = b"", b""
+    for m in s.Log(pb.JobIdentifier(ulid=jid), timeout=30):
+        out += m.stdout
+        err += m.stderr
+    return out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def run_job(s, pb, script, *args):
+    """Runs `sh -c script` to its end: (status, stdout, stderr)."""
+    jid = start(s, pb, "sh", "-c", script, "sh", *[str(a) for a in args])
+    out, err = output(s, pb, jid)
+    return wait_end(s, pb, jid), out, err
+
+
+def attack(s, pb, script, *args):
+    """An attack: the forbidden step is followed by `&& echo ATTACK-OK`.
+    Returns the job's output for further checks."""
+    st, out, err = run_job(s, pb, script, *args)
+    assert "ATTACK-OK" not in out, (script, out, err)
+    return st, out, err
+
+
+@pytest.fixture
+def setup(rund, pb):
+    """The attacker's stub, and a victim job owned by another identity
+    (client3 shares no SAN with client) that printed a secret and keeps
+    running."""
+    attacker = stub(channel(rund))
+    owner = stub(channel(rund, who="client3"))
+    secret = "victim-secret-%d" % os.getpid()
+    vid = start(owner, pb, "sh", "-c", "echo %s; echo $$ > /dev/null; sleep 300" % secret)
+    assert wait_for(lambda: status(owner, pb, vid).log_bytes > 0 or _log_has(rund, vid), 10)
+    return attacker, owner, vid, secret
+
+
+def _log_has(rund, jid):
+    try:
+        return os.path.getsize(os.path.join(rund.state_dir, "jobs", jid, "log")) > 0
+    except OSError:
+        return False
+
+
+def victim_intact(rund, owner, pb, vid, secret):
+    st = status(owner, pb, vid)
+    assert st.state == pb.JobStatus.RUNNING, st
+    with open(os.path.join(rund.state_dir, "jobs", vid, "log"), "rb") as f:
+        log = f.read()
+    assert secret.encode() in log
+    # Exactly one record: nothing was appended.
+    assert log.count(b"victim-secret") == 1
+    return st
+
+
+def started_pids(rund, jid):
+    with open(os.path.join(rund.state_dir, "jobs", jid, "started")) as f:
+        fields = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+    return int(fields["supervisor_pid"]), int(fields["pid"])
+
+
+# ---- the attacks of issue "Isolation" ------------------------------------
+
+def test_server_key_unreachable(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    key = os.path.join(TLS, "server-key.pem")
+    with open(key) as f:
+        key_text = f.read()
+    body = key_text.splitlines()[1]
+    for path in (key,
+                 "/proc/%d/root%s" % (rund.pid, key),
+                 "/proc/%d/cwd/%s" % (rund.pid, os.path.relpath(key, os.getcwd())),
+                 "/proc/%d/environ" % rund.pid):
+        st, out, err = attack(attacker, pb, 'cat "$1" && echo ATTACK-OK', path)
+        assert st.exit_code.value != 0, (path, out)
+        assert body not in out
+    # Not merely unreadable: the directory shows nothing at all.
+    st, out, _ = run_job(attacker, pb, 'ls -A "$1"; echo "n=$(ls -A "$1" | wc -l)"', TLS)
+    assert "n=0" in out, out
+    assert "server-key.pem" not in out
+    victim_intact(rund, owner, pb, vid, secret)
+
+
+def test_other_jobs_output_unreachable(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    st, out, err = attack(attacker, pb,
+                          'cat "$1"/jobs/*/log && echo ATTACK-OK; ls -A "$1" | wc -l',
+                          rund.state_dir)
+    assert secret not in out
+    assert out.strip().splitlines()[-1] == "0", out  # the state directory looks empty
+    victim_intact(rund, owner, pb, vid, secret)
+
+
+def test_forging_owner_or_log_fails(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    spec = os.path.join(rund.state_dir, "jobs", vid, "spec")
+    log = os.path.join(rund.state_dir, "jobs", vid, "log")
+    st, out, err = attack(
+        attacker, pb,
+        'sed -i "s/^owner .*/owner 20 DNS:client.rund.test/" "$1" && echo ATTACK-OK; '
+        'printf "\\001\\000\\000\\000\\005forge" >> "$2" && echo ATTACK-OK', spec, log)
+    assert st.exit_code.value != 0
+    rund.restart()
+    owner = stub(channel(rund, who="client3"))
+    victim_intact(rund, owner, pb, vid, secret)
+    with pytest.raises(grpc.RpcError) as e:
+        status(stub(channel(rund)), pb, vid)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cannot_kill_daemon_supervisor_or_other_job(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    sup_pid, job_pid = started_pids(rund, vid)
+    for pid in (rund.pid, sup_pid, job_pid):
+        st, out, err = attack(attacker, pb, 'kill -9 "$1" && echo ATTACK-OK', pid)
+        assert st.exit_code.value != 0, (pid, out, err)
+    # The job's own init (PID 1 of its namespace) is root's: out of reach too.
+    st, out, err = attack(attacker, pb, 'kill -9 1 && echo ATTACK-OK; kill -TERM 1 && '
+                          'echo ATTACK-OK; true')
+    assert rund.proc.poll() is None
+    victim_intact(rund, owner, pb, vid, secret)
+    assert os.path.exists("/proc/%d" % sup_pid)
+
+
+def test_cannot_leave_or_change_own_cgroup(rund, pb):
+    s = stub(channel(rund))
+    mnt = cgroup2_mount()
+    script = ('echo $$ > "$1/cgroup.procs" && echo ATTACK-OK; '
+              'for f in cgroup.procs cgroup.subtree_control cgroup.kill memory.max cpu.max '
+              'pids.max cgroup.freeze; do echo 1 > "$1/$f" 2>/dev/null && echo ATTACK-OK $f; '
+              'done; mkdir "$1/escape" && echo ATTACK-OK mkdir; '
+              'echo $$ > "$2/cgroup.procs" && echo ATTACK-OK root; '
+              'cat /proc/self/cgroup; ls "$1" | grep -c "^jobs$"; exit 0')
+    st, out, err = attack(s, pb, script, mnt, rund.cgroup)
+    assert st.exit_code.value == 0
+    # Its cgroup namespace is rooted at its own group, and rund's tree
+    # (R/jobs, R/daemon) is not visible under the mount.
+    assert "0::/\n" in out, out
+    assert out.strip().splitlines()[-1] == "0", out
+
+
+def test_process_list_shows_only_the_job(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    st, out, err = run_job(attacker, pb, "ps -eo pid,args")
+    assert st.exit_code.value == 0, err
+    assert "rund serve" not in out
+    assert secret not in out and "sleep 300" not in out
+    pids = [int(line.split()[0]) for line in out.strip().splitlines()[1:]]
+    # init (1), sh (2), ps: nothing else.
+    assert 1 in pids and len(pids) <= 4, out
+
+
+def test_ptrace_and_environ_of_other_jobs_fail(rund, pb, setup):
+    attacker, owner, vid, secret = setup
+    _, job_pid = started_pids(rund, vid)
+    script = r'''
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pid = int(sys.argv[1])
+if libc.ptrace(16, pid, 0, 0) == 0:   # PTRACE_ATTACH
+    print("ATTACK-OK ptrace")
+print("ptrace errno", ctypes.get_errno())
+try:
+    print("ATTACK-OK environ", open("/proc/%d/environ" % pid, "rb").read()[:20])
+except OSError as e:
+    print("environ", e.errno)
+'''
+    st, out, err = attack(attacker, pb, 'exec python3 -c "$1" "$2"', script, job_pid)
+    assert "ptrace errno" in out and "environ" in out, (out, err)
+    victim_intact(rund, owner, pb, vid, secret)
+
+
+def test_setuid_binary_gains_nothing(rund, pb, job_dir):
+    s = stub(channel(rund))
+    # A setuid-root program placed where the job can run it: with
+    # no_new_privs the bit is ignored.
+    sid = job_dir / "id-suid"
+    shutil.copy("/usr/bin/id", sid)
+    os.chown(sid, 0, 0)
+    os.chmod(sid, 0o4755)
+    st, out, err = attack(
+        s, pb,
+        'e=$("$1" -u); echo "euid=$e"; [ "$e" = 0 ] && echo ATTACK-OK; '
+        'cp /usr/bin/id /tmp/id && chmod 4755 /tmp/id && echo made; '
+        '[ "$(/tmp/id -u)" = 0 ] && echo ATTACK-OK tmp; '
+        'mount | grep " /tmp " | grep -c nosuid; '
+        'grep -E "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs)" /proc/self/status', sid)
+    assert "euid=%d\n" % st.uid in out, out
+    assert st.uid >= UID_FIRST
+    assert "made" in out
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert "%s:\t0000000000000000" % cap in out, out
+    assert "NoNewPrivs:\t1" in out
+
+
+def test_mount_and_unshare_fail(rund, pb):
+    s = stub(channel(rund))
+    st, out, err = attack(
+        s, pb,
+        'mount -t tmpfs none /tmp && echo ATTACK-OK mount; '
+        'unshare -r true && echo ATTACK-OK userns; '
+        'unshare -m true && echo ATTACK-OK mountns; '
+        'unshare -n true && echo ATTACK-OK netns; '
+        'python3 -c "import os; os.unshare(os.CLONE_NEWUSER); print(\'ATTACK-OK py\')"; '
+        'echo done')
+    assert out.strip().endswith("done"), (out, err)
+
+
+# ---- the job's view -------------------------------------------------------
+
+def test_private_tmp_starts_empty_and_disappears(rund, pb):
+    s = stub(channel(rund))
+    marker = "/tmp/rund-host-marker-%d" % os.getpid()
+    open(marker, "w").close()
+    try:
+        st, out, err = run_job(
+            s, pb,
+            'ls -A /tmp /var/tmp /dev/shm | grep -v ":$" | grep -c . ; '
+            'echo data > /tmp/f && echo data > /var/tmp/g && cat /tmp/f /var/tmp/g')
+        assert st.exit_code.value == 0, err
+        lines = out.split()
+        assert lines[0] == "0", out  # empty: the host's marker is not there
+        assert lines[1:] == ["data", "data"]
+        assert not os.path.exists("/tmp/f") or open("/tmp/f").read() != "data\n"
+        # A second job starts with an empty /tmp again.
+        st, out, err = run_job(s, pb, 'ls -A /tmp | wc -l')
+        assert out.strip() == "0"
+    finally:
+        os.unlink(marker)
+
+
+def test_host_fs_still_usable(rund, pb):
+    s = stub(channel(rund))
+    st, out, err = run_job(
+        s, pb,
+        'head -1 /etc/passwd | cut -d: -f1; python3 -c "print(6*7)"; '
+        'getent hosts localhost | head -1 | grep -c .; '
+        'echo a b c | tr " " "\\n" | sort -r | head -1; '
+        'echo tmp > /tmp/x && cat /tmp/x')
+    assert st.exit_code.value == 0, err
+    assert out.split() == ["root", "42", "1", "c", "tmp"], (out, err)
+
+
+def test_signals_reach_main_process_with_default_dispositions(rund, pb):
+    s = stub(channel(rund))
+    # The main process is not PID 1: SIGTERM from within its own job kills it
+    # with the default action, as it would outside.
+    st, out, err = run_job(s, pb, 'echo $$; grep -E "^Sig(Ign|Blk)" /proc/self/status; '
+                                  'kill -TERM $$; echo survived')
+    assert "survived" not in out
+    assert st.killed and st.signal == signal.SIGTERM, st
+    lines = out.split("\n")
+    assert lines[0] != "1", out
+    assert "SigBlk:\t0000000000000000" in out and "SigIgn:\t0000000000000000" in out, out
+
+
+def test_orphans_are_reaped_and_exit_code_kept(rund, pb):
+    s = stub(channel(rund))
+    st, out, err = run_job(s, pb,
+                           '(sleep 0.2 & sleep 0.1 & exit 0) ; sleep 0.5; '
+                           'ps -eo stat,args | grep -c "^Z"; exit 5')
+    assert st.exit_code.value == 5
+    assert out.strip() == "0", out  # no zombies: init reaped the orphans
+
+
+def test_signal_from_outside_reaches_main(rund, pb):
+    s = stub(channel(rund))
+    jid = start(s, pb, "sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; "
+                                   "while :; do sleep 0.05; done")
+    assert wait_for(lambda: _log_has(rund, jid), 10)
+    _, init_pid = started_pids(rund, jid)
+    os.kill(init_pid, signal.SIGTERM)  # to the job's init, from the host
+    st = wait_end(s, pb, jid)
+    assert st.exit_code.value == 9, st
+    out, _ = output(s, pb, jid)
+    assert "got-term" in out
+
+
+# ---- identity ---------------------------------------------------------------
+
+def test_each_job_its_own_uid_recorded_and_reported(rund, pb):
+    s = stub(channel(rund))
+    a = start(s, pb, "sh", "-c", "id -u; id -G; sleep 30")
+    b = start(s, pb, "sh", "-c", "id -u; id -G; sleep 30")
+    assert wait_for(lambda: _log_has(rund, a) and _log_has(rund, b), 10)
+    ua, ub = status(s, pb, a).uid, status(s, pb, b).uid
+    assert ua >= UID_FIRST and ub >= UID_FIRST and ua != ub
+    for jid, uid in ((a, ua), (b, ub)):
+        with open(os.path.join(rund.state_dir, "jobs", jid, "spec")) as f:
+            assert "uid %d\n" % uid in f.read()
+        s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)
+        out, _ = output(s, pb, jid)
+        # gid equals uid; no supplementary groups.
+        assert out.split() == [str(uid), str(uid)], out
+    r = runc(rund, "status", a)
+    assert json.loads(r.stdout)["uid"] == ua
+
+
+def test_uids_not_reused_at_once_and_continue_after_restart(rund, pb):
+    s = stub(channel(rund))
+    first = start(s, pb, "true")
+    u1 = wait_end(s, pb, first).uid
+    second = start(s, pb, "sh", "-c", "sleep 60")
+    u2 = status(s, pb, second).uid
+    assert u2 != u1  # a released uid is the last to come back
+    rund.restart()
+    s = stub(channel(rund))
+    assert status(s, pb, second).state == pb.JobStatus.RUNNING
+    third = start(s, pb, "id", "-u")
+    u3 = wait_end(s, pb, third).uid
+    assert u3 not in (u1, u2), (u1, u2, u3)
+    assert u3 == u2 + 1  # allocation resumes after the newest job's uid
+    out, _ = output(s, pb, third)
+    assert out.strip() == str(u3)
+    s.Stop(pb.JobIdentifier(ulid=second), timeout=10)
+
+
+def test_uid_range_exhaustion(rund_factory, pb):
+    rund = rund_factory("-job_uids", "1900100000-1900100001")
+    s = stub(channel(rund))
+    a = start(s, pb, "sleep", "60")
+    b = start(s, pb, "sleep", "60")
+    with pytest.raises(grpc.RpcError) as e:
+        start(s, pb, "true")
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "-job_uids" in e.value.details()
+    s.Stop(pb.JobIdentifier(ulid=a), timeout=10)
+    c = start(s, pb, "id", "-u")  # a's uid is free again once its group is gone
+    assert wait_end(s, pb, c).uid == status(s, pb, a).uid
+    s.Stop(pb.JobIdentifier(ulid=b), timeout=10)
+
+
+def test_bad_policy_flags_refused(rund_factory, tmp_path):
+    from conftest import RUND
+    for args, needle in ((["-job_uids", "0-100"], "-job_uids"),
+                         (["-job_uids", "5-1"], "-job_uids"),
+                         (["-job_user", "nobody"], "-job_user"),
+                         (["-job_network", "bridge"], "-job_network"),
+                         (["-job_namespaces", "pid,user"], "-job_namespaces"),
+                         (["-rootfs", str(tmp_path)], "-rootfs"),
+                         (["-ca", "/etc/ssl/certs/ca-certificates.crt"],
+                          "cannot hide \"/etc/ssl/certs\"")):
+        r = subprocess.run([RUND, "serve", "-addr", "127.0.0.1:0",
+                            "-state_dir", str(tmp_path / "st"),
+                            "-cgroup", os.path.join(cgroup2_mount(), "rund-test-badflags")]
+                           + args, capture_output=True, timeout=20)
+        try:
+            os.rmdir(os.path.join(cgroup2_mount(), "rund-test-badflags", "daemon"))
+        except OSError:
+            pass
+        assert r.returncode != 0, args
+        assert needle in r.stderr.decode(), (args, r.stderr)
+
+
+# ---- what keeps working -------------------------------------------------------
+
+def test_restart_recovers_isolated_jobs(rund, pb):
+    s = stub(channel(rund))
+    jid = start(s, pb, "sh", "-c", "echo before; sleep 1; echo after")
+    uid = status(s, pb, jid).uid
+    rund.restart()
+    s = stub(channel(rund))
+    st = wait_end(s, pb, jid)
+    assert st.exit_code.value == 0 and st.uid == uid
+    out, _ = output(s, pb, jid)
+    assert out == "before\nafter\n"
+    with pytest.raises(grpc.RpcError) as e:
+        status(stub(channel(rund, who="client3")), pb, jid)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_stop_kills_whole_tree_after_escape_attempt(rund, pb):
+    s = stub(channel(rund))
+    mnt = cgroup2_mount()
+    jid = start(s, pb, "sh", "-c",
+                '(setsid sh -c \'echo $$ > "$1/cgroup.procs"; echo $$ > /dev/null; '
+                'exec sleep 300\' sh "$1" &) ; sleep 300', "sh", mnt)
+    assert wait_for(lambda: len(_job_procs(rund, jid)) >= 3, 10), _job_procs(rund, jid)
+    procs = _job_procs(rund, jid)
+    st = s.Stop(pb.JobIdentifier(ulid=jid), timeout=20)
+    assert st.killed
+    for p in procs:
+        assert wait_for(lambda: not os.path.exists("/proc/%d" % p), 10), p
+
+
+def _job_procs(rund, jid):
+    try:
+        with open(os.path.join(rund.cgroup, "jobs", jid, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_job_user_root_restores_old_behaviour(rund_factory, pb):
+    rund = rund_factory("-job_user", "root")
+    assert "WARNING: -job_user root" in rund.log()
+    s = stub(channel(rund))
+    st, out, err = run_job(s, pb, 'id -u; ls "$1" | grep -c server-key', TLS)
+    assert out.split() == ["0", "1"], (out, err)
+    assert st.uid == 0
+
+
+def test_network_none_has_only_loopback(rund_factory, pb):
+    rund = rund_factory("-job_network", "none")
+    s = stub(channel(rund))
+    script = r'''
+import socket
+names = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+print("ifaces", ",".join(sorted(names)))
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname(), timeout=2); print("loopback ok")
+try:
+    socket.create_connection(("127.0.0.1", %d), timeout=2); print("ATTACK-OK host port")
+except OSError as e:
+    print("host port unreachable")
+''' % rund.port
+    st, out, err = attack(s, pb, 'exec python3 -c "$1"', script)
+    assert "ifaces lo" in out and "loopback ok" in out and "host port unreachable" in out, \
+        (out, err)
+
+
+def test_host_network_by_default(rund, pb):
+    s = stub(channel(rund))
+    st, out, err = run_job(
+        s, pb, 'exec python3 -c "import socket; socket.create_connection((\'127.0.0.1\', %d), '
+        'timeout=2); print(\'reached\')"' % rund.port)
+    assert out.strip() == "reached", (out, err)
+
+
+def _busybox_rootfs(path):
+    bb = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(bb):
+        pytest.skip("no busybox to build a rootfs from")
+    for d in ("bin", "proc", "dev", "tmp", "etc"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    shutil.copy(bb, os.path.join(path, "bin", "busybox"))
+    for tool in ("sh", "ls", "cat", "id", "touch", "echo", "ps", "mount", "wc"):
+        os.symlink("busybox", os.path.join(path, "bin", tool))
+    with open(os.path.join(path, "etc", "marker"), "w") as f:
+        f.write("inside\n")
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+
+
+def test_rootfs(rund_factory, pb, job_dir):
+    root = job_dir / "root"
+    _busybox_rootfs(str(root))
+    rund = rund_factory("-rootfs", str(root))
+    s = stub(channel(rund))
+    st, out, err = attack(
+        s, pb,
+        'cat /etc/marker; ls /; touch /new && echo ATTACK-OK rw; '
+        'echo t > /tmp/t && cat /tmp/t; ls /dev; ps | wc -l; id -u')
+    assert st.exit_code.value == 0, err
+    lines = out.split()
+    assert lines[0] == "inside"
+    assert "usr" not in lines  # the host's tree is gone
+    assert "t" in lines and "null" in lines and "urandom" in lines
+    assert "sda" not in lines and "mem" not in lines
+    assert int(lines[-1]) >= UID_FIRST
+    assert not os.path.exists(root / "new")

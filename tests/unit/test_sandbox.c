@@ -1,0 +1,271 @@
+/* Unit tests for sandbox.c: namespace lists, policy checks, and the plan
+ * (which steps, in which order) for the default, -job_network none, -rootfs
+ * and -job_user root. The steps themselves run in the integration and
+ * kernel lanes (tests/integration/test_isolation.py). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+#include "sys.h"
+#include "util.h"
+
+static void test_namespaces_parse_and_format(void **state)
+{
+	(void)state;
+	struct err err;
+	unsigned ns;
+	char buf[128];
+	assert_int_equal(sandbox_parse_namespaces("all", &ns, &err), 0);
+	assert_int_equal(ns, SANDBOX_NS_DEFAULT);
+	sandbox_format_namespaces(ns, buf, sizeof buf);
+	assert_string_equal(buf, "pid,mount,ipc,uts,cgroup");
+	assert_int_equal(sandbox_parse_namespaces("none", &ns, &err), 0);
+	assert_int_equal(ns, 0);
+	sandbox_format_namespaces(ns, buf, sizeof buf);
+	assert_string_equal(buf, "none");
+	assert_int_equal(sandbox_parse_namespaces("mount,pid", &ns, &err), 0);
+	assert_int_equal(ns, SANDBOX_NS_MOUNT | SANDBOX_NS_PID);
+
+	static const char *const bad[] = {"", "pid,", "pids", "net", "pid,,mount", "user"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		err_clear(&err);
+		assert_int_equal(sandbox_parse_namespaces(bad[i], &ns, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "namespace"));
+	}
+}
+
+static struct sandbox_policy policy(void)
+{
+	struct sandbox_policy p;
+	memset(&p, 0, sizeof p);
+	p.uid = p.gid = 1900000001;
+	p.namespaces = SANDBOX_NS_DEFAULT;
+	return p;
+}
+
+static void test_policy_check(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	assert_int_equal(sandbox_policy_check(&p, &err), 0);
+
+	static const char *const refused[] = {"/", "/etc", "/usr", "/var", "relative/dir"};
+	for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+		p.hide[0] = (char *)refused[i];
+		p.n_hide = 1;
+		err_clear(&err);
+		assert_int_equal(sandbox_policy_check(&p, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, refused[i]));
+	}
+	static const char *const fine[] = {"/etc/rund", "/var/lib/rund", "/srv/tls", "/usrx"};
+	for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+		p.hide[0] = (char *)fine[i];
+		assert_int_equal(sandbox_policy_check(&p, &err), 0);
+	}
+	p.n_hide = 0;
+
+	p.hide[0] = (char *)"/";
+	p.n_hide = 1;
+	p.root = true; /* root is the explicit opt-out: nothing to check */
+	assert_int_equal(sandbox_policy_check(&p, &err), 0);
+}
+
+static void test_rootfs_check(void **state)
+{
+	(void)state;
+	struct err err;
+	char dir[] = "/tmp/rund-test-rootfs.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct sandbox_policy p = policy();
+	p.rootfs = dir;
+	err_clear(&err);
+	assert_int_equal(sandbox_policy_check(&p, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "proc/"));
+	static const char *const sub[] = {"proc", "dev", "tmp"};
+	for (size_t i = 0; i < 3; i++) {
+		_cleanup_free_ char *d = xasprintf("%s/%s", dir, sub[i]);
+		assert_int_equal(mkdir(d, 0755), 0);
+	}
+	assert_int_equal(sandbox_policy_check(&p, &err), 0);
+	p.rootfs = (char *)"/";
+	assert_int_equal(sandbox_policy_check(&p, &err), -EINVAL);
+	for (size_t i = 0; i < 3; i++) {
+		_cleanup_free_ char *d = xasprintf("%s/%s", dir, sub[i]);
+		rmdir(d);
+	}
+	rmdir(dir);
+}
+
+/* The op sequence of a plan, as a string of names, for comparisons. */
+static void ops(const struct sandbox *sb, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	for (size_t i = 0; i < sb->n_steps; i++) {
+		size_t n = strlen(buf);
+		snprintf(buf + n, cap - n, "%s%s", i ? "; " : "", sandbox_step_name(sb, (int)i));
+	}
+}
+
+static void test_plan_default(void **state)
+{
+	(void)state;
+	struct err err;
+	char dir[] = "/tmp/rund-test-hide.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct sandbox_policy p = policy();
+	p.hide[0] = dir;
+	p.hide[1] = (char *)"/nonexistent-rund-dir";
+	p.n_hide = 2;
+	p.cgroup_mount = NULL;
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	char buf[2048], want[2048];
+	ops(&sb, buf, sizeof buf);
+	/* Hidden before /tmp is covered; a missing directory is skipped. */
+	snprintf(want, sizeof want,
+		 "make mounts private /; hide %s; mount proc on /proc; "
+		 "mount tmpfs on /tmp",
+		 dir);
+	assert_true(strncmp(buf, want, strlen(want)) == 0);
+	assert_null(strstr(buf, "nonexistent"));
+	assert_null(strstr(buf, "loopback"));
+	uint64_t f = sandbox_clone_flags(&sb);
+	assert_true(f & CLONE_NEWPID);
+	assert_true(f & CLONE_NEWNS);
+	assert_true(f & CLONE_NEWIPC);
+	assert_true(f & CLONE_NEWUTS);
+	assert_false(f & CLONE_NEWNET);
+	/* The cgroup namespace is unshared by the main process, inside its
+	 * group; the init stays outside the job's group. */
+	assert_false(f & CLONE_NEWCGROUP);
+	assert_false(f & CLONE_INTO_CGROUP);
+	assert_true(sb.status_fds[0] >= 0 && sb.status_fds[1] >= 0);
+	assert_true(sb.last_cap >= 30);
+	sandbox_free(&sb);
+	assert_int_equal(sb.status_fds[0], -1);
+	sandbox_free(&sb); /* twice is fine */
+	rmdir(dir);
+}
+
+static void test_plan_cgroup(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	p.cgroup_mount = (char *)"/proc"; /* any existing directory */
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, "/sys/fs/cgroup/rund/jobs/X", &sb, &err), 0);
+	const struct sandbox_step *last = &sb.steps[sb.n_steps - 1];
+	assert_int_equal(last->op, SB_CGROUP2);
+	assert_string_equal(last->path, "/proc");
+	assert_string_equal(last->src, "/sys/fs/cgroup/rund/jobs/X");
+	sandbox_free(&sb);
+	/* Without the job's group nothing is bound. */
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_not_equal(sb.steps[sb.n_steps - 1].op, SB_CGROUP2);
+	sandbox_free(&sb);
+}
+
+static void test_plan_network_none(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	p.namespaces |= SANDBOX_NS_NET;
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_true(sandbox_clone_flags(&sb) & CLONE_NEWNET);
+	char buf[2048];
+	ops(&sb, buf, sizeof buf);
+	assert_non_null(strstr(buf, "bring up loopback"));
+	sandbox_free(&sb);
+}
+
+static void test_plan_rootfs(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	p.rootfs = (char *)"/srv/jobroot";
+	p.hide[0] = (char *)"/etc/rund";
+	p.n_hide = 1;
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	char buf[2048];
+	ops(&sb, buf, sizeof buf);
+	assert_string_equal(buf, "make mounts private /; bind rootfs "
+				 "/srv/jobroot; mount proc on /srv/jobroot/proc; populate /dev in "
+				 "/srv/jobroot/dev; mount tmpfs on /srv/jobroot/tmp; make rootfs "
+				 "read-only /srv/jobroot; pivot_root into /srv/jobroot");
+	sandbox_free(&sb);
+}
+
+static void test_plan_root(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	p.root = true;
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sb.n_steps, 0);
+	/* Exec'd from the first child, straight into its group. */
+	assert_int_equal(sandbox_clone_flags(&sb), CLONE_INTO_CGROUP);
+	assert_int_equal(sb.status_fds[0], -1);
+	sandbox_free(&sb);
+}
+
+static void test_main_status(void **state)
+{
+	(void)state;
+	struct err err;
+	struct sandbox_policy p = policy();
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	/* What the init reports replaces the init's own status. */
+	int32_t ws = 6 | 0x80; /* killed by SIGABRT, core dumped */
+	assert_int_equal(write(sb.status_fds[1], &ws, sizeof ws), (ssize_t)sizeof ws);
+	sandbox_after_clone(&sb);
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_code = CLD_EXITED;
+	si.si_status = 0;
+	sandbox_main_status(&sb, &si);
+	assert_int_equal(si.si_code, CLD_DUMPED);
+	assert_int_equal(si.si_status, 6);
+	/* Nothing more: an init killed with its group leaves si alone. */
+	si.si_code = CLD_KILLED;
+	si.si_status = 9;
+	sandbox_main_status(&sb, &si);
+	assert_int_equal(si.si_code, CLD_KILLED);
+	assert_int_equal(si.si_status, 9);
+	sandbox_free(&sb);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_namespaces_parse_and_format),
+		cmocka_unit_test(test_policy_check),
+		cmocka_unit_test(test_rootfs_check),
+		cmocka_unit_test(test_plan_default),
+		cmocka_unit_test(test_plan_cgroup),
+		cmocka_unit_test(test_plan_network_none),
+		cmocka_unit_test(test_plan_rootfs),
+		cmocka_unit_test(test_plan_root),
+		cmocka_unit_test(test_main_status),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
