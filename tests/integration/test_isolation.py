@@ -83,6 +83,14 @@ def _log_has(rund, jid):
         return False
 
 
+def _log_says(rund, jid, what):
+    try:
+        with open(os.path.join(rund.state_dir, "jobs", jid, "log"), "rb") as f:
+            return what in f.read()
+    except OSError:
+        return False
+
+
 def victim_intact(rund, owner, pb, vid, secret):
     st = status(owner, pb, vid)
     assert st.state == pb.JobStatus.RUNNING, st
@@ -321,9 +329,9 @@ def test_signal_from_outside_reaches_main(rund, pb):
 
 def test_each_job_its_own_uid_recorded_and_reported(rund, pb):
     s = stub(channel(rund))
-    a = start(s, pb, "sh", "-c", "id -u; id -G; sleep 30")
-    b = start(s, pb, "sh", "-c", "id -u; id -G; sleep 30")
-    assert wait_for(lambda: _log_has(rund, a) and _log_has(rund, b), 10)
+    a = start(s, pb, "sh", "-c", "id -u; id -G; echo ready; sleep 30")
+    b = start(s, pb, "sh", "-c", "id -u; id -G; echo ready; sleep 30")
+    assert wait_for(lambda: _log_says(rund, a, b"ready") and _log_says(rund, b, b"ready"), 10)
     ua, ub = status(s, pb, a).uid, status(s, pb, b).uid
     assert ua >= UID_FIRST and ub >= UID_FIRST and ua != ub
     for jid, uid in ((a, ua), (b, ub)):
@@ -332,7 +340,7 @@ def test_each_job_its_own_uid_recorded_and_reported(rund, pb):
         s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)
         out, _ = output(s, pb, jid)
         # gid equals uid; no supplementary groups.
-        assert out.split() == [str(uid), str(uid)], out
+        assert out.split() == [str(uid), str(uid), "ready"], out
     r = runc(rund, "status", a)
     assert json.loads(r.stdout)["uid"] == ua
 
