@@ -1,10 +1,10 @@
-/* runc: the command-line client of rund.
+/* rundctl (runc in the build tree): the command-line client of rund.
  *
- *   runc [flags] <command> [command flags] [args]
+ *   rundctl [flags] <command> [command flags] [args]
  *
  * One RPC per invocation. Exit status: 0 success, 1 the call failed (the
  * server's gRPC status or a transport error, on stderr as
- * "runc: <command>: <reason>"), 2 usage error, 130/143 interrupted by
+ * "rundctl: <command>: <reason>"), 2 usage error, 130/143 interrupted by
  * SIGINT/SIGTERM. The connection flags are accepted before the command and
  * after it, so `runc status -addr h:1 ID` and `runc -addr h:1 status ID`
  * mean the same. */
@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "config.h"
 #include "flags.h"
 #include "grpc.h"
 #include "joblog.h"
@@ -23,6 +24,7 @@
 #include "health.pb-c.h"
 #include "rund.pb-c.h"
 #include "util.h"
+#include "version.h"
 
 #define UNARY_TIMEOUT_NS (30ull * 1000000000)
 
@@ -30,6 +32,10 @@ enum {
 	EXIT_RPC = 1,
 	EXIT_USAGE = 2,
 };
+
+/* The name we were called by (rundctl, or runc in the build tree), for
+ * messages. */
+static const char *prog = "rundctl";
 
 /* Set by the SIGINT/SIGTERM handler; the client polls it. */
 static volatile sig_atomic_t interrupted;
@@ -91,7 +97,7 @@ static void fail_msg(const char *cmd, const char *fmt, ...) __attribute__((forma
 static void fail_msg(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "runc: %s: ", cmd);
+	fprintf(stderr, "%s: %s: ", prog, cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -414,9 +420,9 @@ static int set_limit(Rund__JobStartRequest *req, int l, uint64_t v, ProtobufCMes
 	}
 	if (vf->type == PROTOBUF_C_TYPE_UINT32 && v > UINT32_MAX) {
 		fprintf(stderr,
-			"runc: start: invalid value \"%" PRIu64 "\" for flag -%s: above %" PRIu32
+			"%s: start: invalid value \"%" PRIu64 "\" for flag -%s: above %" PRIu32
 			"\n",
-			v, name, UINT32_MAX);
+			prog, v, name, UINT32_MAX);
 		return EXIT_USAGE;
 	}
 	const ProtobufCMessageDescriptor *wd = f->descriptor;
@@ -491,8 +497,8 @@ static int on_log(void *ctx, const uint8_t *msg, size_t len)
 	if (r == 0)
 		r = write_out(STDERR_FILENO, l.err, l.err_len);
 	if (r == 0 && l.truncated_at)
-		fprintf(stderr, "runc: output truncated by the server after %" PRIu64 " bytes\n",
-			l.truncated_at);
+		fprintf(stderr, "%s: output truncated by the server after %" PRIu64 " bytes\n",
+			prog, l.truncated_at);
 	if (r < 0) {
 		fail_msg(lc->cmd, "write output: %s", strerror(-r));
 		return 1;
@@ -573,7 +579,7 @@ static const struct command commands[] = {
 
 static void usage_main(FILE *out, struct flag *flags, size_t n)
 {
-	fprintf(out, "Usage: runc [flags] <command> [command flags] [args]\n\nCommands:\n");
+	fprintf(out, "Usage: %s [flags] <command> [command flags] [args]\n\nCommands:\n", prog);
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
 		char syn[64];
 		snprintf(syn, sizeof syn, "%s %s", commands[i].name, commands[i].args);
@@ -581,13 +587,15 @@ static void usage_main(FILE *out, struct flag *flags, size_t n)
 	}
 	fprintf(out, "\nFlags (also accepted after the command):\n");
 	flags_usage(out, flags, n);
-	fprintf(out, "\nExit status: 0 ok, 1 the call failed, 2 usage error, 130 interrupted.\n"
-		     "Run 'runc <command> -h' for the flags of a command.\n");
+	fprintf(out,
+		"\nExit status: 0 ok, 1 the call failed, 2 usage error, 130 interrupted.\n"
+		"Run '%s <command> -h' for the flags of a command.\n",
+		prog);
 }
 
 static void usage_command(FILE *out, const struct command *cmd, struct flag *flags, size_t n)
 {
-	fprintf(out, "Usage: runc %s [flags] %s\n\n%s.\n\nFlags:\n", cmd->name, cmd->args,
+	fprintf(out, "Usage: %s %s [flags] %s\n\n%s.\n\nFlags:\n", prog, cmd->name, cmd->args,
 		cmd->summary);
 	flags_usage(out, flags, n);
 	if (cmd->run == cmd_start)
@@ -609,13 +617,21 @@ int main(int argc, char **argv)
 {
 	struct conn_flags cf = {
 		.addr = "localhost:8000",
-		.ca = "tls/ca.pem",
-		.cert = "tls/client.pem",
-		.key = "tls/client-key.pem",
+		.ca = RUND_DEFAULT_CA,
+		.cert = RUND_DEFAULT_CLIENT_CERT,
+		.key = RUND_DEFAULT_CLIENT_KEY,
 	};
 	struct flag global[] = {CONN_FLAGS(&cf)};
 	struct err err = {0};
 
+	if (argv[0] && argv[0][0]) {
+		const char *slash = strrchr(argv[0], '/');
+		prog = slash ? slash + 1 : argv[0];
+	}
+	if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version"))) {
+		printf("%s (rund) %s\n", prog, RUND_VERSION);
+		return 0;
+	}
 	install_signals();
 	start_flags_init();
 
@@ -625,14 +641,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (r < 0) {
-		fprintf(stderr, "runc: %s\n\n", err.msg);
+		fprintf(stderr, "%s: %s\n\n", prog, err.msg);
 		usage_main(stderr, global, ARRAY_SIZE(global));
 		return EXIT_USAGE;
 	}
 	argc -= 1 + r;
 	argv += 1 + r;
 	if (argc == 0) {
-		fprintf(stderr, "runc: no command given\n\n");
+		fprintf(stderr, "%s: no command given\n\n", prog);
 		usage_main(stderr, global, ARRAY_SIZE(global));
 		return EXIT_USAGE;
 	}
@@ -642,7 +658,7 @@ int main(int argc, char **argv)
 		if (strcmp(argv[0], commands[i].name) == 0)
 			cmd = &commands[i];
 	if (!cmd) {
-		fprintf(stderr, "runc: unknown command \"%s\"\n\n", argv[0]);
+		fprintf(stderr, "%s: unknown command \"%s\"\n\n", prog, argv[0]);
 		usage_main(stderr, global, ARRAY_SIZE(global));
 		return EXIT_USAGE;
 	}
@@ -662,7 +678,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (r < 0) {
-		fprintf(stderr, "runc: %s: %s\n\n", cmd->name, err.msg);
+		fprintf(stderr, "%s: %s: %s\n\n", prog, cmd->name, err.msg);
 		usage_command(stderr, cmd, flags, n);
 		return EXIT_USAGE;
 	}
@@ -673,14 +689,13 @@ int main(int argc, char **argv)
 	int nargs = argc - 1 - r;
 	char **args = argv + 1 + r;
 	if (nargs < cmd->min_args) {
-		fprintf(stderr, "runc: %s: missing %s\n\n", cmd->name, cmd->args);
+		fprintf(stderr, "%s: %s: missing %s\n\n", prog, cmd->name, cmd->args);
 		usage_command(stderr, cmd, flags, n);
 		return EXIT_USAGE;
 	}
 	if (cmd->max_args >= 0 && nargs > cmd->max_args) {
-		fprintf(stderr,
-			"runc: %s: unexpected argument \"%s\" (usage: runc %s [flags] %s)\n",
-			cmd->name, args[cmd->max_args], cmd->name, cmd->args);
+		fprintf(stderr, "%s: %s: unexpected argument \"%s\" (usage: %s %s [flags] %s)\n",
+			prog, cmd->name, args[cmd->max_args], prog, cmd->name, cmd->args);
 		return EXIT_USAGE;
 	}
 	return cmd->run(cmd, &cf, nargs, args);

@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "cgroup.h"
+#include "config.h"
 #include "flags.h"
 #include "job.h"
 #include "sandbox.h"
@@ -22,6 +23,7 @@
 #include "supervisor.h"
 #include "tls.h"
 #include "util.h"
+#include "version.h"
 
 #define NS_PER_SEC 1000000000ull
 
@@ -49,6 +51,7 @@ static void usage_main(FILE *out)
 {
 	fprintf(out,
 		"usage: rund serve [flags]          run the daemon\n"
+		"       rund --version\n"
 		"       rund execute -fifo PATH     per-job supervisor (started by the daemon)\n"
 		"Run \"rund serve -h\" for the daemon's flags.\n");
 }
@@ -207,11 +210,11 @@ static int serve(int argc, char **argv)
 {
 	struct serve_opts o = {
 		.addr = ":8000",
-		.ca = "tls/ca.pem",
-		.cert = "tls/server.pem",
-		.key = "tls/server-key.pem",
+		.ca = RUND_DEFAULT_CA,
+		.cert = RUND_DEFAULT_SERVER_CERT,
+		.key = RUND_DEFAULT_SERVER_KEY,
 		.tls_groups = TLS_DEFAULT_GROUPS,
-		.state_dir = "/var/lib/rund",
+		.state_dir = RUND_DEFAULT_STATE_DIR,
 		.cgroup = "",
 		.io_devices = "",
 		.max_log_bytes = 1ull << 30,
@@ -475,6 +478,10 @@ int main(int argc, char **argv)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(argv[1], "execute") == 0)
 		return supervisor_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version")) {
+		printf("rund %s\n", RUND_VERSION);
+		return 0;
+	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "-help") || !strcmp(argv[1], "--help")) {
 		usage_main(stdout);
 		return 0;

