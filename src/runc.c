@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "clientconf.h"
 #include "config.h"
 #include "flags.h"
 #include "grpc.h"
@@ -603,6 +604,26 @@ static void usage_command(FILE *out, const struct command *cmd, struct flag *fla
 			     "`runc start ls -l` runs `ls -l`.\n");
 }
 
+/* Where each connection setting came from, for -h. */
+static void print_sources(FILE *out, const struct clientconf *conf)
+{
+	fprintf(out, "\nConnection settings (flag, then $RUND_*, then %s, then built in):\n",
+		conf->path ? conf->path
+			   : "no config file: neither XDG_CONFIG_HOME nor HOME is set");
+	for (int k = 0; k < CLIENTCONF_N; k++)
+		fprintf(out, "  %-5s %s\t(%s)\n", clientconf_name(k), conf->value[k],
+			conf->origin[k]);
+}
+
+/* Copies the connection flags that were given into conf; flags[0..3] are
+ * CONN_FLAGS' addr, ca, cert, key. */
+static void note_flags(struct clientconf *conf, const struct flag *flags)
+{
+	for (int k = 0; k < CLIENTCONF_N; k++)
+		if (flags[k].set)
+			clientconf_set_flag(conf, k, *(const char **)flags[k].value);
+}
+
 static void install_signals(void)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -615,13 +636,13 @@ static void install_signals(void)
 
 int main(int argc, char **argv)
 {
-	struct conn_flags cf = {
-		.addr = "localhost:8000",
-		.ca = RUND_DEFAULT_CA,
-		.cert = RUND_DEFAULT_CLIENT_CERT,
-		.key = RUND_DEFAULT_CLIENT_KEY,
+	static const char *const defaults[CLIENTCONF_N] = {
+		[CLIENTCONF_ADDR] = "localhost:8000",
+		[CLIENTCONF_CA] = RUND_DEFAULT_CA,
+		[CLIENTCONF_CERT] = RUND_DEFAULT_CLIENT_CERT,
+		[CLIENTCONF_KEY] = RUND_DEFAULT_CLIENT_KEY,
 	};
-	struct flag global[] = {CONN_FLAGS(&cf)};
+	_cleanup_(clientconf_free) struct clientconf conf = {0};
 	struct err err = {0};
 
 	if (argv[0] && argv[0][0]) {
@@ -635,9 +656,24 @@ int main(int argc, char **argv)
 	install_signals();
 	start_flags_init();
 
+	clientconf_init(&conf, defaults);
+	if (clientconf_load(&conf, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return EXIT_USAGE;
+	}
+	struct conn_flags cf = {
+		.addr = conf.value[CLIENTCONF_ADDR],
+		.ca = conf.value[CLIENTCONF_CA],
+		.cert = conf.value[CLIENTCONF_CERT],
+		.key = conf.value[CLIENTCONF_KEY],
+	};
+	struct flag global[] = {CONN_FLAGS(&cf)};
+
 	int r = flags_parse(global, ARRAY_SIZE(global), argc - 1, argv + 1, &err);
+	note_flags(&conf, global);
 	if (r == -FLAGS_HELP) {
 		usage_main(stdout, global, ARRAY_SIZE(global));
+		print_sources(stdout, &conf);
 		return 0;
 	}
 	if (r < 0) {
@@ -673,8 +709,10 @@ int main(int argc, char **argv)
 	memcpy(flags + cmd->n_flags, again, sizeof again);
 
 	r = flags_parse(flags, n, argc - 1, argv + 1, &err);
+	note_flags(&conf, flags + cmd->n_flags);
 	if (r == -FLAGS_HELP) {
 		usage_command(stdout, cmd, flags, n);
+		print_sources(stdout, &conf);
 		return 0;
 	}
 	if (r < 0) {

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, RUNC, TLS
 
 MESON = shutil.which("meson")
 
@@ -108,3 +108,87 @@ def test_man_pages_lint_clean(destdir):
     for page in pages:
         r = subprocess.run([mandoc, "-T", "lint", "-W", "warning", page], capture_output=True)
         assert r.returncode == 0 and not r.stdout and not r.stderr, (page, r)
+
+
+# ---- client configuration -------------------------------------------------
+
+def _client_env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUND_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    env["HOME"] = str(tmp_path / "home")
+    env.update(extra)
+    return env
+
+
+def _write_conf(tmp_path, text):
+    d = tmp_path / "xdg" / "rund"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "client.conf").write_text(text)
+    return str(d / "client.conf")
+
+
+def _health(env, *flags):
+    return subprocess.run([RUNC, "health"] + list(flags), env=env, capture_output=True,
+                          timeout=30, cwd="/")
+
+
+def test_config_file_alone_reaches_the_daemon(rund, tmp_path):
+    # cwd is /, so the built-in tls/ defaults cannot be what works.
+    conf = _write_conf(tmp_path, "addr = %s\nca = %s/ca.pem\ncert = %s/client.pem\n"
+                       "key = %s/client-key.pem\n" % (rund.addr, TLS, TLS, TLS))
+    env = _client_env(tmp_path)
+    r = _health(env)
+    assert r.returncode == 0 and r.stdout == b"SERVING\n", r
+    # Without the file, the built-in defaults (relative tls/ paths) fail.
+    os.unlink(conf)
+    r = _health(env)
+    assert r.returncode == 1, r
+
+
+def test_env_beats_file_and_flag_beats_env(rund, tmp_path):
+    _write_conf(tmp_path, "# wrong on purpose\naddr = 127.0.0.1:1\nca = %s/ca.pem\n"
+                "cert = %s/client.pem\nkey = %s/client-key.pem\n" % (TLS, TLS, TLS))
+    env = _client_env(tmp_path)
+    assert _health(env).returncode == 1
+    env["RUND_ADDR"] = rund.addr
+    r = _health(env)
+    assert r.returncode == 0, r
+    r = _health(env, "-addr", "127.0.0.1:1")
+    assert r.returncode == 1, r
+    # A wrong CA from the environment wins over the file's right one.
+    env["RUND_CA"] = os.path.join(TLS, "client.pem")
+    assert _health(env).returncode == 1
+    r = _health(env, "-ca", os.path.join(TLS, "ca.pem"))
+    assert r.returncode == 0, r
+
+
+def test_help_shows_where_each_value_came_from(tmp_path):
+    conf = _write_conf(tmp_path, "\ncert = mine.pem\n")
+    env = _client_env(tmp_path, RUND_ADDR="jobs.example:7")
+    r = subprocess.run([RUNC, "status", "-key", "/k.pem", "-h"], env=env, capture_output=True)
+    assert r.returncode == 0, r
+    out = r.stdout.decode()
+    lines = {l.split()[0]: l for l in out.splitlines()[-4:]}
+    assert "jobs.example:7" in lines["addr"] and "(RUND_ADDR)" in lines["addr"], out
+    assert "(built-in default)" in lines["ca"], out
+    assert os.path.join(os.path.dirname(conf), "mine.pem") in lines["cert"], out
+    assert "(%s:2)" % conf in lines["cert"], out
+    assert "/k.pem" in lines["key"] and "(flag -key)" in lines["key"], out
+
+
+def test_config_errors_name_file_and_line(tmp_path):
+    conf = _write_conf(tmp_path, "addr = a:1\n\nkey\n")
+    r = subprocess.run([RUNC, "health"], env=_client_env(tmp_path), capture_output=True)
+    assert r.returncode == 2
+    assert ("%s:3: expected" % conf).encode() in r.stderr, r.stderr
+
+
+def test_home_config_when_xdg_is_unset(rund, tmp_path):
+    d = tmp_path / "home" / ".config" / "rund"
+    d.mkdir(parents=True)
+    (d / "client.conf").write_text("addr = %s\nca = %s/ca.pem\ncert = %s/client.pem\n"
+                                   "key = %s/client-key.pem\n" % (rund.addr, TLS, TLS, TLS))
+    env = _client_env(tmp_path)
+    del env["XDG_CONFIG_HOME"]
+    r = _health(env)
+    assert r.returncode == 0, r
