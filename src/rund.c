@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@ struct serve_opts {
 	uint64_t identity_connections, identity_calls, identity_log_streams;
 	uint64_t identity_request_bytes, request_bytes;
 	const char *job_user, *job_uids, *job_network, *job_namespaces, *rootfs;
+	bool allow_example_pki_on_network;
 };
 
 struct daemon {
@@ -107,6 +110,83 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* 1 when every address host resolves to is a loopback address, 0 when
+ * one is not (an empty host means every interface), -EINVAL with err. */
+static int addr_is_loopback(const char *addr, struct err *err)
+{
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	int r = addr_split(addr, &host, &port, err);
+	if (r < 0)
+		return r;
+	if (!host[0])
+		return 0;
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0)
+		return err_set(err, EINVAL, ERR_INVALID, "address \"%s\": %s", addr,
+			       gai_strerror(r));
+	int loopback = 1;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET) {
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+			if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+				loopback = 0;
+		} else if (ai->ai_family == AF_INET6) {
+			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
+			const struct in6_addr *a = &sin6->sin6_addr;
+			if (!IN6_IS_ADDR_LOOPBACK(a) &&
+			    !(IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127))
+				loopback = 0;
+		} else {
+			loopback = 0;
+		}
+	}
+	freeaddrinfo(res);
+	return loopback;
+}
+
+/* The example CA's key is in the repository: on a network address anyone
+ * could sign a client certificate and run commands here as root. 0 to go
+ * on, or an exit status. */
+static int refuse_example_pki(const struct serve_opts *o)
+{
+	struct err err = {0};
+	int example = tls_ca_is_example(o->ca, &err);
+	if (example <= 0)
+		return 0; /* unreadable: the TLS set-up reports it */
+	int loopback = addr_is_loopback(o->addr, &err);
+	if (loopback < 0) {
+		fprintf(stderr, "rund: -addr: %s\n", err.msg);
+		return 2;
+	}
+	if (loopback)
+		return 0;
+	if (o->allow_example_pki_on_network) {
+		fprintf(stderr,
+			"rund: WARNING: serving %s with the example CA %s, whose private key "
+			"is public: anyone who can reach this address can run commands on this "
+			"host\n",
+			o->addr, o->ca);
+		return 0;
+	}
+	fprintf(stderr,
+		"rund: refusing to listen on %s with the example CA %s (subject O=%s).\n"
+		"Its private key is published with rund's source, so anyone who can reach this\n"
+		"address could sign a client certificate and run commands on this host.\n"
+		"Make a private PKI and pass it with -ca, -cert and -key, for example:\n"
+		"    rund-pki -d /etc/rund ca\n"
+		"    rund-pki -d /etc/rund server server \"$(hostname -f)\" <this host's IPs>\n"
+		"    rund-pki -d ~/rund-clients client alice DNS:alice.example.net\n"
+		"then move ca-key.pem off this host. Or listen on loopback (-addr "
+		"127.0.0.1:8000).\n"
+		"To run with the example PKI on a network anyway (tests only): "
+		"-allow_example_pki_on_network\n",
+		o->addr, o->ca, TLS_EXAMPLE_CA_ORG);
+	return 1;
 }
 
 static int run(const struct serve_opts *o);
@@ -304,6 +384,9 @@ static int serve(int argc, char **argv)
 		{"rootfs", FLAG_STRING, &o.rootfs,
 		 "run every job in this directory (pivot_root, read-only, own /proc, minimal /dev, "
 		 "private /tmp) instead of the host's file system"},
+		{"allow_example_pki_on_network", FLAG_BOOL, &o.allow_example_pki_on_network,
+		 "start even though -ca is the repository's example CA (public key!) and -addr is "
+		 "not loopback"},
 	};
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);
@@ -337,6 +420,9 @@ static int serve(int argc, char **argv)
 			return 2;
 		}
 	}
+	int refused = refuse_example_pki(&o);
+	if (refused)
+		return refused;
 
 	return run(&o);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "util.h"
@@ -215,6 +216,55 @@ SSL_CTX *tls_server_ctx_new(const struct tls_opts *opts, struct err *err)
 	SSL_CTX_set_client_hello_cb(ctx, server_client_hello_cb, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, server_alpn_select_cb, NULL);
 	return steal_pointer(&ctx);
+}
+
+int tls_server_ctx_reload(SSL_CTX *ctx, const struct tls_opts *opts, struct err *err)
+{
+	_cleanup_(ctx_freep) SSL_CTX *fresh = tls_server_ctx_new(opts, err);
+	if (!fresh)
+		return err->code ? -err->code : -EINVAL;
+	STACK_OF(X509) *chain = NULL;
+	SSL_CTX_get0_chain_certs(fresh, &chain);
+	STACK_OF(X509_NAME) *names = SSL_dup_CA_list(SSL_CTX_get_client_CA_list(fresh));
+	if (!names)
+		return tls_fail(err, "copy the CA names of %s", opts->ca);
+	/* Past this point only allocation can fail. Replacing the
+	 * certificate drops a key that does not match it; the new key
+	 * follows at once. */
+	if (SSL_CTX_use_certificate(ctx, SSL_CTX_get0_certificate(fresh)) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, SSL_CTX_get0_privatekey(fresh)) != 1 ||
+	    SSL_CTX_set1_chain(ctx, chain) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		return tls_fail(err, "install the reloaded certificate %s", opts->cert);
+	}
+	SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(fresh));
+	SSL_CTX_set_client_CA_list(ctx, names);
+	ERR_clear_error();
+	return 0;
+}
+
+int tls_ca_is_example(const char *ca, struct err *err)
+{
+	int r = check_readable("CA file", ca, err);
+	if (r < 0)
+		return r;
+	BIO *bio = BIO_new_file(ca, "r");
+	if (!bio)
+		return tls_fail(err, "CA file %s", ca);
+	int found = 0;
+	X509 *x;
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		char org[128];
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_organizationName, org,
+					      sizeof org) > 0 &&
+		    strcmp(org, TLS_EXAMPLE_CA_ORG) == 0)
+			found = 1;
+		X509_free(x);
+	}
+	/* The loop ends on "no start line" at the end of the file. */
+	ERR_clear_error();
+	BIO_free(bio);
+	return found;
 }
 
 SSL_CTX *tls_client_ctx_new(const struct tls_opts *opts, struct err *err)

@@ -52,6 +52,19 @@ bool tls_alpn_is_h2(const SSL *ssl);
 BIO_METHOD *tls_socket_bio_method(const char *name, int (*write)(BIO *, const char *, int),
 				  int (*read)(BIO *, char *, int));
 
+/* The repository's example PKI (tls/gen.sh) names its CA with the
+ * organization "rund example"; its private key is public. Returns 1 when
+ * a certificate in the PEM file ca has that subject, 0 when none does,
+ * or -errno with err naming the file. */
+#define TLS_EXAMPLE_CA_ORG "rund example"
+int tls_ca_is_example(const char *ca, struct err *err);
+
+/* Re-reads opts' CA, certificate and key into a server context made by
+ * tls_server_ctx_new, for connections accepted from now on (established
+ * ones keep theirs). Everything is loaded and checked before ctx changes:
+ * on failure (-errno, err naming the file) ctx is as it was. */
+int tls_server_ctx_reload(SSL_CTX *ctx, const struct tls_opts *opts, struct err *err);
+
 /* One line describing the latest OpenSSL error queue entry, for messages
  * ("certificate verify failed"); clears the queue. */
 const char *tls_last_error(char *buf, size_t cap);

@@ -5,10 +5,11 @@ network address, certificate reload on SIGHUP and the audit log."""
 import os
 import shutil
 import subprocess
+import uuid
 
 import pytest
 
-from conftest import BUILD, ROOT, RUNC, TLS
+from conftest import BUILD, ROOT, RUND, RUNC, TLS, cgroup2_mount
 
 MESON = shutil.which("meson")
 
@@ -192,3 +193,79 @@ def test_home_config_when_xdg_is_unset(rund, tmp_path):
     del env["XDG_CONFIG_HOME"]
     r = _health(env)
     assert r.returncode == 0, r
+
+
+# ---- safe by default ------------------------------------------------------
+
+PKI = os.path.join(ROOT, "contrib", "rund-pki")
+
+
+def _serve_refused(tmp_path, addr, *extra):
+    cg = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
+    try:
+        return subprocess.run(
+            [RUND, "serve", "-addr", addr, "-ca", os.path.join(TLS, "ca.pem"),
+             "-cert", os.path.join(TLS, "server.pem"),
+             "-key", os.path.join(TLS, "server-key.pem"),
+             "-state_dir", str(tmp_path / "state"), "-cgroup", cg] + list(extra),
+            capture_output=True, timeout=20)
+    finally:
+        # Refused before the cgroup is touched; nothing else to clean.
+        assert not os.path.exists(cg)
+
+
+@pytest.mark.parametrize("addr", [":0", "0.0.0.0:0", "[::]:0"])
+def test_example_ca_refused_on_network_address(tmp_path, addr):
+    r = _serve_refused(tmp_path, addr)
+    assert r.returncode == 1, r
+    err = r.stderr.decode()
+    assert "refusing to listen on " + addr in err, err
+    assert "rund-pki" in err and "-allow_example_pki_on_network" in err, err
+    assert not (tmp_path / "state").exists()
+
+
+def test_example_ca_allowed_on_network_when_named(rund_factory):
+    r = rund_factory("-addr", "0.0.0.0:0", "-allow_example_pki_on_network")
+    assert "WARNING" in r.log() and "public" in r.log()
+    assert r.proc.poll() is None
+
+
+def test_example_ca_fine_on_loopback(rund):
+    assert "WARNING" not in rund.log()
+    assert "refusing" not in rund.log()
+
+
+def test_pki_helper_makes_a_working_pki(rund_factory, tmp_path):
+    d = str(tmp_path / "pki")
+    for args in (["ca", "test CA"], ["server", "server", "localhost", "127.0.0.1", "IP:::1"],
+                 ["client", "alice", "URI:spiffe://example.test/alice", "alice.example"]):
+        r = subprocess.run([PKI, "-d", d] + args, capture_output=True, timeout=120)
+        assert r.returncode == 0, r
+    # Never overwrites.
+    r = subprocess.run([PKI, "-d", d, "client", "alice", "x.example"], capture_output=True)
+    assert r.returncode == 1 and b"exists" in r.stderr
+    assert os.stat(os.path.join(d, "alice-key.pem")).st_mode & 0o077 == 0
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in",
+                           os.path.join(d, "alice.pem")], capture_output=True,
+                          check=True).stdout.decode()
+    assert "ecdsa-with-SHA512" in text and "P-521" in text, text
+    assert "URI:spiffe://example.test/alice" in text and "DNS:alice.example" in text, text
+    assert "TLS Web Client Authentication" in text
+
+    # A private CA may listen on every interface.
+    srv = rund_factory("-addr", "0.0.0.0:0", "-ca", os.path.join(d, "ca.pem"),
+                       "-cert", os.path.join(d, "server.pem"),
+                       "-key", os.path.join(d, "server-key.pem"))
+    assert "WARNING" not in srv.log()
+
+    def health(cert, key, ca):
+        return subprocess.run([RUNC, "health", "-addr", "localhost:%d" % srv.port,
+                               "-ca", ca, "-cert", cert, "-key", key],
+                              capture_output=True, timeout=30)
+    r = health(os.path.join(d, "alice.pem"), os.path.join(d, "alice-key.pem"),
+               os.path.join(d, "ca.pem"))
+    assert r.returncode == 0 and r.stdout == b"SERVING\n", r
+    # The example client certificate is not accepted by the private CA.
+    r = health(os.path.join(TLS, "client.pem"), os.path.join(TLS, "client-key.pem"),
+               os.path.join(d, "ca.pem"))
+    assert r.returncode == 1, r
