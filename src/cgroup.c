@@ -255,6 +255,25 @@ static unsigned enable_controllers(int dirfd, const char *dir, const char *sub, 
 	return cgroup_parse_controllers(on_text);
 }
 
+/* The controllers of the hierarchy's root: what the system could give us.
+ * Walks up from dirfd to the cgroup without cgroup.type. */
+static unsigned system_controllers(int dirfd)
+{
+	_cleanup_close_ int fd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	for (int depth = 0; fd >= 0 && depth < 64; depth++) {
+		if (faccessat(fd, "cgroup.type", F_OK, 0) < 0 && errno == ENOENT) {
+			_cleanup_free_ char *text = NULL;
+			return read_knob(fd, "cgroup.controllers", &text) == 0
+				       ? cgroup_parse_controllers(text)
+				       : 0;
+		}
+		int up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		close(fd);
+		fd = up;
+	}
+	return 0;
+}
+
 static int open_jobs(struct cgroup_root *root, struct err *err)
 {
 	root->jobs_fd = openat(root->dirfd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -356,10 +375,27 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 		r = err_sys(err, -r, "move rund into %s/daemon", root->path);
 		goto bad;
 	}
-	enable_controllers(root->dirfd, root->path, "", want);
+	/* R directly below the hierarchy's root (our own subtree, or a
+	 * -cgroup made there): nobody else delegates to it, so enable the
+	 * controllers in the root's subtree_control, as a container runtime
+	 * without systemd does. The root is the cgroup without cgroup.type. */
+	_cleanup_close_ int parent = openat(root->dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (parent >= 0 && is_cgroup2(parent) && faccessat(parent, "cgroup.type", F_OK, 0) < 0 &&
+	    errno == ENOENT) {
+		_cleanup_free_ char *ppath =
+			xstrndup(root->path, strrchr(root->path, '/') - root->path);
+		enable_controllers(parent, ppath[0] ? ppath : "/", "", want);
+	}
+	unsigned got = enable_controllers(root->dirfd, root->path, "", want);
 	enable_controllers(root->dirfd, root->path, "jobs", want);
 	if ((r = open_jobs(root, err)) < 0)
 		goto bad;
+	root->undelegated = system_controllers(root->dirfd) & want & ~got;
+	if (root->undelegated)
+		fprintf(stderr,
+			"rund: warning: the system has controllers that are not delegated to %s, "
+			"so limits that need them will be refused. %s\n",
+			root->path, CGROUP_DELEGATE_HINT);
 	return 0;
 bad:
 	cgroup_root_close(root);
@@ -399,11 +435,13 @@ int cgroup_check_limits(const struct cgroup_root *root, const struct job_limits 
 {
 	for (int l = 0; l < LIMIT_COUNT; l++) {
 		if (lim->has[l] && !(root->controllers & LIMIT_BIT(l)))
-			return err_set(err, EOPNOTSUPP, ERR_PRECONDITION,
-				       "%s controller is not available in the cgroup v2 hierarchy "
-				       "at %s (needed for %s)",
-				       job_limit_defs[l].controller, root->path,
-				       job_limit_defs[l].name);
+			return err_set(
+				err, EOPNOTSUPP, ERR_PRECONDITION,
+				"%s controller is not available in the cgroup v2 hierarchy "
+				"at %s (needed for %s)%s%s",
+				job_limit_defs[l].controller, root->path, job_limit_defs[l].name,
+				root->undelegated & LIMIT_BIT(l) ? ": " : "",
+				root->undelegated & LIMIT_BIT(l) ? CGROUP_DELEGATE_HINT : "");
 	}
 	return 0;
 }

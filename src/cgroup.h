@@ -26,7 +26,15 @@ struct cgroup_root {
 	int dirfd;	      /* O_PATH|O_DIRECTORY of R */
 	int jobs_fd;	      /* directory fd of R/jobs */
 	unsigned controllers; /* LIMIT_BIT()s whose controller is enabled for jobs */
+	unsigned undelegated; /* LIMIT_BIT()s whose controller the system has but R
+			       * was not given */
 };
+
+/* What to do when the system has a controller but rund's cgroup was not
+ * given it (a login session's scope, a unit without Delegate=yes). */
+#define CGROUP_DELEGATE_HINT                                                                       \
+	"Run rund from its systemd unit (Delegate=yes: systemctl start rund) or as "               \
+	"`systemd-run -p Delegate=yes rund serve ...`, or start it in the cgroup v2 root"
 
 /* Pure parsers. From /proc/self/mountinfo text: the mount point of the
  * cgroup2 filesystem (malloc'd). From /proc/self/cgroup text: the "0::"

@@ -43,17 +43,6 @@ def controllers_available():
         return set()
 
 
-def enable_root_controllers():
-    """The kernel lane boots without systemd: do the administrator's part of
-    delegation and enable the controllers below the hierarchy's root."""
-    root = cgroup2_mount()
-    with open(os.path.join(root, "cgroup.controllers")) as f:
-        avail = set(f.read().split()) & {"cpu", "memory", "io", "pids"}
-    for c in sorted(avail):
-        with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
-            f.write("+" + c)
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "enforce: needs real cgroup v2 controllers (VM lane)")
 
@@ -100,8 +89,6 @@ class Rund:
         self.start()
 
     def start(self, extra_args=None):
-        if ENFORCE:
-            enable_root_controllers()
         if extra_args is not None:
             self.extra_args = list(extra_args)
         args = [RUND, "serve",
