@@ -77,6 +77,7 @@ static struct job *find_job(struct rpc_call *call, struct job_table *jobs, const
 	}
 	struct err err = {0};
 	struct job *j = NULL;
+	rpc_call_set_job(call, m->ulid);
 	if (job_find(jobs, m->ulid, strlen(m->ulid), rpc_call_peer(call), &j, &err) < 0)
 		finish_err(call, &err);
 	rund__job_identifier__free_unpacked(m, NULL);
@@ -233,6 +234,7 @@ static void start_done(void *ctx, const char *id, const struct err *err)
 	} else {
 		Rund__JobIdentifier m = RUND__JOB_IDENTIFIER__INIT;
 		m.ulid = (char *)id;
+		rpc_call_set_job(c->call, id);
 		send_packed(c->call, &m.base);
 	}
 	free(c);

@@ -99,6 +99,9 @@ struct rpc_call {
 	void *ctx;
 	rpc_pull_fn pull;
 	rpc_cancel_fn cancel;
+
+	uint64_t start_ns; /* for the audit record */
+	char job[32];
 };
 
 struct h2_conn {
@@ -281,6 +284,7 @@ static struct rpc_call *call_new(struct h2_conn *c, int32_t stream_id)
 	struct rpc_call *call = xcalloc(1, sizeof *call);
 	call->conn = c;
 	call->stream_id = stream_id;
+	call->start_ns = now_mono_ns();
 	grpc_decoder_init(&call->dec, c->cfg.max_message);
 	call->next = c->calls;
 	if (c->calls)
@@ -303,6 +307,16 @@ static void call_cancel_handler(struct rpc_call *call)
 static void call_free(struct rpc_call *call)
 {
 	struct h2_conn *c = call->conn;
+	if (c->cfg.call_done && call->path) {
+		struct h2_call_record rec = {
+			.method = call->path,
+			.job = call->job,
+			.code = call->finished ? call->code : GRPC_CANCELLED,
+			.duration_ns = now_mono_ns() - call->start_ns,
+			.peer = &c->peer,
+		};
+		c->cfg.call_done(c->cfg.ctx, &rec);
+	}
 	call_cancel_handler(call);
 	if (call->prev)
 		call->prev->next = call->next;
@@ -566,6 +580,11 @@ void rpc_call_finish(struct rpc_call *call, int code, const char *message)
 	call_submit_final(call);
 	if (!call->in_pull)
 		wake(call->conn);
+}
+
+void rpc_call_set_job(struct rpc_call *call, const char *id)
+{
+	snprintf(call->job, sizeof call->job, "%s", id);
 }
 
 void rpc_call_set_ctx(struct rpc_call *call, void *ctx, rpc_pull_fn pull, rpc_cancel_fn cancel)

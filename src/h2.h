@@ -37,6 +37,15 @@ struct h2_quota {
 	const char *what; /* "per-identity", "server-wide": in refusals */
 };
 
+/* What the owner hears about each call when it ends, for the audit log. */
+struct h2_call_record {
+	const char *method; /* the request's :path */
+	const char *job;    /* set by the handler (rpc_call_set_job), "" if none */
+	int code;	    /* the gRPC status sent; CANCELLED if the call went away */
+	uint64_t duration_ns;
+	const struct san_set *peer;
+};
+
 struct h2_conn_config {
 	const struct rpc_service *service; /* borrowed; must outlive the conn */
 	size_t max_message;	 /* request and response limit; 0 = GRPC_DEFAULT_MAX_MESSAGE */
@@ -56,6 +65,8 @@ struct h2_conn_config {
 	 * deadline passed). The owner should call h2_conn_flush soon, from
 	 * its event loop, not from inside wake. */
 	void (*wake)(void *ctx);
+	/* Optional: called once per request when its stream closes. */
+	void (*call_done)(void *ctx, const struct h2_call_record *rec);
 	void *ctx;
 };
 

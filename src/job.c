@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "handoff.h"
 #include "jobdir.h"
 #include "recovery.h"
@@ -354,6 +355,33 @@ static void retention_sweep(void *ctx)
 
 /* --- end of a job ------------------------------------------------------- */
 
+/* One audit line for a job seen starting or ending by this daemon (not
+ * for jobs found already ended in the state directory). */
+static void audit_event(struct job *j, const char *event)
+{
+	const struct audit *a = j->t->cfg.audit;
+	if (!a)
+		return;
+	char outcome[32];
+	if (j->state == JOB_LOST)
+		snprintf(outcome, sizeof outcome, "lost");
+	else if (j->status.exited)
+		snprintf(outcome, sizeof outcome, "exit %d", j->status.exit_code);
+	else
+		snprintf(outcome, sizeof outcome, "signal %d", j->status.signal);
+	bool end = strcmp(event, "job_end") == 0;
+	struct audit_job aj = {
+		.event = event,
+		.job = j->id,
+		.owners = &j->spec.owners,
+		.name = j->spec.argc ? j->spec.argv[0] : "",
+		.args = j->spec.argc ? j->spec.argv + 1 : NULL,
+		.n_args = j->spec.argc ? j->spec.argc - 1 : 0,
+		.outcome = end ? outcome : NULL,
+	};
+	audit_job(a, &aj);
+}
+
 static void notify_followers(struct job *j)
 {
 	struct job_follower *f;
@@ -419,6 +447,7 @@ static void supervisor_gone(struct job *j)
 	int r = load_status(j, &err);
 	if (r == 0) {
 		j->state = JOB_EXITED;
+		audit_event(j, "job_end");
 		mark_ended(j);
 		return;
 	}
@@ -434,6 +463,8 @@ static void supervisor_gone(struct job *j)
 			"rund: job %s: supervisor died without recording a status; killing the "
 			"job\n",
 			j->id);
+	j->state = JOB_LOST;
+	audit_event(j, "job_end");
 	mark_lost(j);
 }
 
@@ -543,6 +574,7 @@ static void pending_ok(struct job_pending *p)
 	j->pidfd = steal_fd(&p->sup->pidfd);
 	table_insert(p->t, j);
 	watch_running(j);
+	audit_event(j, "job_start");
 	if (!p->detached)
 		p->cb(p->ctx, j->id, NULL);
 	pending_free(p);

@@ -27,6 +27,7 @@
 
 struct job_table;
 struct job;
+struct audit;
 
 struct job_config {
 	const char *state_dir;	    /* absolute; created if missing */
@@ -41,6 +42,7 @@ struct job_config {
 	 * borrowed. */
 	const struct sandbox_policy *sandbox;
 	struct uidpool *uids;
+	const struct audit *audit; /* job start and end lines (audit.h); NULL = none */
 };
 
 /* Opens the state directory and serves every job found there (running jobs

@@ -40,6 +40,10 @@ struct rpc_service {
  * Valid until the call is finished or cancelled. Never NULL. */
 const struct san_set *rpc_call_peer(const struct rpc_call *call);
 
+/* Names the job this call concerns (a copy is kept) for the audit line
+ * the transport writes when the call ends. */
+void rpc_call_set_job(struct rpc_call *call, const char *id);
+
 /* Queues one response message, given as the concatenation of iov (copied;
  * the transport adds the 5-byte gRPC prefix). A unary call sends exactly
  * one message before rpc_call_finish(GRPC_OK). Returns 0, -EMSGSIZE if

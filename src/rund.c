@@ -16,10 +16,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "audit.h"
 #include "cgroup.h"
 #include "config.h"
 #include "flags.h"
 #include "job.h"
+#include "proctitle.h"
 #include "sandbox.h"
 #include "server.h"
 #include "supervisor.h"
@@ -31,7 +33,7 @@
 
 struct serve_opts {
 	const char *addr, *ca, *cert, *key, *tls_groups;
-	const char *state_dir, *cgroup, *io_devices;
+	const char *state_dir, *cgroup, *io_devices, *log_format;
 	uint64_t max_log_bytes, retention, handshake_timeout, drain;
 	uint64_t max_connections, max_handshakes;
 	uint64_t idle_timeout, keepalive, request_timeout;
@@ -39,13 +41,16 @@ struct serve_opts {
 	uint64_t identity_request_bytes, request_bytes;
 	const char *job_user, *job_uids, *job_network, *job_namespaces, *rootfs;
 	bool allow_example_pki_on_network;
+	enum audit_format audit_format;
 };
 
 struct daemon {
 	struct event_base *base;
 	struct loop *loop; /* base, as the job layer sees it */
 	struct server *server;
-	struct event *sigint, *sigterm;
+	struct event *sigint, *sigterm, *sighup;
+	SSL_CTX *ssl_ctx;	    /* reloaded in place on SIGHUP */
+	const struct tls_opts *tls; /* the files to reload from */
 	bool stopping;
 	unsigned drain_ms;
 };
@@ -77,6 +82,19 @@ static void on_signal(evutil_socket_t sig, short what, void *ctx)
 	fprintf(stderr, "rund: %s: no new calls; draining for up to %u ms (jobs keep running)\n",
 		strsignal((int)sig), d->drain_ms);
 	server_shutdown(d->server, d->drain_ms, drained, d);
+}
+
+/* SIGHUP: new connections get the CA, certificate and key as they are on
+ * disk now. A file that does not load leaves the old ones in place. */
+static void on_hup(evutil_socket_t sig, short what, void *ctx)
+{
+	struct daemon *d = ctx;
+	struct err err = {0};
+	if (tls_server_ctx_reload(d->ssl_ctx, d->tls, &err) < 0)
+		fprintf(stderr, "rund: SIGHUP: keeping the old certificates: %s\n", err.msg);
+	else
+		fprintf(stderr, "rund: SIGHUP: reloaded %s, %s and %s for new connections\n",
+			d->tls->ca, d->tls->cert, d->tls->key);
 }
 
 /* "host:port" for the log line the tests and users read. */
@@ -297,6 +315,7 @@ static int serve(int argc, char **argv)
 		.state_dir = RUND_DEFAULT_STATE_DIR,
 		.cgroup = "",
 		.io_devices = "",
+		.log_format = "logfmt",
 		.max_log_bytes = 1ull << 30,
 		.retention = 7 * 24 * 3600 * NS_PER_SEC,
 		.handshake_timeout = 5 * NS_PER_SEC,
@@ -384,6 +403,8 @@ static int serve(int argc, char **argv)
 		{"rootfs", FLAG_STRING, &o.rootfs,
 		 "run every job in this directory (pivot_root, read-only, own /proc, minimal /dev, "
 		 "private /tmp) instead of the host's file system"},
+		{"log_format", FLAG_STRING, &o.log_format,
+		 "audit lines on stderr, one per call and per job start and end: logfmt or json"},
 		{"allow_example_pki_on_network", FLAG_BOOL, &o.allow_example_pki_on_network,
 		 "start even though -ca is the repository's example CA (public key!) and -addr is "
 		 "not loopback"},
@@ -399,6 +420,11 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "rund serve: %s\n",
 			idx < 0 ? err.msg : "unexpected argument (serve takes only flags)");
 		flags_usage(stderr, flags, ARRAY_SIZE(flags));
+		return 2;
+	}
+	if (audit_parse_format(o.log_format, &o.audit_format) < 0) {
+		fprintf(stderr, "rund serve: -log_format \"%s\": want logfmt or json\n",
+			o.log_format);
 		return 2;
 	}
 	const struct {
@@ -438,6 +464,7 @@ static int run(const struct serve_opts *o)
 	int status = 1;
 	struct daemon d = {.drain_ms = (unsigned)(o->drain / 1000000)};
 	struct cgroup_root cg = {.dirfd = -1, .jobs_fd = -1};
+	struct audit audit = {.out = stderr, .format = o->audit_format};
 	struct io_device *devs = NULL;
 	size_t ndevs = 0;
 	struct job_table *jobs = NULL;
@@ -498,6 +525,7 @@ static int run(const struct serve_opts *o)
 		.retention_ns = o->retention,
 		.sandbox = &policy,
 		.uids = uids,
+		.audit = &audit,
 	};
 	uint64_t t0 = now_mono_ns();
 	if (job_table_open(d.loop, &jc, &jobs, &err) < 0) {
@@ -519,6 +547,7 @@ static int run(const struct serve_opts *o)
 		.identity_log_streams = (size_t)o->identity_log_streams,
 		.identity_request_bytes = (size_t)o->identity_request_bytes,
 		.request_bytes = (size_t)o->request_bytes,
+		.audit = &audit,
 	};
 	d.server = server_new(d.base, &so, &err);
 	if (!d.server) {
@@ -527,8 +556,12 @@ static int run(const struct serve_opts *o)
 	}
 	d.sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	d.ssl_ctx = ssl_ctx;
+	d.tls = &tls;
+	d.sighup = evsignal_new(d.base, SIGHUP, on_hup, &d);
 	event_add(d.sigint, NULL);
 	event_add(d.sigterm, NULL);
+	event_add(d.sighup, NULL);
 	fprintf(stderr, "rund: serving %zu job(s) from %s (loaded in %.1f ms); cgroup %s\n",
 		job_table_count(jobs), state_dir, (double)(now_mono_ns() - t0) / 1e6, cg.path);
 	print_listening(o->addr, server_port(d.server));
@@ -544,6 +577,8 @@ out:
 		event_free(d.sigint);
 	if (d.sigterm)
 		event_free(d.sigterm);
+	if (d.sighup)
+		event_free(d.sighup);
 	if (d.base)
 		event_base_free(d.base);
 	SSL_CTX_free(ssl_ctx);
@@ -562,8 +597,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return serve(argc - 2, argv + 2);
-	if (strcmp(argv[1], "execute") == 0)
+	if (strcmp(argv[1], "execute") == 0) {
+		proctitle_init(argc, argv);
 		return supervisor_main(argc - 1, argv + 1);
+	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version")) {
 		printf("rund %s\n", RUND_VERSION);
 		return 0;

@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include "audit.h"
 #include "h2.h"
 #include "tls.h"
 #include "util.h"
@@ -90,11 +91,12 @@ struct sconn {
 	struct evbuffer *out; /* plaintext frames from h2 */
 	uint8_t *wire;	      /* ciphertext not yet sent: [wire_off, wire_len) */
 	size_t wire_off, wire_len, wire_cap;
-	struct h2_conn *h2;	/* NULL until the TLS handshake completed */
-	struct event *hs_timer; /* deadline for the TLS handshake + HTTP/2 preface */
-	size_t fed;		/* bytes fed to h2 until the preface was seen */
-	struct event *flush_ev; /* h2 asked for a flush (wake) */
-	bool closing;		/* close once the output drained */
+	struct h2_conn *h2;	     /* NULL until the TLS handshake completed */
+	struct event *hs_timer;	     /* deadline for the TLS handshake + HTTP/2 preface */
+	size_t fed;		     /* bytes fed to h2 until the preface was seen */
+	struct event *flush_ev;	     /* h2 asked for a flush (wake) */
+	bool closing;		     /* close once the output drained */
+	char serial[TLS_SERIAL_MAX]; /* the client certificate's, for the audit log */
 };
 
 struct server {
@@ -531,6 +533,20 @@ static void conn_established(struct sconn *c)
 	}
 }
 
+static void conn_call_done(void *ctx, const struct h2_call_record *rec)
+{
+	struct sconn *c = ctx;
+	struct audit_call a = {
+		.method = rec->method,
+		.peer = rec->peer,
+		.serial = c->serial,
+		.job = rec->job,
+		.code = rec->code,
+		.duration_ns = rec->duration_ns,
+	};
+	audit_call(c->srv->opts.audit, &a);
+}
+
 static void conn_handshake_done(struct sconn *c)
 {
 	if (!tls_alpn_is_h2(c->ssl)) {
@@ -573,8 +589,10 @@ static void conn_handshake_done(struct sconn *c)
 		.out = c->out,
 		.out_high_water = OUT_HIGH_WATER,
 		.wake = conn_wake,
+		.call_done = c->srv->opts.audit ? conn_call_done : NULL,
 		.ctx = c,
 	};
+	tls_peer_serial(c->ssl, c->serial, sizeof c->serial);
 	c->h2 = h2_conn_new(&cfg, &sans);
 	san_set_free(&sans);
 	if (why[0])

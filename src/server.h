@@ -12,6 +12,7 @@
 #include "rpc.h"
 
 struct server;
+struct audit;
 
 struct server_opts {
 	const char *addr;	       /* ":8000", "127.0.0.1:0", "[::1]:8000" */
@@ -29,7 +30,8 @@ struct server_opts {
 	 * cap, at least 1). 0 = no cap. */
 	size_t identity_connections, identity_calls, identity_log_streams;
 	size_t identity_request_bytes;
-	size_t request_bytes; /* held in unfinished requests, all clients; 0 = no cap */
+	size_t request_bytes;	   /* held in unfinished requests, all clients; 0 = no cap */
+	const struct audit *audit; /* one line per call (audit.h); NULL = none */
 };
 
 /* Binds and listens (":port" means all IPv6 and IPv4 interfaces). NULL

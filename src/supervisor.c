@@ -24,6 +24,7 @@
 #include "jobdir.h"
 #include "jobspec.h"
 #include "logstore.h"
+#include "proctitle.h"
 #include "sandbox.h"
 #include "jobspawn.h"
 #include "sys.h"
@@ -375,6 +376,11 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	int r;
 	if ((r = read_request(fifo, j, err)) < 0)
 		return r;
+	/* The request is read: fifo (in argv) is not needed again, and ps
+	 * shows which job this supervisor runs. */
+	char title[64];
+	snprintf(title, sizeof title, "rund execute %s", j->spec.id);
+	proctitle_set(title);
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)

@@ -411,6 +411,19 @@ int tls_peer_sans(SSL *ssl, struct san_set *out, struct err *err)
 	return tls_cert_sans(cert, out, err);
 }
 
+void tls_peer_serial(SSL *ssl, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	BIGNUM *bn = cert ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex && strlen(hex) < cap)
+		memcpy(buf, hex, strlen(hex) + 1);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	ERR_clear_error();
+}
+
 bool tls_alpn_is_h2(const SSL *ssl)
 {
 	const unsigned char *alpn = NULL;

@@ -37,6 +37,11 @@ int tls_client_set_host(SSL *ssl, const char *host, struct err *err);
  * out. Returns 0 (possibly adding nothing) or -errno. */
 int tls_peer_sans(SSL *ssl, struct san_set *out, struct err *err);
 
+/* The verified peer certificate's serial number in upper-case hex into
+ * buf ("" when there is none or it does not fit). */
+#define TLS_SERIAL_MAX 48
+void tls_peer_serial(SSL *ssl, char *buf, size_t cap);
+
 /* Same for an X509 (exposed for unit tests). */
 int tls_cert_sans(X509 *cert, struct san_set *out, struct err *err);
 

@@ -29,18 +29,20 @@ def collect(s, pb, jid):
 
 
 def supervisors_of(rund):
-    """PIDs of `rund execute` processes whose state dir is this daemon's."""
+    """PIDs of `rund execute` processes in this daemon's cgroup, with their
+    command line (`rund execute -fifo PATH` while spare, `rund execute
+    <ULID>` once a job is theirs)."""
     found = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
+    with open(os.path.join(rund.cgroup, "daemon", "cgroup.procs")) as f:
+        pids = f.read().split()
+    for p in pids:
         try:
             with open("/proc/%s/cmdline" % p, "rb") as f:
-                argv = f.read().split(b"\0")
+                argv = f.read().rstrip(b"\0").replace(b" ", b"\0").split(b"\0")
         except OSError:
             continue
-        if len(argv) > 3 and argv[1] == b"execute" and rund.state_dir.encode() in argv[3]:
-            found.append((int(p), argv[3].decode()))
+        if len(argv) > 2 and argv[1] == b"execute":
+            found.append((int(p), argv[-1].decode()))
     return found
 
 
