@@ -114,19 +114,20 @@ def bit(sig):
 
 @pytest.fixture
 def rund_odd_signals(rund_factory):
-    """A daemon started with SIGUSR1 blocked and SIGHUP ignored: both
-    survive execve, so only rund's own resets keep them from a job."""
+    """A daemon started with SIGUSR1 blocked and SIGUSR2 ignored: both
+    survive execve, so only rund's own resets keep them from a job. (Not
+    SIGHUP: the daemon catches that one to reload its certificates.)"""
     saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-    saved_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    saved_usr2 = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         r = rund_factory()
     finally:
-        signal.signal(signal.SIGHUP, saved_hup)
+        signal.signal(signal.SIGUSR2, saved_usr2)
         signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
     with open("/proc/%d/status" % r.pid) as f:
         daemon = status_masks(f.read())
     assert daemon["SigBlk"] & bit(signal.SIGUSR1), daemon
-    assert daemon["SigIgn"] & bit(signal.SIGHUP) and daemon["SigIgn"] & bit(signal.SIGPIPE)
+    assert daemon["SigIgn"] & bit(signal.SIGUSR2) and daemon["SigIgn"] & bit(signal.SIGPIPE)
     return r
 
 
@@ -140,7 +141,7 @@ def test_job_starts_with_empty_mask_and_default_dispositions(rund_odd_signals, p
     job = job_masks(rund_odd_signals, pb)
     shown = {k: "%016x" % v for k, v in job.items()}
     assert job["SigBlk"] == 0, shown
-    # SIGPIPE (ignored by the daemon and the supervisor), SIGHUP (ignored
+    # SIGPIPE (ignored by the daemon and the supervisor), SIGUSR2 (ignored
     # by whoever started the daemon) and every other signal a program can
     # name are at their default.
     assert job["SigIgn"] == 0, shown
