@@ -736,5 +736,12 @@ int main(int argc, char **argv)
 			prog, cmd->name, args[cmd->max_args], prog, cmd->name, cmd->args);
 		return EXIT_USAGE;
 	}
+	/* A malformed address is the caller's mistake, not a failed call. */
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	if (addr_split(cf.addr, &host, &port, NULL) < 0 || !host[0]) {
+		fprintf(stderr, "%s: -addr: bad address \"%s\": want host:port or [v6addr]:port\n",
+			prog, cf.addr);
+		return EXIT_USAGE;
+	}
 	return cmd->run(cmd, &cf, nargs, args);
 }

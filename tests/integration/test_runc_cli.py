@@ -101,9 +101,12 @@ def test_connection_refused():
 
 
 def test_bad_address():
-    r = bare("status", "-addr", "localhost", UNKNOWN)
-    assert r.returncode == 1
-    assert b'bad address "localhost"' in r.stderr, r.stderr
+    # A malformed address is a usage error (2), not a failed call (1).
+    for addr in ("localhost", ":8000", "[::1]8000", "h:99999"):
+        r = bare("status", "-addr", addr, UNKNOWN)
+        assert r.returncode == 2, (addr, r)
+        assert r.stderr == (b'runc: -addr: bad address "%s": want host:port or '
+                            b'[v6addr]:port\n' % addr.encode()), r.stderr
 
 
 def test_missing_key_file(tmp_path):
