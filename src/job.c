@@ -559,6 +559,29 @@ static void pending_fail(struct job_pending *p, const struct err *err)
 	pending_free(p);
 }
 
+/* The caller of Start went away (stream reset, deadline, connection
+ * closed) before it could learn the job's id, so nobody can ever know the
+ * job exists: Start is all or nothing, and this one counts as failed. The
+ * job is killed as by Stop and forgotten once its supervisor is gone: its
+ * directory removed, its cgroup and uid released. */
+static void abandoned_ended(void *ctx, struct job *j)
+{
+	(void)ctx;
+	job_forget(j);
+}
+
+static void abandon(struct job *j)
+{
+	struct job_waiter *w;
+	struct err err = {0};
+	fprintf(stderr,
+		"rund: job %s: its Start call went away before it learned the id; killing and "
+		"removing the job\n",
+		j->id);
+	if (job_stop(j, abandoned_ended, NULL, &w, &err) < 0)
+		fprintf(stderr, "rund: %s; the job stays, as if started\n", err.msg);
+}
+
 static void pending_ok(struct job_pending *p)
 {
 	struct job *j = steal_pointer(&p->job);
@@ -575,7 +598,9 @@ static void pending_ok(struct job_pending *p)
 	table_insert(p->t, j);
 	watch_running(j);
 	audit_event(j, "job_start");
-	if (!p->detached)
+	if (p->detached)
+		abandon(j);
+	else
 		p->cb(p->ctx, j->id, NULL);
 	pending_free(p);
 }

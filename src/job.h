@@ -72,7 +72,10 @@ typedef void (*job_started_fn)(void *ctx, const char *id, const struct err *err)
  * follows from the loop), or -errno with err set and no callback. */
 int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
 	      struct job_pending **pending, struct err *err);
-/* The caller lost interest: cb will not be called; the job still starts. */
+/* The caller went away before cb: cb will not be called, and a job that
+ * starts anyway is killed and removed (its directory, cgroup and uid) once
+ * its supervisor is gone, since nobody could learn its id. A caller that
+ * got cb has the id; detaching then is not allowed. */
 void job_pending_detach(struct job_pending *p);
 
 /* --- Lookup, Status, Stop --------------------------------------------- */
