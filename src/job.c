@@ -12,6 +12,7 @@
 #include <sys/inotify.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,7 @@ struct job_table {
 	LIST_HEAD(, recheck) rechecks;	/* recovered jobs not settled yet */
 	uint64_t newest_created_ns;	/* recovery: uids resume after the newest job's */
 	uint32_t newest_uid;
+	bool short_of_space; /* the last Start found the state disk below its floor */
 };
 
 /* --- hashing ------------------------------------------------------------ */
@@ -663,6 +665,44 @@ static void on_report(void *ctx)
 	pending_fail(p, &err);
 }
 
+/* A job needs a handful of inodes (its directory and files). */
+#define MIN_FREE_INODES 64
+
+/* Refuses a Start while the state directory's disk is short of space: a
+ * job started then could not keep its output, and the next one could not
+ * even reserve its status. Logs when a shortage begins and ends. */
+static int check_free_space(struct job_table *t, struct err *err)
+{
+	struct statvfs sv;
+	if (fstatvfs(t->dir.fd, &sv) < 0)
+		return 0; /* no numbers: the writes themselves will tell */
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	/* Filesystems without an inode count report 0 files. */
+	bool inodes_short = sv.f_files && sv.f_favail < MIN_FREE_INODES;
+	bool is_short = avail < t->cfg.min_free || inodes_short;
+	if (is_short != t->short_of_space)
+		fprintf(stderr,
+			"rund: state directory %s: %llu bytes and %llu inodes free, %s the floor "
+			"of "
+			"%llu bytes (-min_free_space): %s Start\n",
+			t->dir.path, (unsigned long long)avail, (unsigned long long)sv.f_favail,
+			is_short ? "below" : "above", (unsigned long long)t->cfg.min_free,
+			is_short ? "refusing" : "accepting");
+	t->short_of_space = is_short;
+	if (inodes_short)
+		return err_set(err, ENOSPC, ERR_EXHAUSTED,
+			       "the server's state directory has %llu free inodes, below the "
+			       "floor of %d; no job can start until space is freed",
+			       (unsigned long long)sv.f_favail, MIN_FREE_INODES);
+	if (is_short)
+		return err_set(err, ENOSPC, ERR_EXHAUSTED,
+			       "the server's state directory has %llu bytes free, below the "
+			       "floor of %llu bytes (-min_free_space); no job can start until "
+			       "space is freed",
+			       (unsigned long long)avail, (unsigned long long)t->cfg.min_free);
+	return 0;
+}
+
 int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
 	      struct job_pending **pending, struct err *err)
 {
@@ -670,10 +710,13 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 		return err_set(err, EACCES, ERR_PERMISSION,
 			       "the client certificate has no subject alternative name "
 			       "(DNS, URI, IP or email), so no job could ever be shown to it");
+	int r = check_free_space(t, err);
+	if (r < 0)
+		return r;
 
 	struct ulid u;
 	uint64_t now = now_real_ns();
-	int r = ulid_next(&t->gen, now / 1000000, &u);
+	r = ulid_next(&t->gen, now / 1000000, &u);
 	if (r < 0)
 		return err_sys(err, -r, "generate a job id");
 	char id[ULID_LEN + 1];

@@ -37,6 +37,7 @@ struct job_config {
 	size_t n_io_devices;
 	uint64_t max_log_bytes; /* per job; 0 = unlimited */
 	uint64_t retention_ns;	/* ended jobs are removed after this; 0 = never */
+	uint64_t min_free;	/* bytes; Start is refused while the state disk has less */
 	/* How jobs are confined; copied into every job's spec at Start. For
 	 * confined jobs (!sandbox->root) each gets a uid of `uids`. Both
 	 * borrowed. */
@@ -69,7 +70,11 @@ struct job_pending;
 typedef void (*job_started_fn)(void *ctx, const char *id, const struct err *err);
 
 /* Validates and starts a job. Returns 0 with *pending set (the callback
- * follows from the loop), or -errno with err set and no callback. */
+ * follows from the loop), or -errno with err set and no callback. While
+ * the state directory's filesystem has less than cfg.min_free bytes or
+ * almost no inodes available, Start is refused (-ENOSPC, ERR_EXHAUSTED,
+ * naming the floor and the free space; the daemon's log says when such a
+ * shortage begins and ends). */
 int job_start(struct job_table *t, const struct job_request *req, job_started_fn cb, void *ctx,
 	      struct job_pending **pending, struct err *err);
 /* The caller went away before cb: cb will not be called, and a job that

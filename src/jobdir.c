@@ -22,6 +22,7 @@ const struct jobdir_file_info jobdir_files[JOBDIR_NFILES] = {
 	[JOBDIR_LOG] = {"log", 0},
 	[JOBDIR_LOCK] = {"lock", 0},
 	[JOBDIR_STOP] = {"stop", 0},
+	[JOBDIR_RESERVE] = {"status-space", 0},
 };
 
 static const char jobs_name[] = "jobs", run_name[] = "run", lock_name[] = "daemon.lock";
@@ -178,6 +179,59 @@ int jobdir_read(int jobs_fd, const char *id, enum jobdir_file f, char **out, siz
 	char path[JOBDIR_REL_MAX];
 	jobdir_rel(id, f, path);
 	return read_file_at(jobs_fd, path, jobdir_files[f].max, out, len);
+}
+
+/* The space is written, not fallocate()d: overwriting written blocks needs
+ * no allocation on any filesystem that overwrites in place, while an
+ * unwritten extent must still be converted (ext4 may need a metadata block
+ * for that). */
+int jobdir_status_reserve(int dirfd)
+{
+	const char *name = jobdir_name(JOBDIR_RESERVE);
+	_cleanup_close_ int fd =
+		openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	_cleanup_free_ char *zeros = xcalloc(1, jobdir_files[JOBDIR_STATUS].max);
+	int r = write_all(fd, zeros, jobdir_files[JOBDIR_STATUS].max);
+	if (r < 0)
+		unlinkat(dirfd, name, 0);
+	return r;
+}
+
+/* pwrite at 0 until len bytes are written. */
+static int pwrite_all(int fd, const char *p, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = pwrite(fd, p + off, len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int jobdir_status_write(int dirfd, const char *text, size_t len)
+{
+	if (len > jobdir_files[JOBDIR_STATUS].max)
+		return -EFBIG;
+	const char *space = jobdir_name(JOBDIR_RESERVE);
+	_cleanup_close_ int fd = openat(dirfd, space, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT)
+		return write_file_atomic(dirfd, jobdir_name(JOBDIR_STATUS), text, len);
+	if (fd < 0)
+		return -errno;
+	/* Shrinking and renaming allocate nothing; the name is not yet
+	 * "status", so no reader sees the file half written. */
+	int r = pwrite_all(fd, text, len);
+	if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, space, dirfd, jobdir_name(JOBDIR_STATUS)) < 0)
+		r = -errno;
+	return r;
 }
 
 int jobdir_lock(int dirfd, struct err *err)

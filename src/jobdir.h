@@ -25,6 +25,7 @@ enum jobdir_file {
 	JOBDIR_LOG,	 /* output records (logstore.h), written by the supervisor */
 	JOBDIR_LOCK,	 /* flock'ed by the supervisor for its whole life */
 	JOBDIR_STOP,	 /* created by the daemon when a Stop call kills the job */
+	JOBDIR_RESERVE,	 /* the status's disk space, reserved by the supervisor */
 	JOBDIR_NFILES,
 };
 
@@ -86,6 +87,20 @@ void jobdir_remove(int jobs_fd, const char *id);
 /* Reads file f of job id whole (bounded by its row's max). 0 or -errno
  * (-ENOENT when it does not exist, -EFBIG when it is too long). */
 int jobdir_read(int jobs_fd, const char *id, enum jobdir_file f, char **out, size_t *len);
+
+/* Supervisor, before the job starts: reserves the disk space of the job's
+ * final status (JOBDIR_RESERVE, jobdir_files[JOBDIR_STATUS].max bytes
+ * written, so every status a reader accepts fits), so that recording it
+ * needs no new blocks even when the disk has filled up since. 0 or -errno
+ * (-ENOSPC: the job must not start). This does not hold on copy-on-write
+ * filesystems, where an overwrite needs new blocks too. */
+int jobdir_status_reserve(int dirfd);
+/* Supervisor: records the final status atomically (a reader sees none or
+ * all of it): written into the reserved file in place, cut to its length
+ * and renamed to JOBDIR_STATUS. Without a reservation, through a fresh
+ * temporary file. 0, -EFBIG when text exceeds the status's bound, or
+ * -errno. */
+int jobdir_status_write(int dirfd, const char *text, size_t len);
 
 /* Supervisor: takes the job's lock (non-blocking: a second supervisor for
  * one job is a bug, not something to wait for). The fd, or -EBUSY /

@@ -34,7 +34,7 @@
 struct serve_opts {
 	const char *addr, *ca, *cert, *key, *tls_groups;
 	const char *state_dir, *cgroup, *io_devices, *log_format;
-	uint64_t max_log_bytes, retention, handshake_timeout, drain;
+	uint64_t max_log_bytes, retention, handshake_timeout, drain, min_free_space;
 	uint64_t max_connections, max_handshakes;
 	uint64_t idle_timeout, keepalive, request_timeout;
 	uint64_t identity_connections, identity_calls, identity_log_streams;
@@ -317,6 +317,7 @@ static int serve(int argc, char **argv)
 		.io_devices = "",
 		.log_format = "logfmt",
 		.max_log_bytes = 1ull << 30,
+		.min_free_space = 64ull << 20,
 		.retention = 7 * 24 * 3600 * NS_PER_SEC,
 		.handshake_timeout = 5 * NS_PER_SEC,
 		.drain = 5 * NS_PER_SEC,
@@ -356,6 +357,9 @@ static int serve(int argc, char **argv)
 		{"max_log_bytes", FLAG_BYTES, &o.max_log_bytes,
 		 "output kept per job (K/M/G suffixes; 0 = unlimited); later output is discarded "
 		 "and readers are told"},
+		{"min_free_space", FLAG_BYTES, &o.min_free_space,
+		 "Start is refused while the state directory's filesystem has less free space "
+		 "(K/M/G suffixes; 0 = no floor)"},
 		{"retention", FLAG_DURATION, &o.retention,
 		 "how long an ended job, its output and status are kept (0 = forever)"},
 		{"handshake_timeout", FLAG_DURATION, &o.handshake_timeout,
@@ -523,6 +527,7 @@ static int run(const struct serve_opts *o)
 		.n_io_devices = ndevs,
 		.max_log_bytes = o->max_log_bytes,
 		.retention_ns = o->retention,
+		.min_free = o->min_free_space,
 		.sandbox = &policy,
 		.uids = uids,
 		.audit = &audit,

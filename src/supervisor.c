@@ -361,8 +361,7 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
 	 * for a while. If it never works, exit with STATUS_UNWRITABLE; the
 	 * daemon then reports the job as lost and says why. */
 	int r, tries = 0;
-	while ((r = write_file_atomic(j->dirfd, jobdir_name(JOBDIR_STATUS), text, len)) < 0 &&
-	       ++tries < STATUS_TRIES)
+	while ((r = jobdir_status_write(j->dirfd, text, len)) < 0 && ++tries < STATUS_TRIES)
 		sleep(1);
 	close_fd(&j->cgfd);
 	cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
@@ -385,6 +384,10 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
 		return j->lockfd;
+	/* The job's outcome must be recordable whatever other jobs write. */
+	if ((r = jobdir_status_reserve(j->dirfd)) < 0)
+		return err_sys(err, -r, "reserve %zu bytes for the job's status in %s/jobs/%s",
+			       jobdir_files[JOBDIR_STATUS].max, j->state_dir, j->spec.id);
 	if ((r = start_job(j, err)) < 0)
 		return r;
 	return record_started(j, err);

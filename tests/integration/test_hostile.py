@@ -135,3 +135,81 @@ def test_start_deadline_during_start_leaves_no_unknown_job(rund, pb):
     finally:
         for jid in got:
             s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)
+
+
+# ---- a full state disk ---------------------------------------------------
+
+
+@pytest.fixture
+def small_state_disk():
+    """A directory under /tmp with an 8 MiB tmpfs mounted on its state/,
+    unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    top = tempfile.mkdtemp(prefix="rund-full-", dir="/tmp")
+    state = os.path.join(top, "state")
+    os.mkdir(state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", state],
+                   check=True)
+    try:
+        yield top
+    finally:
+        if subprocess.run(["umount", state]).returncode != 0:
+            subprocess.run(["umount", "-l", state])
+        subprocess.run(["rm", "-rf", top])
+
+
+def free_bytes(path):
+    sv = os.statvfs(path)
+    return sv.f_bavail * sv.f_frsize
+
+
+def test_full_state_disk_keeps_other_jobs_status(small_state_disk, job_dir, pb):
+    """One job fills the state disk with output; another, which wrote a line
+    before, still ends EXITED with its exit code (its status space was
+    reserved before it started; before, it ended LOST). The job that filled
+    the disk gets its status too, and Start is refused below the floor."""
+    from conftest import Rund
+    rund = Rund(small_state_disk, ["-max_log_bytes", "0", "-min_free_space", "2M"])
+    try:
+        s = stub(channel(rund))
+        go = job_dir / "go"
+        small = s.Start(pb.JobStartRequest(
+            name="sh", args=["-c", "echo small; while [ ! -e %s ]; do sleep 0.05; done; exit 7"
+                             % go]), timeout=10).ulid
+        filler = s.Start(pb.JobStartRequest(
+            name="sh", args=["-c", "head -c 33554432 /dev/zero; exit 3"]), timeout=10).ulid
+        fid = pb.JobIdentifier(ulid=filler)
+        assert wait_for(lambda: s.Status(fid, timeout=10).state != pb.JobStatus.RUNNING,
+                        timeout=60)
+        assert free_bytes(rund.state_dir) < 64 * 1024, free_bytes(rund.state_dir)
+        st = s.Status(fid, timeout=10)
+        assert st.state == pb.JobStatus.EXITED and st.exit_code.value == 3, st
+
+        # Below the floor: refused, naming the floor and the free space.
+        with pytest.raises(grpc.RpcError) as e:
+            s.Start(pb.JobStartRequest(name="true"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "floor of 2097152 bytes" in e.value.details(), e.value.details()
+        assert "bytes free" in e.value.details(), e.value.details()
+        assert "refusing Start" in rund.log()
+
+        # The other client's job ends on the full disk with its exit code.
+        go.touch()
+        sid = pb.JobIdentifier(ulid=small)
+        assert wait_for(lambda: s.Status(sid, timeout=10).state != pb.JobStatus.RUNNING,
+                        timeout=30)
+        st = s.Status(sid, timeout=10)
+        assert st.state == pb.JobStatus.EXITED, (st, rund.log()[-2000:])
+        assert st.HasField("exit_code") and st.exit_code.value == 7, st
+        out = b"".join(m.stdout for m in s.Log(sid, timeout=10))
+        assert out == b"small\n"
+
+        # Space freed (the filler removed): Start is accepted again.
+        for jid in (filler,):
+            subprocess.run(["rm", "-rf", os.path.join(rund.state_dir, "jobs", jid, "log")])
+        again = s.Start(pb.JobStartRequest(name="true"), timeout=10).ulid
+        assert again
+        assert "accepting Start" in rund.log()
+    finally:
+        rund.cleanup()

@@ -16,6 +16,7 @@
 
 #include "handoff.h"
 #include "jobdir.h"
+#include "jobspec.h"
 #include "util.h"
 
 static const char id[] = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
@@ -127,12 +128,69 @@ static void test_job_dir(void **state)
 	jobdir_root_close(&root);
 }
 
+static void test_status_space(void **state)
+{
+	const char *dir = *state;
+	struct jobdir_root root;
+	assert_int_equal(jobdir_root_open(dir, &root, NULL), 0);
+	int fd = jobdir_create(root.jobs_fd, id);
+	assert_true(fd >= 0);
+
+	/* The reservation holds the longest status the codec can produce. */
+	struct jobstatus big = {.end_ns = UINT64_MAX,
+				.exited = true,
+				.exit_code = INT32_MAX,
+				.signal = INT32_MAX,
+				.stopped = true,
+				.oom_killed = true,
+				.user_usec = UINT64_MAX,
+				.system_usec = UINT64_MAX,
+				.memory_peak = UINT64_MAX,
+				.log_bytes = UINT64_MAX,
+				.log_truncated = true};
+	size_t len;
+	_cleanup_free_ char *text = jobstatus_encode(&big, &len);
+	assert_true(len <= jobdir_files[JOBDIR_STATUS].max);
+
+	assert_int_equal(jobdir_status_reserve(fd), 0);
+	struct stat st;
+	assert_int_equal(fstatat(fd, jobdir_name(JOBDIR_RESERVE), &st, 0), 0);
+	assert_int_equal(st.st_size, jobdir_files[JOBDIR_STATUS].max);
+	assert_int_equal(faccessat(fd, jobdir_name(JOBDIR_STATUS), F_OK, 0), -1);
+
+	/* Recorded into the reserved space, which becomes the status. */
+	assert_int_equal(jobdir_status_write(fd, text, len), 0);
+	char *got;
+	size_t got_len;
+	assert_int_equal(jobdir_read(root.jobs_fd, id, JOBDIR_STATUS, &got, &got_len), 0);
+	assert_int_equal(got_len, len);
+	assert_memory_equal(got, text, len);
+	free(got);
+	assert_int_equal(faccessat(fd, jobdir_name(JOBDIR_RESERVE), F_OK, 0), -1);
+
+	/* Without a reservation (a supervisor of an older rund): a new file. */
+	assert_int_equal(jobdir_status_write(fd, "short", 5), 0);
+	assert_int_equal(jobdir_read(root.jobs_fd, id, JOBDIR_STATUS, &got, &got_len), 0);
+	assert_int_equal(got_len, 5);
+	free(got);
+	/* Never more than a reader accepts. */
+	size_t over = jobdir_files[JOBDIR_STATUS].max + 1;
+	_cleanup_free_ char *junk = xcalloc(1, over);
+	assert_int_equal(jobdir_status_write(fd, junk, over), -EFBIG);
+
+	close(fd);
+	jobdir_remove(root.jobs_fd, id);
+	assert_int_equal(jobdir_open(root.jobs_fd, id), -ENOENT);
+	jobdir_root_close(&root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_space, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
