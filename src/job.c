@@ -1111,8 +1111,13 @@ static void recover_job(struct job_table *t, const char *name)
 			err.msg[0] ? err.msg : "id does not match the directory");
 		goto bad;
 	}
-	if (!j->spec.sandbox.root && t->cfg.uids) {
-		/* Held until its group is gone, as for a job started now. */
+	/* Held until its group is gone, as for a job started now: while the
+	 * group exists, or before the job has a status (its supervisor may be
+	 * about to create the group). An ended job whose group is gone
+	 * holds nothing. */
+	if (!j->spec.sandbox.root && t->cfg.uids &&
+	    (faccessat(t->cfg.cgroup->jobs_fd, canon, F_OK, 0) == 0 ||
+	     !jobdir_has(t->dir.jobs_fd, canon, JOBDIR_STATUS))) {
 		uint32_t uid = j->spec.sandbox.uid;
 		r = uidpool_hold(t->cfg.uids, uid);
 		j->holds_uid = r == 0;

@@ -251,6 +251,13 @@ int jobdir_lock(int dirfd, struct err *err)
 	return steal_fd(&fd);
 }
 
+bool jobdir_has(int jobs_fd, const char *id, enum jobdir_file f)
+{
+	char path[JOBDIR_REL_MAX];
+	jobdir_rel(id, f, path);
+	return faccessat(jobs_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 bool jobdir_locked(int jobs_fd, const char *id)
 {
 	char path[JOBDIR_REL_MAX];

@@ -253,6 +253,10 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len)
 			wb_str(&w, "rootfs", sb->rootfs);
 		if (sb->cgroup_mount)
 			wb_str(&w, "cgroup_mount", sb->cgroup_mount);
+		if (sb->tmp_size)
+			wb_u64(&w, "tmp_size", sb->tmp_size);
+		if (sb->max_procs)
+			wb_u64(&w, "max_procs", sb->max_procs);
 	}
 	return wb_finish(&w, len);
 }
@@ -497,12 +501,15 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 			return rd_bad(r, "repeated key \"%s\"", key);
 		return rd_str(r, key, dst);
 	}
-	static const char *const sandbox_keys[] = {"uid", "gid", "namespaces"};
+	/* uid, gid and namespaces are required together; the rest optional. */
+	static const char *const sandbox_keys[] = {"uid", "gid", "namespaces", "tmp_size",
+						   "max_procs"};
 	for (unsigned i = 0; i < ARRAY_SIZE(sandbox_keys); i++) {
 		if (strcmp(key, sandbox_keys[i]) != 0)
 			continue;
-		uint64_t max =
-			i < 2 ? 4294967294u : (uint64_t)(SANDBOX_NS_DEFAULT | SANDBOX_NS_NET);
+		uint64_t max = i < 2	? 4294967294u
+			       : i == 2 ? (uint64_t)(SANDBOX_NS_DEFAULT | SANDBOX_NS_NET)
+					: UINT64_MAX;
 		uint64_t num;
 		if (*seen_sandbox & (1u << i))
 			return rd_bad(r, "repeated key \"%s\"", key);
@@ -512,8 +519,12 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 			sb->uid = (uint32_t)num;
 		else if (i == 1)
 			sb->gid = (uint32_t)num;
-		else
+		else if (i == 2)
 			sb->namespaces = (unsigned)num;
+		else if (i == 3)
+			sb->tmp_size = num;
+		else
+			sb->max_procs = num;
 		*seen_sandbox |= 1u << i;
 		return 0;
 	}
@@ -568,14 +579,15 @@ int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err 
 	if (e == 0 && s.argc == 0)
 		e = rd_bad(&r, "%s", "missing \"arg\" (no command)");
 	/* uid, gid and namespaces come together, or the job ran as root. */
-	if (e == 0 && seen_sandbox != 0 && seen_sandbox != 7)
+	unsigned required = seen_sandbox & 7;
+	if (e == 0 && required != 0 && required != 7)
 		e = rd_bad(&r, "%s", "\"uid\", \"gid\" and \"namespaces\" must come together");
-	if (e == 0 && seen_sandbox == 0 &&
-	    (s.sandbox.n_hide || s.sandbox.rootfs || s.sandbox.cgroup_mount))
-		e = rd_bad(&r, "%s", "sandbox paths without a \"uid\"");
-	if (e == 0 && seen_sandbox == 7 && (s.sandbox.uid == 0 || s.sandbox.gid == 0))
+	if (e == 0 && required == 0 &&
+	    (seen_sandbox || s.sandbox.n_hide || s.sandbox.rootfs || s.sandbox.cgroup_mount))
+		e = rd_bad(&r, "%s", "sandbox settings without a \"uid\"");
+	if (e == 0 && required == 7 && (s.sandbox.uid == 0 || s.sandbox.gid == 0))
 		e = rd_bad(&r, "%s", "a confined job's uid and gid cannot be 0");
-	s.sandbox.root = seen_sandbox == 0;
+	s.sandbox.root = required == 0;
 	if (e < 0) {
 		jobspec_free(&s);
 		return e;

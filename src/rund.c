@@ -42,6 +42,7 @@ struct serve_opts {
 	const char *job_user, *job_uids, *job_network, *job_namespaces, *rootfs;
 	bool allow_example_pki_on_network;
 	enum audit_format audit_format;
+	uint64_t job_tmp_size, job_max_procs;
 };
 
 struct daemon {
@@ -281,7 +282,23 @@ static int job_policy(const struct serve_opts *o, const char *state_dir, struct 
 			return err_sys(err, errno, "-rootfs %s", o->rootfs);
 	}
 	p->cgroup_mount = cgroup2_mount_point();
+	p->tmp_size = o->job_tmp_size;
+	p->max_procs = o->job_max_procs;
 	return sandbox_policy_check(p, err);
+}
+
+/* Hiding works by path: a key that other users may read can still be
+ * read by a job through any other path to the same file (a hard link, a
+ * copy of the checkout). sshd refuses such keys; we say it loudly. */
+static void warn_if_key_readable(const char *key)
+{
+	struct stat st;
+	if (stat(key, &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr,
+			"rund: WARNING: -key %s is readable by %s (mode %04o): jobs cannot see "
+			"its directory, but could read it through any other path to the same file; "
+			"chmod 600 it\n",
+			key, st.st_mode & 044 ? "other users" : "its group", st.st_mode & 07777);
 }
 
 static void announce_policy(const struct sandbox_policy *p, const uint32_t range[2])
@@ -336,6 +353,8 @@ static int serve(int argc, char **argv)
 		.job_network = "host",
 		.job_namespaces = "all",
 		.rootfs = "",
+		.job_tmp_size = 1ull << 30,
+		.job_max_procs = 4096,
 	};
 	struct flag flags[] = {
 		{"addr", FLAG_STRING, &o.addr,
@@ -412,6 +431,12 @@ static int serve(int argc, char **argv)
 		{"allow_example_pki_on_network", FLAG_BOOL, &o.allow_example_pki_on_network,
 		 "start even though -ca is the repository's example CA (public key!) and -addr is "
 		 "not loopback"},
+		{"job_tmp_size", FLAG_BYTES, &o.job_tmp_size,
+		 "size of each confined job's private /tmp, /var/tmp and /dev/shm (K/M/G; 0 = "
+		 "tmpfs's default, half of RAM each)"},
+		{"job_max_procs", FLAG_U64, &o.job_max_procs,
+		 "processes and threads a confined job may have (RLIMIT_NPROC of its uid; 0 = "
+		 "inherited); max_pids limits it further where the pids controller exists"},
 	};
 	struct err err = {0};
 	int idx = flags_parse(flags, ARRAY_SIZE(flags), argc, argv, &err);
@@ -513,6 +538,7 @@ static int run(const struct serve_opts *o)
 	if (!policy.root)
 		uids = uidpool_new(uid_range[0], uid_range[1]);
 	announce_policy(&policy, uid_range);
+	warn_if_key_readable(o->key);
 	d.base = event_base_new();
 	if (!d.base) {
 		fprintf(stderr, "rund: cannot create the event loop\n");

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <inttypes.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -174,6 +176,8 @@ void sandbox_policy_copy(struct sandbox_policy *dst, const struct sandbox_policy
 
 static const char *const op_names[] = {
 	[SB_MOUNT_PRIVATE] = "make mounts private",
+	[SB_ROOT_RO] = "make read-only and nosuid",
+	[SB_MQUEUE] = "mount mqueue on",
 	[SB_HIDE] = "hide",
 	[SB_PROC] = "mount proc on",
 	[SB_TMPFS] = "mount tmpfs on",
@@ -228,7 +232,14 @@ int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, stru
 	sb->gid = p->gid;
 	sb->namespaces = p->namespaces;
 	sb->last_cap = read_last_cap();
+	sb->max_procs = p->max_procs;
 
+	/* Private writable mounts hold at most tmp_size each (tmpfs's own
+	 * default is half of RAM per mount); /run/lock only ever holds lock
+	 * files. */
+	_cleanup_free_ char *tmp_opts = p->tmp_size
+						? xasprintf("mode=1777,size=%" PRIu64, p->tmp_size)
+						: xstrdup("mode=1777");
 	bool mnt = p->namespaces & SANDBOX_NS_MOUNT;
 	if (mnt)
 		add_step(sb, SB_MOUNT_PRIVATE, "/");
@@ -236,14 +247,21 @@ int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, stru
 		_cleanup_free_ char *proc = xasprintf("%s/proc", p->rootfs);
 		_cleanup_free_ char *dev = xasprintf("%s/dev", p->rootfs);
 		_cleanup_free_ char *tmp = xasprintf("%s/tmp", p->rootfs);
+		/* Read-only, nosuid and nodev down the whole tree first; the
+		 * mounts made on top afterwards are the job's own. */
 		add_step(sb, SB_ROOTFS_BIND, p->rootfs);
+		add_step(sb, SB_ROOTFS_RO, p->rootfs);
 		if (p->namespaces & SANDBOX_NS_PID)
 			add_step(sb, SB_PROC, proc);
 		add_step(sb, SB_DEV, dev);
-		add_step(sb, SB_TMPFS, tmp);
-		add_step(sb, SB_ROOTFS_RO, p->rootfs);
+		add_step(sb, SB_TMPFS, tmp)->data = xstrdup(tmp_opts);
 	} else if (mnt) {
-		/* Hidden first: a state directory below /tmp is then covered
+		/* The host's tree read-only: nothing a job writes outlives it
+		 * outside the private mounts below (world-writable host
+		 * directories would be a channel between jobs and to a later
+		 * holder of the same uid). */
+		add_step(sb, SB_ROOT_RO, "/");
+		/* Hidden next: a state directory below /tmp is then covered
 		 * twice, which is harmless. */
 		for (size_t i = 0; i < p->n_hide; i++)
 			if (is_dir(p->hide[i]))
@@ -252,7 +270,12 @@ int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, stru
 			add_step(sb, SB_PROC, "/proc");
 		for (size_t i = 0; i < ARRAY_SIZE(tmp_dirs); i++)
 			if (is_dir(tmp_dirs[i]))
-				add_step(sb, SB_TMPFS, tmp_dirs[i]);
+				add_step(sb, SB_TMPFS, tmp_dirs[i])->data =
+					strcmp(tmp_dirs[i], "/run/lock") == 0
+						? xstrdup("mode=1777,size=1m")
+						: xstrdup(tmp_opts);
+		if ((p->namespaces & SANDBOX_NS_IPC) && is_dir("/dev/mqueue"))
+			add_step(sb, SB_MQUEUE, "/dev/mqueue");
 		/* Mounting cgroup2 again on its own mount point is refused
 		 * (EBUSY), so the job's group is bound there instead. */
 		if (job_cgroup && p->cgroup_mount && is_dir(p->cgroup_mount))
@@ -277,6 +300,7 @@ void sandbox_free(struct sandbox *sb)
 	for (size_t i = 0; i < sb->n_steps; i++) {
 		free(sb->steps[i].path);
 		free(sb->steps[i].src);
+		free(sb->steps[i].data);
 	}
 	free(sb->steps);
 	sb->steps = NULL;
@@ -431,13 +455,20 @@ static int run_step(const struct sandbox_step *s)
 	switch (s->op) {
 	case SB_MOUNT_PRIVATE:
 		return mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	case SB_ROOT_RO:
+		return sys_mount_setattr_tree(s->path,
+					      SYS_MOUNT_ATTR_RDONLY | SYS_MOUNT_ATTR_NOSUID) < 0
+			       ? -errno
+			       : 0;
+	case SB_MQUEUE:
+		return mnt("mqueue", s->path, "mqueue", safe | MS_NOEXEC, NULL);
 	case SB_HIDE:
 		return mnt("tmpfs", s->path, "tmpfs", safe | MS_NOEXEC | MS_RDONLY,
 			   "mode=0555,size=4k,nr_inodes=1");
 	case SB_PROC:
 		return mnt("proc", s->path, "proc", safe | MS_NOEXEC, NULL);
 	case SB_TMPFS:
-		return mnt("tmpfs", s->path, "tmpfs", safe, "mode=1777");
+		return mnt("tmpfs", s->path, "tmpfs", safe, s->data);
 	case SB_CGROUP2: {
 		int r = mnt(s->src, s->path, NULL, MS_BIND, NULL);
 		return r < 0 ? r
@@ -451,7 +482,11 @@ static int run_step(const struct sandbox_step *s)
 	case SB_DEV:
 		return populate_dev(s->path);
 	case SB_ROOTFS_RO:
-		return mnt(NULL, s->path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, NULL);
+		return sys_mount_setattr_tree(s->path, SYS_MOUNT_ATTR_RDONLY |
+							       SYS_MOUNT_ATTR_NOSUID |
+							       SYS_MOUNT_ATTR_NODEV) < 0
+			       ? -errno
+			       : 0;
 	case SB_PIVOT:
 		return pivot_into(s->path);
 	}
@@ -502,6 +537,21 @@ static int seccomp_no_namespaces(void)
 		DENY(ENOSYS),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1),
 		DENY(EPERM),
+		/* Keyrings outlive the job and belong to its uid, whose next
+		 * holder would find them; io_uring is attack surface no job
+		 * needs (programs fall back on ENOSYS). */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 1),
+		DENY(EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_add_key, 0, 1),
+		DENY(EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_request_key, 0, 1),
+		DENY(EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1),
+		DENY(ENOSYS),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 0, 1),
+		DENY(ENOSYS),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 0, 1),
+		DENY(ENOSYS),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
 		/* unshare(flags) and clone(flags, ...) both take flags first. */
@@ -529,7 +579,18 @@ static int drop_identity(const struct sandbox *sb)
 			return -errno;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return -errno;
+	/* Counted per uid, and the uid is the job's alone: a bound on its
+	 * processes even where there is no pids controller. */
+	if (sb->max_procs) {
+		struct rlimit rl = {sb->max_procs, sb->max_procs};
+		if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+			return -errno;
+	}
 	if (sys_setgroups_none() < 0 || sys_setresgid(sb->gid) < 0 || sys_setresuid(sb->uid) < 0)
+		return -errno;
+	/* The session keyring came from the daemon (possession is inherited
+	 * across fork and setuid): start from an empty one of our own. */
+	if (sys_new_session_keyring() < 0 && errno != ENOSYS)
 		return -errno;
 	/* The uid change cleared effective and permitted; inheritable
 	 * survives it. */

@@ -9,19 +9,21 @@
  *   clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET])
  *   child = PID 1 of the job's PID namespace ("init"), which stays in the
  *   supervisor's cgroup, so the job's limits and accounting are the job's:
- *     mounts private;
+ *     mounts private; the host's whole tree read-only and nosuid;
  *     hide the state and key directories under empty read-only tmpfs;
- *     fresh /proc; private /tmp, /var/tmp, /dev/shm, /run/lock;
+ *     fresh /proc; private /tmp, /var/tmp, /dev/shm, /run/lock (sized),
+ *     and the IPC namespace's own /dev/mqueue;
  *     the job's own cgroup bound read-only over the cgroup2 mount;
  *     [-job_network none: loopback up] [-rootfs: pivot_root into DIR]
  *     clone3 the job's main process INTO_CGROUP (the job's group), then
  *     forward signals to it and reap every orphan until it ends; report
  *     its wait status; exit (the kernel then kills the rest of the PID
  *     namespace).
- *   main process: a new cgroup namespace rooted at its group; drop the
- *     bounding, ambient and inheritable capability
- *     sets, setgroups(0), setresgid, setresuid, no_new_privs, a seccomp
- *     filter against new namespaces, then exec.
+ *   main process: a new cgroup namespace rooted at its group; RLIMIT_NPROC;
+ *     drop the bounding, ambient and inheritable capability sets,
+ *     setgroups(0), setresgid, setresuid; an empty session keyring of its
+ *     own; no_new_privs; a seccomp filter against new namespaces, keyrings
+ *     and io_uring; then exec.
  *
  * A PID namespace's init ignores signals it has no handler for, so the job
  * is never PID 1: the init is our own code, not an exec.
@@ -62,6 +64,8 @@ struct sandbox_policy {
 	size_t n_hide;
 	char *rootfs;	    /* NULL, or a directory to pivot_root into */
 	char *cgroup_mount; /* the cgroup2 mount point, remounted for the job */
+	uint64_t tmp_size;  /* bytes each private tmpfs may hold; 0 = tmpfs's default */
+	uint64_t max_procs; /* RLIMIT_NPROC of the job's uid; 0 = inherited */
 };
 
 /* Namespace names in flag and spec order ("pid,mount,ipc,uts,cgroup,net"). */
@@ -72,11 +76,11 @@ int sandbox_parse_namespaces(const char *s, unsigned *out, struct err *err);
 void sandbox_format_namespaces(unsigned ns, char *buf, size_t cap);
 
 /* Checks a policy the operator asked for (uid and gid are the daemon's to
- * fill in per job): hidden directories absolute and
- * not one a job needs (/, /etc, /usr, /bin, /lib, /tmp, /dev, /proc...);
- * a rootfs that is a directory other than / with proc, dev and tmp in it;
- * no namespaces without the mount and PID namespace unless root. 0 or
- * -EINVAL with err naming the value. */
+ * fill in per job): hidden directories absolute and not one a job needs
+ * (/, /etc, /usr, /bin, /lib, /tmp, /dev, /proc...); a rootfs that is a
+ * directory other than / with proc, dev and tmp in it, and the mount
+ * namespace it needs. Fewer namespaces are allowed (they weaken isolation;
+ * the daemon warns). 0 or -EINVAL with err naming the value. */
 int sandbox_policy_check(const struct sandbox_policy *p, struct err *err);
 void sandbox_policy_free(struct sandbox_policy *p); /* members; accepts zeroed */
 /* Deep copy; *dst must be zeroed or freed. */
@@ -84,6 +88,8 @@ void sandbox_policy_copy(struct sandbox_policy *dst, const struct sandbox_policy
 
 enum sandbox_op {
 	SB_MOUNT_PRIVATE, /* make every mount private: nothing propagates back */
+	SB_ROOT_RO,	  /* the whole host tree read-only and nosuid for the job */
+	SB_MQUEUE,	  /* the IPC namespace's own message queues on /dev/mqueue */
 	SB_HIDE,	  /* empty read-only tmpfs over a directory */
 	SB_PROC,	  /* fresh procfs */
 	SB_TMPFS,	  /* private writable tmpfs, mode 1777 */
@@ -99,6 +105,7 @@ struct sandbox_step {
 	enum sandbox_op op;
 	char *path; /* owned */
 	char *src;  /* owned; SB_CGROUP2: the job's group */
+	char *data; /* owned; SB_TMPFS: mount options */
 };
 
 /* What the child reports over the error pipe when it fails. */
@@ -116,7 +123,8 @@ struct sandbox {
 	unsigned namespaces;
 	struct sandbox_step *steps;
 	size_t n_steps;
-	int last_cap;	   /* /proc/sys/kernel/cap_last_cap */
+	int last_cap; /* /proc/sys/kernel/cap_last_cap */
+	uint64_t max_procs;
 	int status_fds[2]; /* init -> supervisor: the main process's wait status */
 };
 

@@ -61,6 +61,28 @@ static inline int sys_capset_none(void)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
+/* mount_setattr(2) over a whole mount tree (AT_RECURSIVE): sets and
+ * clears MOUNT_ATTR_* bits. Declared here: <linux/mount.h> and glibc
+ * 2.36's <sys/mount.h> cannot be included together. */
+#define SYS_MOUNT_ATTR_RDONLY 0x1u
+#define SYS_MOUNT_ATTR_NOSUID 0x2u
+#define SYS_MOUNT_ATTR_NODEV 0x4u
+static inline int sys_mount_setattr_tree(const char *path, uint64_t set)
+{
+	struct {
+		uint64_t attr_set, attr_clr, propagation, userns_fd;
+	} attr = {set, 0, 0, 0};
+	return (int)syscall(SYS_mount_setattr, -100 /* AT_FDCWD */, path, 0x8000 /* AT_RECURSIVE */,
+			    &attr, sizeof attr);
+}
+
+/* Gives the caller a new, empty, anonymous session keyring, so it no longer
+ * possesses the one it inherited. */
+static inline int sys_new_session_keyring(void)
+{
+	return (int)syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL);
+}
+
 static inline int sys_pivot_root(const char *new_root, const char *put_old)
 {
 	return (int)syscall(SYS_pivot_root, new_root, put_old);

@@ -508,3 +508,90 @@ def test_rootfs(rund_factory, pb, job_dir):
     assert "sda" not in lines and "mem" not in lines
     assert int(lines[-1]) >= UID_FIRST
     assert not os.path.exists(root / "new")
+
+
+# ---- what a job leaves behind, and what it may use up ---------------------------
+
+def test_keyrings_and_io_uring_refused(rund, pb):
+    s = stub(channel(rund))
+    script = r'''
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *args):
+    r = libc.syscall(nr, *args)
+    return "ok" if r >= 0 else "errno %d" % ctypes.get_errno()
+# add_key("user", "k", "v", 1, KEY_SPEC_SESSION_KEYRING)
+r = call(248, b"user", b"k", b"v", 1, -3)
+print("add_key", r)
+if r == "ok":
+    print("ATTACK-OK add_key")
+# keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
+r = call(250, 0, -3, 0)
+print("keyctl", r)
+if r == "ok":
+    print("ATTACK-OK keyctl")
+params = ctypes.create_string_buffer(120)
+r = call(425, 4, params)   # io_uring_setup
+print("io_uring", r)
+if r == "ok":
+    print("ATTACK-OK io_uring")
+'''
+    st, out, err = attack(s, pb, 'exec python3 -c "$1"', script)
+    assert "add_key errno 1" in out and "keyctl errno 1" in out, (out, err)
+    assert "io_uring errno 38" in out, out
+
+
+def test_nothing_written_outside_the_job(rund, pb, job_dir):
+    # A world-writable host directory: a job could leave files there for
+    # another job, or for the next holder of its uid. The host's tree is
+    # read-only inside the job.
+    shared = job_dir / "world-writable"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    s = stub(channel(rund))
+    st, out, err = attack(s, pb, 'echo x > "$1/left" && echo ATTACK-OK; '
+                                 'mount | grep -c " on / .*ro[,)]"', shared)
+    assert not (shared / "left").exists()
+    assert "Read-only file system" in err, err
+    assert out.strip() == "1", out
+
+
+def test_tmp_size_and_process_limit(rund_factory, pb):
+    rund = rund_factory("-job_tmp_size", "8M", "-job_max_procs", "30")
+    s = stub(channel(rund))
+    st, out, err = run_job(s, pb, 'dd if=/dev/zero of=/tmp/big bs=1M count=12 2>&1 | grep -o "No space left on device"; '
+                                  'ls -l /tmp/big | awk "{print \\$5}"')
+    assert "No space left on device" in out, out
+    assert int(out.split()[-1]) <= 8 << 20
+    script = r'''
+import os, time
+n = 0
+try:
+    for i in range(100):
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print("fork failed errno", e.errno)
+print("forked", n)
+'''
+    st, out, err = run_job(s, pb, 'exec python3 -c "$1"', script)
+    assert "fork failed errno 11" in out, (out, err)
+    forked = int(out.split()[-1])
+    assert 20 <= forked < 30, out
+
+
+def test_readable_key_is_warned_about(rund_factory, tmp_path):
+    tls = tmp_path / "tls"
+    tls.mkdir(mode=0o700)
+    for f in ("ca.pem", "server.pem", "server-key.pem"):
+        shutil.copy(os.path.join(TLS, f), tls / f)
+    os.chmod(tls / "server-key.pem", 0o600)
+    args = ("-ca", str(tls / "ca.pem"), "-cert", str(tls / "server.pem"),
+            "-key", str(tls / "server-key.pem"))
+    quiet = rund_factory(*args)
+    assert "WARNING: -key" not in quiet.log()
+    os.chmod(tls / "server-key.pem", 0o644)
+    loud = rund_factory(*args)
+    assert "WARNING: -key %s is readable by other users" % (tls / "server-key.pem") in loud.log()

@@ -190,6 +190,8 @@ static void test_spec_round_trip(void **state)
 	p.sandbox.n_hide = 2;
 	p.sandbox.cgroup_mount = xstrdup("/sys/fs/cgroup");
 	p.sandbox.rootfs = xstrdup("/srv/root\nwith newline");
+	p.sandbox.tmp_size = 1ull << 30;
+	p.sandbox.max_procs = 4096;
 	buf = jobspec_encode(&p, &len);
 	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
 	assert_false(d.sandbox.root);
@@ -200,12 +202,14 @@ static void test_spec_round_trip(void **state)
 	assert_string_equal(d.sandbox.hide[1], "/etc/rund");
 	assert_string_equal(d.sandbox.cgroup_mount, "/sys/fs/cgroup");
 	assert_string_equal(d.sandbox.rootfs, "/srv/root\nwith newline");
+	assert_int_equal(d.sandbox.tmp_size, 1ull << 30);
+	assert_int_equal(d.sandbox.max_procs, 4096);
 	jobspec_free(&d);
 	free(buf);
 	/* uid without gid and namespaces is corruption, as is uid 0. */
 	static const char *const partial[] = {"uid 1900000007\n", "uid 0\ngid 0\nnamespaces 31\n",
-					      "hide 4 /etc\n"};
-	for (size_t i = 0; i < 3; i++) {
+					      "hide 4 /etc\n", "max_procs 5\n"};
+	for (size_t i = 0; i < 4; i++) {
 		_cleanup_free_ char *bad =
 			xasprintf("rund-spec 1\nid 26 %s\ncreated_ns 1\narg 4 true\n%send\n", p.id,
 				  partial[i]);

@@ -134,10 +134,11 @@ static void test_plan_default(void **state)
 	char buf[2048], want[2048];
 	ops(&sb, buf, sizeof buf);
 	/* Hidden before /tmp is covered; a missing directory is skipped. */
-	snprintf(want, sizeof want,
-		 "make mounts private /; hide %s; mount proc on /proc; "
-		 "mount tmpfs on /tmp",
-		 dir);
+	snprintf(
+		want, sizeof want,
+		"make mounts private /; make read-only and nosuid /; hide %s; mount proc on /proc; "
+		"mount tmpfs on /tmp",
+		dir);
 	assert_true(strncmp(buf, want, strlen(want)) == 0);
 	assert_null(strstr(buf, "nonexistent"));
 	assert_null(strstr(buf, "loopback"));
@@ -205,10 +206,11 @@ static void test_plan_rootfs(void **state)
 	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
 	char buf[2048];
 	ops(&sb, buf, sizeof buf);
-	assert_string_equal(buf, "make mounts private /; bind rootfs "
-				 "/srv/jobroot; mount proc on /srv/jobroot/proc; populate /dev in "
-				 "/srv/jobroot/dev; mount tmpfs on /srv/jobroot/tmp; make rootfs "
-				 "read-only /srv/jobroot; pivot_root into /srv/jobroot");
+	assert_string_equal(buf,
+			    "make mounts private /; bind rootfs /srv/jobroot; make rootfs "
+			    "read-only /srv/jobroot; mount proc on /srv/jobroot/proc; populate "
+			    "/dev in /srv/jobroot/dev; mount tmpfs on /srv/jobroot/tmp; "
+			    "pivot_root into /srv/jobroot");
 	sandbox_free(&sb);
 }
 
