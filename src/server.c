@@ -76,6 +76,7 @@ struct sconn {
 	struct sconn *prev, *next;
 	TAILQ_ENTRY(sconn) hs_link; /* while in_hs: oldest first */
 	bool in_hs;		    /* counts against max_handshakes */
+	bool answered;		    /* in_hs: we sent it something (a whole ClientHello came) */
 	bool admitted;		    /* counts against max_connections and ident */
 	struct ident *ident;	    /* admitted: its identity */
 	struct event *tick;	    /* idle timeout and keepalive */
@@ -138,6 +139,7 @@ static int bio_wire_write(BIO *b, const char *data, int len)
 {
 	struct sconn *c = BIO_get_data(b);
 	size_t n = (size_t)len;
+	c->answered = true;
 	if (c->wire_off > 0 && c->wire_len + n > c->wire_cap) {
 		memmove(c->wire, c->wire + c->wire_off, wire_pending(c));
 		c->wire_len -= c->wire_off;
@@ -664,9 +666,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	/* The newcomer may be the real client; the oldest unfinished one has
-	 * had its chance. */
-	if (s->n_handshakes >= s->opts.max_handshakes)
-		conn_free(TAILQ_FIRST(&s->handshakes));
+	 * had its chance. Oldest among those that never sent a whole
+	 * ClientHello first: a real client that is waiting for our slower
+	 * side of the handshake must not lose its place to connections that
+	 * arrive later and say nothing (SYNs retried after a full backlog
+	 * arrive late). */
+	if (s->n_handshakes >= s->opts.max_handshakes) {
+		struct sconn *victim = TAILQ_FIRST(&s->handshakes), *it;
+		TAILQ_FOREACH(it, &s->handshakes, hs_link)
+		if (!it->answered) {
+			victim = it;
+			break;
+		}
+		conn_free(victim);
+	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
