@@ -2,6 +2,7 @@
 port with the example certificates, grpcio channels per client identity,
 and the runc CLI."""
 
+import atexit
 import importlib
 import os
 import pathlib
@@ -19,7 +20,23 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, os.environ.get("RUND_BUILD", "build"))
-TLS = os.path.join(ROOT, "tls")
+TLS_SRC = os.path.join(ROOT, "tls")
+
+
+def _private_tls():
+    """The example PKI, copied where only root can read it, keys mode 0600:
+    as an operator keeps a server's key (the daemon warns about a key that
+    others may read, and a confined job could read it by another path)."""
+    d = tempfile.mkdtemp(prefix="rund-tls-")
+    atexit.register(shutil.rmtree, d, True)
+    for f in os.listdir(TLS_SRC):
+        if f.endswith(".pem"):
+            shutil.copy(os.path.join(TLS_SRC, f), os.path.join(d, f))
+            os.chmod(os.path.join(d, f), 0o600 if f.endswith("-key.pem") else 0o644)
+    return d
+
+
+TLS = _private_tls()
 RUND = os.path.join(BUILD, "rund")
 RUNC = os.path.join(BUILD, "runc")
 ENFORCE = os.environ.get("RUND_ENFORCE") == "1"
