@@ -379,12 +379,17 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 	 * -cgroup made there): nobody else delegates to it, so enable the
 	 * controllers in the root's subtree_control, as a container runtime
 	 * without systemd does. The root is the cgroup without cgroup.type. */
-	_cleanup_close_ int parent = openat(root->dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (parent >= 0 && is_cgroup2(parent) && faccessat(parent, "cgroup.type", F_OK, 0) < 0 &&
-	    errno == ENOENT) {
-		_cleanup_free_ char *ppath =
-			xstrndup(root->path, strrchr(root->path, '/') - root->path);
-		enable_controllers(parent, ppath[0] ? ppath : "/", "", want);
+	{
+		/* A block of its own: the gotos above must not jump into the
+		 * scope of a cleanup variable. */
+		_cleanup_close_ int parent =
+			openat(root->dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (parent >= 0 && is_cgroup2(parent) &&
+		    faccessat(parent, "cgroup.type", F_OK, 0) < 0 && errno == ENOENT) {
+			_cleanup_free_ char *ppath =
+				xstrndup(root->path, strrchr(root->path, '/') - root->path);
+			enable_controllers(parent, ppath[0] ? ppath : "/", "", want);
+		}
 	}
 	unsigned got = enable_controllers(root->dirfd, root->path, "", want);
 	enable_controllers(root->dirfd, root->path, "jobs", want);
