@@ -21,6 +21,7 @@
 #include "handoff.h"
 #include "jobdir.h"
 #include "recovery.h"
+#include "supervisor.h"
 #include "suppool.h"
 #include "sys.h"
 #include "ulid.h"
@@ -954,6 +955,9 @@ int job_stop(struct job *j, const struct jobstop *how, job_ended_fn cb, void *ct
 		return err_sys(err, -r, "job %s: record the stop request", j->id);
 	}
 	if (graceful) {
+		/* Wakes the supervisor to read the file (supervisor.h). */
+		if (j->pidfd >= 0)
+			sys_pidfd_send_signal(j->pidfd, SUPERVISOR_STOP_SIGNAL, NULL, 0);
 		w->kill_timer = loop_timer_new(j->t->loop, stop_backstop, w);
 		loop_timer_arm(w->kill_timer, how->grace_ns / 1000000 + STOP_BACKSTOP_MS);
 		LIST_INSERT_HEAD(&j->waiters, w, link);

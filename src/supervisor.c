@@ -10,7 +10,7 @@
  *
  * Graceful stops and the run-time limit live here, not in the daemon, so a
  * daemon restart changes nothing about them: the daemon writes a jobstop
- * into the job's "stop" file, we see it through inotify, send the signal
+ * into the job's "stop" file and wakes us (supervisor.h), we send the signal
  * (to the job's first child, whose init forwards it to the main process,
  * or to every process of the job's group) and kill the whole group once
  * the grace period is over. The run-time limit does the same with SIGTERM
@@ -19,12 +19,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,7 +59,7 @@ struct sup_job {
 	struct logwriter log;
 	uint8_t *buf;
 	struct sandbox sb;     /* pidfd is the job's init when confined */
-	int inotify_fd;	       /* the job directory: a "stop" file appearing */
+	int sigfd;	       /* SUPERVISOR_STOP_SIGNAL: the daemon wrote a "stop" file */
 	uint64_t run_deadline; /* mono ns: start + max_run_time; 0 = none */
 	uint64_t kill_at;      /* mono ns: the grace period ends; 0 = none */
 	bool timed_out;
@@ -70,7 +69,7 @@ static void sup_job_init(struct sup_job *j)
 {
 	memset(j, 0, sizeof *j);
 	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
-	j->inotify_fd = -1;
+	j->sigfd = -1;
 	j->log.fd = -1;
 	j->root.dirfd = j->root.jobs_fd = -1;
 	j->sb.status_fds[0] = j->sb.status_fds[1] = -1;
@@ -90,8 +89,8 @@ static void sup_job_release(struct sup_job *j)
 	free(j->state_dir);
 	free(j->buf);
 	sandbox_free(&j->sb);
-	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd,      &j->out_r,
-		      &j->err_r, &j->dirfd,   &j->inotify_fd, &j->lockfd}; /* the lock last */
+	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r,
+		      &j->err_r, &j->dirfd,   &j->sigfd, &j->lockfd}; /* the lock last */
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		close_fd(fds[i]);
 }
@@ -323,15 +322,17 @@ static void begin_stop(struct sup_job *j, const struct jobstop *how)
 		j->kill_at = at ? at : 1;
 }
 
-/* Watches the job directory for the daemon's "stop" file. Without inotify
- * a graceful stop degrades to the daemon's immediate kill (job.c). */
-static void watch_stop(struct sup_job *j)
+/* Listens for the daemon's wake-up. Blocked only now, after the job was
+ * cloned, so neither the job nor its init inherits the mask. Without a
+ * signalfd a graceful stop degrades to the daemon's kill after the grace
+ * period (job.c). */
+static void listen_stop(struct sup_job *j)
 {
-	char path[PATH_MAX];
-	j->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (j->inotify_fd < 0 || jobdir_path(j->state_dir, j->spec.id, path, sizeof path) < 0 ||
-	    inotify_add_watch(j->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
-		close_fd(&j->inotify_fd);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SUPERVISOR_STOP_SIGNAL);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == 0)
+		j->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 static void read_stop(struct sup_job *j)
@@ -350,24 +351,12 @@ static void read_stop(struct sup_job *j)
 	begin_stop(j, &how);
 }
 
-static void on_dir_event(struct sup_job *j)
+static void on_stop_signal(struct sup_job *j)
 {
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool stop = false;
-	for (;;) {
-		ssize_t n = read(j->inotify_fd, buf, sizeof buf);
-		if (n <= 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			struct inotify_event *ev = (struct inotify_event *)p;
-			p += sizeof *ev + ev->len;
-			if ((ev->mask & IN_Q_OVERFLOW) ||
-			    (ev->len && strcmp(ev->name, jobdir_name(JOBDIR_STOP)) == 0))
-				stop = true;
-		}
-	}
-	if (stop)
-		read_stop(j);
+	struct signalfd_siginfo si;
+	while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+		;
+	read_stop(j);
 }
 
 /* Timers: the run-time limit and the end of a grace period. */
@@ -434,9 +423,9 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			i_pid = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->pidfd, .events = POLLIN};
 		}
-		if (!exited && j->inotify_fd >= 0) {
+		if (!exited && j->sigfd >= 0) {
 			i_dir = nfd;
-			pfd[nfd++] = (struct pollfd){.fd = j->inotify_fd, .events = POLLIN};
+			pfd[nfd++] = (struct pollfd){.fd = j->sigfd, .events = POLLIN};
 		}
 		int timeout = exited ? 500 : deadline_timeout(j, now_mono_ns());
 		int pr = poll(pfd, (nfds_t)nfd, timeout);
@@ -444,7 +433,7 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			break;
 		if (!exited) {
 			if (pr > 0 && i_dir >= 0 && pfd[i_dir].revents)
-				on_dir_event(j);
+				on_stop_signal(j);
 			check_deadlines(j, now_mono_ns());
 		}
 
@@ -548,7 +537,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 		j->run_deadline = now_mono_ns() + j->spec.max_run_time_ns;
 	/* Before the daemon learns that the job runs: no Stop can come
 	 * earlier, so none is missed. */
-	watch_stop(j);
+	listen_stop(j);
 	return record_started(j, err);
 }
 
