@@ -584,7 +584,7 @@ static void abandon(struct job *j)
 		"rund: job %s: its Start call went away before it learned the id; killing and "
 		"removing the job\n",
 		j->id);
-	if (job_stop(j, abandoned_ended, NULL, &w, &err) < 0)
+	if (job_stop(j, NULL, abandoned_ended, NULL, &w, &err) < 0)
 		fprintf(stderr, "rund: %s; the job stays, as if started\n", err.msg);
 }
 
