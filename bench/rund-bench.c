@@ -47,6 +47,7 @@
 #define PATH_START "/rund.JobController/Start"
 #define PATH_STOP "/rund.JobController/Stop"
 #define PATH_STATUS "/rund.JobController/Status"
+#define PATH_LIST "/rund.JobController/List"
 #define PATH_LOG "/rund.JobController/Log"
 
 #define ID_MAX 64
@@ -873,6 +874,47 @@ static int cmd_mem(void)
 
 /* ---- scale -------------------------------------------------------------------- */
 
+struct list_count {
+	size_t entries, bad;
+};
+
+static int count_entry(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct list_count *lc = ctx;
+	Rund__JobListEntry *e = rund__job_list_entry__unpack(NULL, len, msg);
+	if (e && e->status)
+		lc->entries++;
+	else
+		lc->bad++;
+	if (e)
+		rund__job_list_entry__free_unpacked(e, NULL);
+	return 0;
+}
+
+/* One List call of every job, each entry decoded as runc does: reports
+ * "<key>_s" and "<key>_jobs" (how many arrived). */
+static void list_all(const char *key)
+{
+	struct client *c = bench_connect_or_die();
+	Rund__JobListRequest req = RUND__JOB_LIST_REQUEST__INIT;
+	uint8_t buf[16];
+	size_t len = rund__job_list_request__pack(&req, buf);
+	struct list_count lc = {0};
+	struct client_status st;
+	struct err err = {0};
+	uint64_t t0 = now_mono_ns();
+	int r = client_stream(c, PATH_LIST, buf, len, count_entry, &lc, &st, &err);
+	double secs = (double)(now_mono_ns() - t0) / 1e9;
+	client_free(c);
+	if (r < 0 || st.code != GRPC_OK || lc.bad)
+		report_error("list: %s", r < 0 ? err.msg : st.message);
+	char k[64];
+	snprintf(k, sizeof k, "%s_s", key);
+	result(k, secs);
+	snprintf(k, sizeof k, "%s_jobs", key);
+	result(k, (double)lc.entries);
+}
+
 static int cmd_scale(void)
 {
 	char *argv[] = {(char *)"sleep", (char *)"100000"};
@@ -892,6 +934,7 @@ static int cmd_scale(void)
 	double t_status = run_parallel(&wt);
 	result("status_s", t_status);
 	result("status_errors", (double)atomic_load(&wt.errors));
+	list_all("list_running");
 
 	ic.path = PATH_STOP;
 	ic.want_state = 0;
@@ -899,6 +942,7 @@ static int cmd_scale(void)
 	double t_stop = run_parallel(&wp);
 	result("stop_s", t_stop);
 	result("stop_errors", (double)atomic_load(&wp.errors));
+	list_all("list_exited");
 	result("errors", (double)(e_start + atomic_load(&wt.errors) + atomic_load(&wp.errors)));
 	free(sc.ids);
 	free(sc.req.data);

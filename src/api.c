@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "grpc.h"
 #include "joblog.h"
@@ -16,6 +17,38 @@
 /* One JobLog message carries at most this much output: large enough for
  * throughput, small enough to keep per-stream buffering modest. */
 #define LOG_CHUNK (64u * 1024)
+
+/* Calls that stay open until something happens, answered early when the
+ * server drains. */
+struct parked {
+	struct rpc_call *call;
+	struct job_waiter *waiter; /* Wait; NULL for Health/Watch */
+	struct api *api;
+	LIST_ENTRY(parked) link;
+};
+
+struct api {
+	struct job_table *jobs;
+	bool draining;
+	LIST_HEAD(, parked) waits, watches;
+};
+
+struct api *api_new(struct job_table *jobs)
+{
+	struct api *a = xcalloc(1, sizeof *a);
+	a->jobs = jobs;
+	LIST_INIT(&a->waits);
+	LIST_INIT(&a->watches);
+	return a;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	/* The server is gone: its calls were cancelled, which freed them. */
+	free(a);
+}
 
 int api_status_code(const struct err *err)
 {
@@ -67,19 +100,24 @@ static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
 
 /* Decodes a JobIdentifier and finds the caller's job; answers the call
  * itself on failure. */
-static struct job *find_job(struct rpc_call *call, struct job_table *jobs, const uint8_t *req,
-			    size_t len)
+static struct job *find_id(struct rpc_call *call, struct api *a, const char *id)
+{
+	struct err err = {0};
+	struct job *j = NULL;
+	rpc_call_set_job(call, id);
+	if (job_find(a->jobs, id, strlen(id), rpc_call_peer(call), &j, &err) < 0)
+		finish_err(call, &err);
+	return j;
+}
+
+static struct job *find_job(struct rpc_call *call, struct api *a, const uint8_t *req, size_t len)
 {
 	Rund__JobIdentifier *m = rund__job_identifier__unpack(NULL, len, req);
 	if (!m) {
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobIdentifier message");
 		return NULL;
 	}
-	struct err err = {0};
-	struct job *j = NULL;
-	rpc_call_set_job(call, m->ulid);
-	if (job_find(jobs, m->ulid, strlen(m->ulid), rpc_call_peer(call), &j, &err) < 0)
-		finish_err(call, &err);
+	struct job *j = find_id(call, a, m->ulid);
 	rund__job_identifier__free_unpacked(m, NULL);
 	return j;
 }
@@ -98,55 +136,69 @@ static void to_timestamp(Google__Protobuf__Timestamp *ts, uint64_t ns)
 	ts->nanos = (int32_t)(ns % 1000000000);
 }
 
-static void send_status(struct rpc_call *call, struct job *j)
+/* A JobStatus and the sub-messages it points to. */
+struct status_msg {
+	Rund__JobStatus st;
+	Google__Protobuf__UInt32Value code;
+	Google__Protobuf__Duration user, sys;
+	Google__Protobuf__Timestamp start, end;
+};
+
+/* Fills m from j; valid while j is and m lives. */
+static void status_fill(struct status_msg *m, struct job *j)
 {
 	struct job_info in;
 	job_info(j, &in);
-	Rund__JobStatus st = RUND__JOB_STATUS__INIT;
-	Google__Protobuf__UInt32Value code = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
-	Google__Protobuf__Duration user = GOOGLE__PROTOBUF__DURATION__INIT;
-	Google__Protobuf__Duration sys = GOOGLE__PROTOBUF__DURATION__INIT;
-	Google__Protobuf__Timestamp start = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	Google__Protobuf__Timestamp end = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	st.stopped = in.stopped;
-	st.killed = in.killed;
+	m->st = (Rund__JobStatus)RUND__JOB_STATUS__INIT;
+	m->code = (Google__Protobuf__UInt32Value)GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+	m->user = m->sys = (Google__Protobuf__Duration)GOOGLE__PROTOBUF__DURATION__INIT;
+	m->start = m->end = (Google__Protobuf__Timestamp)GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	m->st.stopped = in.stopped;
+	m->st.killed = in.killed;
 	if (in.has_exit_code) {
-		code.value = in.exit_code;
-		st.exit_code = &code;
+		m->code.value = in.exit_code;
+		m->st.exit_code = &m->code;
 	}
-	to_duration(&user, in.user_usec);
-	to_duration(&sys, in.system_usec);
-	st.user_time = &user;
-	st.system_time = &sys;
-	st.memory_current = in.memory_current;
+	to_duration(&m->user, in.user_usec);
+	to_duration(&m->sys, in.system_usec);
+	m->st.user_time = &m->user;
+	m->st.system_time = &m->sys;
+	m->st.memory_current = in.memory_current;
 	switch (in.state) {
 	case JOB_RUNNING:
-		st.state = RUND__JOB_STATUS__STATE__RUNNING;
+		m->st.state = RUND__JOB_STATUS__STATE__RUNNING;
 		break;
 	case JOB_EXITED:
-		st.state = RUND__JOB_STATUS__STATE__EXITED;
+		m->st.state = RUND__JOB_STATUS__STATE__EXITED;
 		break;
 	case JOB_LOST:
-		st.state = RUND__JOB_STATUS__STATE__LOST;
+		m->st.state = RUND__JOB_STATUS__STATE__LOST;
 		break;
 	}
-	st.signal = (uint32_t)in.signal;
-	st.oom_killed = in.oom_killed;
-	st.memory_peak = in.memory_peak;
+	m->st.signal = (uint32_t)in.signal;
+	m->st.oom_killed = in.oom_killed;
+	m->st.memory_peak = in.memory_peak;
 	if (in.start_ns) {
-		to_timestamp(&start, in.start_ns);
-		st.start_time = &start;
+		to_timestamp(&m->start, in.start_ns);
+		m->st.start_time = &m->start;
 	}
 	if (in.end_ns) {
-		to_timestamp(&end, in.end_ns);
-		st.end_time = &end;
+		to_timestamp(&m->end, in.end_ns);
+		m->st.end_time = &m->end;
 	}
-	st.n_command = in.argc;
-	st.command = (char **)in.argv;
-	st.log_bytes = in.log_bytes;
-	st.log_truncated = in.log_truncated;
-	st.uid = in.uid;
-	send_packed(call, &st.base);
+	m->st.n_command = in.argc;
+	m->st.command = (char **)in.argv;
+	m->st.log_bytes = in.log_bytes;
+	m->st.log_truncated = in.log_truncated;
+	m->st.uid = in.uid;
+	m->st.timed_out = in.timed_out;
+}
+
+static void send_status(struct rpc_call *call, struct job *j)
+{
+	struct status_msg m;
+	status_fill(&m, j);
+	send_packed(call, &m.st.base);
 }
 
 static void on_status(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
@@ -183,12 +235,206 @@ static void on_stop(struct rpc_call *call, void *svc, const uint8_t *req, size_t
 	struct stop_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};
-	if (job_stop(j, stop_done, c, &c->waiter, &err) < 0) {
+	if (job_stop(j, NULL, stop_done, c, &c->waiter, &err) < 0) {
 		free(c);
 		finish_err(call, &err);
 		return;
 	}
 	rpc_call_set_ctx(call, c, NULL, stop_cancel);
+}
+
+/* Duration -> ns: false (with why) for negative, malformed or too large. */
+static bool duration_ns(const Google__Protobuf__Duration *d, uint64_t max_ns, uint64_t *ns)
+{
+	if (!d) {
+		*ns = 0;
+		return true;
+	}
+	if (d->seconds < 0 || d->nanos < 0 || d->nanos > 999999999 ||
+	    (uint64_t)d->seconds > max_ns / 1000000000)
+		return false;
+	*ns = (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
+	return *ns <= max_ns;
+}
+
+static void on_terminate(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	Rund__JobTerminateRequest *m = rund__job_terminate_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+				"malformed JobTerminateRequest message");
+		return;
+	}
+	struct jobstop how = {.signal = (int)m->signal,
+			      .to_group = m->to == RUND__JOB_TERMINATE_REQUEST__TARGET__GROUP};
+	char msg[96] = "";
+	if (m->signal >= 65)
+		snprintf(msg, sizeof msg, "signal %u is not a signal (1 ... 64)", m->signal);
+	else if (m->to != RUND__JOB_TERMINATE_REQUEST__TARGET__MAIN && !how.to_group)
+		snprintf(msg, sizeof msg, "to %d is neither MAIN nor GROUP", (int)m->to);
+	else if (!duration_ns(m->grace, JOBSPEC_GRACE_MAX_NS, &how.grace_ns))
+		snprintf(msg, sizeof msg, "grace must be between 0 and 1h");
+	struct job *j = msg[0] ? NULL : find_id(call, svc, m->ulid);
+	rund__job_terminate_request__free_unpacked(m, NULL);
+	if (msg[0]) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
+		return;
+	}
+	if (!j)
+		return;
+	struct stop_ctx *c = xcalloc(1, sizeof *c);
+	c->call = call;
+	struct err err = {0};
+	if (job_stop(j, &how, stop_done, c, &c->waiter, &err) < 0) {
+		free(c);
+		finish_err(call, &err);
+		return;
+	}
+	rpc_call_set_ctx(call, c, NULL, stop_cancel);
+}
+
+/* --- Wait and Health/Watch: calls parked until something happens ------- */
+
+static struct parked *park(struct rpc_call *call, struct api *a, bool wait)
+{
+	struct parked *p = xcalloc(1, sizeof *p);
+	p->call = call;
+	p->api = a;
+	LIST_INSERT_HEAD(wait ? &a->waits : &a->watches, p, link);
+	return p;
+}
+
+static void unpark(struct parked *p)
+{
+	LIST_REMOVE(p, link);
+	free(p);
+}
+
+static void wait_done(void *ctx, struct job *j)
+{
+	struct parked *p = ctx;
+	send_status(p->call, j);
+	unpark(p);
+}
+
+static void parked_cancel(void *ctx)
+{
+	struct parked *p = ctx;
+	if (p->waiter)
+		job_waiter_cancel(p->waiter);
+	unpark(p);
+}
+
+static void on_wait(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	struct api *a = svc;
+	struct job *j = find_job(call, a, req, len);
+	if (!j)
+		return;
+	if (a->draining) {
+		rpc_call_finish(call, GRPC_UNAVAILABLE,
+				"the server is restarting: call Wait again");
+		return;
+	}
+	struct parked *p = park(call, a, true);
+	job_wait(j, wait_done, p, &p->waiter);
+	rpc_call_set_ctx(call, p, NULL, parked_cancel);
+}
+
+static void send_health(struct rpc_call *call, int status)
+{
+	Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	r.status = status;
+	uint8_t buf[16];
+	size_t n = grpc__health__v1__health_check_response__pack(&r, buf);
+	struct iovec iov = {.iov_base = buf, .iov_len = n};
+	rpc_call_send(call, &iov, 1);
+}
+
+static void api_drain(void *ctx)
+{
+	struct api *a = ctx;
+	a->draining = true;
+	while (!LIST_EMPTY(&a->watches)) {
+		struct parked *p = LIST_FIRST(&a->watches);
+		send_health(p->call,
+			    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+		rpc_call_finish(p->call, GRPC_OK, NULL);
+		unpark(p);
+	}
+	while (!LIST_EMPTY(&a->waits)) {
+		struct parked *p = LIST_FIRST(&a->waits);
+		job_waiter_cancel(p->waiter);
+		rpc_call_finish(p->call, GRPC_UNAVAILABLE,
+				"the server is restarting: call Wait again");
+		unpark(p);
+	}
+}
+
+/* --- List --------------------------------------------------------------- */
+
+struct list_ctx {
+	struct job **jobs;
+	size_t n, next;
+};
+
+static void list_free(struct list_ctx *c)
+{
+	for (size_t i = c->next; i < c->n; i++)
+		job_unref(c->jobs[i]);
+	free(c->jobs);
+	free(c);
+}
+
+static void list_pull(struct rpc_call *call, void *ctx, size_t budget)
+{
+	struct list_ctx *c = ctx;
+	size_t sent = 0;
+	while (sent < budget && c->next < c->n) {
+		struct job *j = c->jobs[c->next++];
+		struct status_msg m;
+		status_fill(&m, j);
+		Rund__JobListEntry e = RUND__JOB_LIST_ENTRY__INIT;
+		e.ulid = (char *)job_id(j);
+		e.status = &m.st;
+		size_t n = rund__job_list_entry__get_packed_size(&e);
+		uint8_t *room = rpc_call_reserve(call, n);
+		if (room) {
+			rund__job_list_entry__pack(&e, room);
+			rpc_call_commit(call, 0, n);
+		}
+		job_unref(j);
+		sent += n + 5;
+	}
+	if (c->next == c->n) {
+		list_free(c);
+		rpc_call_finish(call, GRPC_OK, NULL);
+	}
+}
+
+static void list_cancel(void *ctx)
+{
+	list_free(ctx);
+}
+
+static void on_list(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	struct api *a = svc;
+	Rund__JobListRequest *m = rund__job_list_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobListRequest message");
+		return;
+	}
+	int state = (int)m->state;
+	size_t limit = m->limit;
+	rund__job_list_request__free_unpacked(m, NULL);
+	if (state < 0 || state > RUND__JOB_STATUS__STATE__LOST) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "unknown state");
+		return;
+	}
+	struct list_ctx *c = xcalloc(1, sizeof *c);
+	c->n = job_list(a->jobs, rpc_call_peer(call), (enum job_state)state, limit, &c->jobs);
+	rpc_call_set_ctx(call, c, list_pull, list_cancel);
 }
 
 /* --- Start -------------------------------------------------------------- */
@@ -260,21 +506,34 @@ static bool wire_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
 	return false;
 }
 
+/* The string fields of JobStartRequest that reach the job. */
+enum {
+	FIELD_NAME = 1,
+	FIELD_ARGS = 2,
+	FIELD_ENV = 10,
+	FIELD_CWD = 11,
+};
+
+struct nul_hit {
+	unsigned field; /* FIELD_*, 0: none */
+	size_t index;	/* for the repeated ones */
+};
+
 /* protobuf-c hands strings over NUL-terminated, so "ec\0ho" would reach
- * the job as "ec". Scans a JobStartRequest's wire bytes for a name (field
- * 1) or args (field 2) value holding a NUL: returns 0 for name, i + 1 for
- * args[i], -1 when there is none. */
-static long start_request_nul(const uint8_t *p, size_t len)
+ * the job as "ec". Scans a JobStartRequest's wire bytes for a name, args,
+ * env or cwd value holding a NUL: the first one found, field 0 if none. */
+static struct nul_hit start_request_nul(const uint8_t *p, size_t len)
 {
-	size_t off = 0, n_args = 0;
+	size_t off = 0, n_args = 0, n_env = 0;
+	struct nul_hit none = {0, 0};
 	while (off < len) {
 		uint64_t key, v;
 		if (!wire_varint(p, len, &off, &key))
-			return -1;
+			return none;
 		switch (key & 7) {
 		case 0:
 			if (!wire_varint(p, len, &off, &v))
-				return -1;
+				return none;
 			break;
 		case 1:
 			off += 8;
@@ -282,20 +541,33 @@ static long start_request_nul(const uint8_t *p, size_t len)
 		case 5:
 			off += 4;
 			break;
-		case 2:
+		case 2: {
 			if (!wire_varint(p, len, &off, &v) || v > len - off)
-				return -1;
-			if ((key >> 3 == 1 || key >> 3 == 2) && memchr(p + off, 0, (size_t)v))
-				return key >> 3 == 1 ? 0 : (long)n_args + 1;
-			if (key >> 3 == 2)
-				n_args++;
+				return none;
+			unsigned f = (unsigned)(key >> 3);
+			size_t *count = f == FIELD_ARGS ? &n_args : f == FIELD_ENV ? &n_env : NULL;
+			bool str = f == FIELD_NAME || f == FIELD_CWD || count;
+			if (str && memchr(p + off, 0, (size_t)v))
+				return (struct nul_hit){f, count ? *count : 0};
+			if (count)
+				(*count)++;
 			off += (size_t)v;
 			break;
+		}
 		default:
-			return -1; /* groups: unpack refused them already */
+			return none; /* groups: unpack refused them already */
 		}
 	}
-	return -1;
+	return none;
+}
+
+/* "name", "args[3]", "env[0]", "cwd" */
+static void field_name(unsigned f, size_t i, char *buf, size_t cap)
+{
+	if (f == FIELD_ARGS || f == FIELD_ENV)
+		snprintf(buf, cap, "%s[%zu]", f == FIELD_ARGS ? "args" : "env", i);
+	else
+		snprintf(buf, cap, "%s", f == FIELD_NAME ? "name" : "cwd");
 }
 
 static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
@@ -305,42 +577,64 @@ static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobStartRequest message");
 		return;
 	}
-	long nul = start_request_nul(req, len);
-	if (nul >= 0) {
-		char msg[96];
-		if (nul == 0)
-			snprintf(msg, sizeof msg, "name contains a NUL byte");
-		else
-			snprintf(msg, sizeof msg, "args[%ld] contains a NUL byte", nul - 1);
+	struct nul_hit nul = start_request_nul(req, len);
+	char what[32], msg[160];
+	if (nul.field) {
+		field_name(nul.field, nul.index, what, sizeof what);
+		snprintf(msg, sizeof msg, "%s contains a NUL byte", what);
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
 		rund__job_start_request__free_unpacked(m, NULL);
 		return;
 	}
 	/* protobuf-c does not check proto3's UTF-8 rule; a job whose command
 	 * could not be echoed back in a JobStatus must not exist. */
-	for (size_t i = 0; i <= m->n_args; i++) {
-		const char *a = i == 0 ? m->name : m->args[i - 1];
+	size_t n_str = 2 + m->n_args + m->n_env;
+	for (size_t i = 0; i < n_str; i++) {
+		unsigned f = i == 0		 ? FIELD_NAME
+			     : i == 1		 ? FIELD_CWD
+			     : i < 2 + m->n_args ? FIELD_ARGS
+						 : FIELD_ENV;
+		size_t k = f == FIELD_ARGS ? i - 2 : i - 2 - m->n_args;
+		const char *a = f == FIELD_NAME	  ? m->name
+				: f == FIELD_CWD  ? m->cwd
+				: f == FIELD_ARGS ? m->args[k]
+						  : m->env[k];
 		if (!utf8_valid(a, strlen(a))) {
-			char msg[96];
-			if (i == 0)
-				snprintf(msg, sizeof msg, "name is not valid UTF-8");
-			else
-				snprintf(msg, sizeof msg, "args[%zu] is not valid UTF-8", i - 1);
+			field_name(f, k, what, sizeof what);
+			snprintf(msg, sizeof msg, "%s is not valid UTF-8", what);
 			rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
 			rund__job_start_request__free_unpacked(m, NULL);
 			return;
 		}
 	}
+	uint64_t run_ns, grace_ns;
+	bool run_ok = duration_ns(m->max_run_time, UINT64_MAX, &run_ns);
+	if (!run_ok || !duration_ns(m->run_time_grace, JOBSPEC_GRACE_MAX_NS, &grace_ns)) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+				run_ok ? "run_time_grace must be between 0 and 1h"
+				       : "max_run_time must not be negative");
+		rund__job_start_request__free_unpacked(m, NULL);
+		return;
+	}
 	_cleanup_free_ char **argv = xcalloc(m->n_args + 2, sizeof *argv);
 	argv[0] = m->name;
 	for (size_t i = 0; i < m->n_args; i++)
 		argv[i + 1] = m->args[i];
-	struct job_request jr = {.argv = argv, .argc = m->n_args + 1, .owner = rpc_call_peer(call)};
+	struct job_request jr = {
+		.argv = argv,
+		.argc = m->n_args + 1,
+		.owner = rpc_call_peer(call),
+		.env = m->env,
+		.n_env = m->n_env,
+		.cwd = m->cwd,
+		.max_run_time_ns = run_ns,
+		.run_time_grace_ns = grace_ns,
+	};
 	limits_from_request(m, &jr.limits);
 	struct start_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};
-	int r = job_start(svc, &jr, start_done, c, &c->pending, &err);
+	int r = job_start(((struct api *)svc)->jobs, &jr, start_done, c, &c->pending, &err);
 	rund__job_start_request__free_unpacked(m, NULL);
 	if (r < 0) {
 		free(c);
@@ -480,15 +774,51 @@ static void on_health_check(struct rpc_call *call, void *svc, const uint8_t *req
 	grpc__health__v1__health_check_request__free_unpacked(m, NULL);
 }
 
+/* Watch: the current status now, then NOT_SERVING when the server drains
+ * (api_drain), which ends the stream. An unknown service is reported as
+ * SERVICE_UNKNOWN in the stream, as the health protocol asks. */
+static void on_health_watch(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	struct api *a = svc;
+	Grpc__Health__V1__HealthCheckRequest *m =
+		grpc__health__v1__health_check_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+				"malformed HealthCheckRequest message");
+		return;
+	}
+	bool known = m->service[0] == '\0' || strcmp(m->service, "rund.JobController") == 0;
+	grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+	if (!known) {
+		send_health(
+			call,
+			GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN);
+	} else if (a->draining) {
+		send_health(call,
+			    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+		rpc_call_finish(call, GRPC_OK, NULL);
+		return;
+	} else {
+		send_health(call, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	}
+	/* Open until the server drains or the client goes away. */
+	struct parked *p = park(call, a, false);
+	rpc_call_set_ctx(call, p, NULL, parked_cancel);
+}
+
 static const struct rpc_method methods[] = {
 	{"/rund.JobController/Start", false, on_start},
 	{"/rund.JobController/Stop", false, on_stop},
 	{"/rund.JobController/Status", false, on_status},
 	{"/rund.JobController/Log", true, on_log},
+	{"/rund.JobController/List", true, on_list},
+	{"/rund.JobController/Wait", false, on_wait},
+	{"/rund.JobController/Terminate", false, on_terminate},
 	{"/grpc.health.v1.Health/Check", false, on_health_check},
+	{"/grpc.health.v1.Health/Watch", true, on_health_watch},
 };
 
-struct rpc_service api_service(struct job_table *jobs)
+struct rpc_service api_service(struct api *a)
 {
-	return (struct rpc_service){methods, ARRAY_SIZE(methods), jobs};
+	return (struct rpc_service){methods, ARRAY_SIZE(methods), a, api_drain};
 }

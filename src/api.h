@@ -4,15 +4,24 @@
 #ifndef RUND_API_H
 #define RUND_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
 #include "job.h"
 #include "rpc.h"
 
-/* The service for server_new(): rund's methods, acting on `jobs` (borrowed;
- * it must outlive the server). */
-struct rpc_service api_service(struct job_table *jobs);
+struct api;
+
+/* The handlers' state (open Wait and Health/Watch calls) acting on `jobs`
+ * (borrowed; it must outlive the api). Free it after the server. */
+struct api *api_new(struct job_table *jobs);
+void api_free(struct api *a);
+
+/* The service for server_new(): rund's methods. When the server drains,
+ * Health/Watch streams get NOT_SERVING and end, and Wait calls answer
+ * UNAVAILABLE (the client calls again, after the restart). */
+struct rpc_service api_service(struct api *a);
 
 /* The gRPC status code for an error (exposed for tests). */
 int api_status_code(const struct err *err);

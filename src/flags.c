@@ -52,6 +52,12 @@ static int flag_set_value(struct flag *f, const char *v, struct err *err)
 	case FLAG_STRING:
 		*(const char **)f->value = v;
 		break;
+	case FLAG_STRINGS: {
+		struct flag_strings *l = f->value;
+		l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+		l->v[l->n++] = v;
+		break;
+	}
 	case FLAG_BOOL: {
 		bool b;
 		if (parse_bool(v, &b) < 0)
@@ -315,7 +321,7 @@ void flags_usage(FILE *out, const struct flag *flags, size_t n)
 		static const char *const type_names[] = {
 			[FLAG_STRING] = "string",     [FLAG_BOOL] = "",
 			[FLAG_U64] = "uint",	      [FLAG_BYTES] = "bytes",
-			[FLAG_DURATION] = "duration",
+			[FLAG_DURATION] = "duration", [FLAG_STRINGS] = "value (repeatable)",
 		};
 		char line[128];
 		int len = snprintf(line, sizeof line, "  -%s", f->name);
@@ -337,6 +343,8 @@ void flags_usage(FILE *out, const struct flag *flags, size_t n)
 		case FLAG_BOOL:
 			if (*(const bool *)f->value)
 				fprintf(out, " (default true)");
+			break;
+		case FLAG_STRINGS:
 			break;
 		case FLAG_U64:
 			if (*(const uint64_t *)f->value)

@@ -20,6 +20,14 @@ enum flag_type {
 	FLAG_U64,      /* uint64_t *, plain decimal */
 	FLAG_BYTES,    /* uint64_t *, decimal with optional K M G T (powers of 1024), "10M" */
 	FLAG_DURATION, /* uint64_t * nanoseconds, Go syntax: "300ms", "1h30m", "10s" */
+	FLAG_STRINGS,  /* struct flag_strings *: repeatable, every value appended */
+};
+
+/* A repeatable string flag's values (pointing into argv); v is malloc'd,
+ * the caller frees it. */
+struct flag_strings {
+	const char **v;
+	size_t n;
 };
 
 struct flag {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/queue.h>
@@ -20,6 +21,7 @@
 #include "handoff.h"
 #include "jobdir.h"
 #include "recovery.h"
+#include "supervisor.h"
 #include "suppool.h"
 #include "sys.h"
 #include "ulid.h"
@@ -38,7 +40,8 @@ struct job_waiter {
 	struct job *job;
 	job_ended_fn cb;
 	void *ctx;
-	struct loop_timer *timer; /* for jobs that had already ended */
+	struct loop_timer *timer;      /* for jobs that had already ended */
+	struct loop_timer *kill_timer; /* a graceful stop's backstop */
 	LIST_ENTRY(job_waiter) link;
 };
 
@@ -413,6 +416,7 @@ static void mark_ended(struct job *j)
 	while (!LIST_EMPTY(&j->waiters)) {
 		struct job_waiter *w = LIST_FIRST(&j->waiters);
 		LIST_REMOVE(w, link);
+		loop_timer_free(w->kill_timer);
 		w->cb(w->ctx, j);
 		loop_timer_free(w->timer);
 		free(w);
@@ -580,7 +584,7 @@ static void abandon(struct job *j)
 		"rund: job %s: its Start call went away before it learned the id; killing and "
 		"removing the job\n",
 		j->id);
-	if (job_stop(j, abandoned_ended, NULL, &w, &err) < 0)
+	if (job_stop(j, NULL, abandoned_ended, NULL, &w, &err) < 0)
 		fprintf(stderr, "rund: %s; the job stays, as if started\n", err.msg);
 }
 
@@ -730,6 +734,16 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	for (size_t i = 0; i < req->argc; i++)
 		s->argv[i] = xstrdup(req->argv[i]);
 	s->limits = req->limits;
+	if (req->n_env) {
+		s->env = xcalloc(req->n_env, sizeof *s->env);
+		for (size_t i = 0; i < req->n_env; i++)
+			s->env[i] = xstrdup(req->env[i]);
+		s->n_env = req->n_env;
+	}
+	if (req->cwd && req->cwd[0])
+		s->cwd = xstrdup(req->cwd);
+	s->max_run_time_ns = req->max_run_time_ns;
+	s->run_time_grace_ns = req->run_time_grace_ns;
 	san_set_copy(&s->owners, req->owner);
 	s->created_ns = now;
 	s->cgroup = xstrdup(t->cfg.cgroup->path);
@@ -776,9 +790,10 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	if (spec_len > limit) {
 		job_cleanup_cgroup(j);
 		pending_free(p);
-		return err_set(err, E2BIG, ERR_INVALID,
-			       "command line too long: %zu bytes encoded, limit %zu", spec_len,
-			       limit);
+		return err_set(
+			err, E2BIG, ERR_INVALID,
+			"command line and environment too long: %zu bytes encoded, limit %zu",
+			spec_len, limit);
 	}
 
 	if ((j->dirfd = jobdir_create(t->dir.jobs_fd, id)) < 0) {
@@ -859,6 +874,7 @@ void job_info(struct job *j, struct job_info *info)
 	info->end_ns = s->end_ns;
 	info->log_bytes = s->log_bytes;
 	info->log_truncated = s->log_truncated;
+	info->timed_out = s->timed_out;
 }
 
 static void waiter_fire(void *ctx)
@@ -871,29 +887,84 @@ static void waiter_fire(void *ctx)
 	job_unref(j);
 }
 
-int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out, struct err *err)
+/* A waiter on job j: queued for its end, or fired from the loop when it
+ * has ended already. */
+static struct job_waiter *waiter_new(struct job *j, job_ended_fn cb, void *ctx)
 {
 	struct job_waiter *w = xcalloc(1, sizeof *w);
 	w->job = j;
 	w->cb = cb;
 	w->ctx = ctx;
 	if (job_ended(j)) {
-		/* Nothing to kill; answer from the loop, not from inside the call. */
+		/* Answer from the loop, not from inside the call. */
 		job_ref(j);
 		w->timer = loop_timer_new(j->t->loop, waiter_fire, w);
 		loop_timer_arm(w->timer, 0);
+	}
+	return w;
+}
+
+int job_wait(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **out)
+{
+	struct job_waiter *w = waiter_new(j, cb, ctx);
+	if (!w->timer)
+		LIST_INSERT_HEAD(&j->waiters, w, link);
+	*out = w;
+	return 0;
+}
+
+/* The supervisor should have killed the group by now; one that predates
+ * graceful stops never will. */
+#define STOP_BACKSTOP_MS 2000
+
+static void stop_backstop(void *ctx)
+{
+	struct job_waiter *w = ctx;
+	if (!job_ended(w->job))
+		cgroup_job_kill(w->job->t->cfg.cgroup, w->job->id, NULL);
+}
+
+int job_stop(struct job *j, const struct jobstop *how, job_ended_fn cb, void *ctx,
+	     struct job_waiter **out, struct err *err)
+{
+	bool graceful = how && how->signal > 0;
+	struct job_waiter *w = waiter_new(j, cb, ctx);
+	if (w->timer) {
 		*out = w;
-		return 0;
+		return 0; /* nothing to stop */
 	}
 	char path[JOBDIR_REL_MAX];
 	jobdir_rel(j->id, JOBDIR_STOP, path);
-	_cleanup_close_ int fd =
-		openat(j->t->dir.jobs_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		free(w);
-		return err_sys(err, errno, "job %s: record the stop request", j->id);
+	int r;
+	if (graceful) {
+		/* Written whole (renamed into place): the supervisor reads it
+		 * when it appears. */
+		size_t len;
+		_cleanup_free_ char *text = jobstop_encode(how, &len);
+		_cleanup_close_ int dirfd = jobdir_open(j->t->dir.jobs_fd, j->id);
+		r = dirfd < 0 ? dirfd
+			      : write_file_atomic(dirfd, jobdir_name(JOBDIR_STOP), text, len);
+	} else {
+		int fd = openat(j->t->dir.jobs_fd, path,
+				O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		r = fd < 0 ? -errno : 0;
+		closep(&fd);
 	}
-	int r = cgroup_job_kill(j->t->cfg.cgroup, j->id, err);
+	if (r < 0) {
+		free(w);
+		return err_sys(err, -r, "job %s: record the stop request", j->id);
+	}
+	if (graceful) {
+		/* Wakes the supervisor to read the file (supervisor.h). */
+		if (j->pidfd >= 0)
+			sys_pidfd_send_signal(j->pidfd, SUPERVISOR_STOP_SIGNAL, NULL, 0);
+		w->kill_timer = loop_timer_new(j->t->loop, stop_backstop, w);
+		loop_timer_arm(w->kill_timer, how->grace_ns / 1000000 + STOP_BACKSTOP_MS);
+		LIST_INSERT_HEAD(&j->waiters, w, link);
+		*out = w;
+		return 0;
+	}
+	r = cgroup_job_kill(j->t->cfg.cgroup, j->id, err);
 	if (r < 0 && r != -ENOENT) {
 		/* Not stopped after all: a later natural end must not say so. */
 		unlinkat(j->t->dir.jobs_fd, path, 0);
@@ -915,7 +986,45 @@ void job_waiter_cancel(struct job_waiter *w)
 		return;
 	}
 	LIST_REMOVE(w, link);
+	loop_timer_free(w->kill_timer);
 	free(w);
+}
+
+/* --- list --------------------------------------------------------------- */
+
+const char *job_id(const struct job *j)
+{
+	return j->id;
+}
+
+/* ULIDs sort by time as text: the newest first. */
+static int newest_first(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+	return strcmp(y->id, x->id);
+}
+
+size_t job_list(struct job_table *t, const struct san_set *peer, enum job_state state, size_t limit,
+		struct job ***out)
+{
+	struct job **v = xcalloc(t->count ? t->count : 1, sizeof *v);
+	size_t n = 0;
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		struct job *j;
+		LIST_FOREACH(j, &t->by_id[b], id_link)
+		{
+			if (n < t->count && (!state || j->state == state) &&
+			    san_set_intersects(&j->spec.owners, peer))
+				v[n++] = j;
+		}
+	}
+	qsort(v, n, sizeof *v, newest_first);
+	if (limit && n > limit)
+		n = limit;
+	for (size_t i = 0; i < n; i++)
+		job_ref(v[i]);
+	*out = v;
+	return n;
 }
 
 /* --- log ---------------------------------------------------------------- */
@@ -1195,6 +1304,7 @@ void job_table_free(struct job_table *t)
 			while (!LIST_EMPTY(&j->waiters)) {
 				struct job_waiter *w = LIST_FIRST(&j->waiters);
 				LIST_REMOVE(w, link);
+				loop_timer_free(w->kill_timer);
 				free(w);
 			}
 			job_unref(j);

@@ -61,6 +61,11 @@ struct job_request {
 	size_t argc;
 	struct job_limits limits;
 	const struct san_set *owner; /* the caller's SANs; borrowed */
+	char **env;		     /* "KEY=VALUE" entries; borrowed */
+	size_t n_env;
+	const char *cwd;	    /* NULL or "": "/"; borrowed */
+	uint64_t max_run_time_ns;   /* 0: none */
+	uint64_t run_time_grace_ns; /* 0: JOBSPEC_RUN_TIME_GRACE_NS */
 };
 
 struct job_pending;
@@ -113,7 +118,8 @@ struct job_info {
 	size_t argc;
 	uint64_t log_bytes;
 	bool log_truncated;
-	uint32_t uid; /* the job ran as this uid (0: root, by -job_user root) */
+	uint32_t uid;	/* the job ran as this uid (0: root, by -job_user root) */
+	bool timed_out; /* its max_run_time ran out */
 };
 
 /* Fills info: live values from the cgroup while running, the recorded
@@ -124,11 +130,31 @@ bool job_ended(const struct job *j);
 struct job_waiter;
 typedef void (*job_ended_fn)(void *ctx, struct job *j);
 
-/* Kills the whole job (cgroup.kill) and calls cb once it has ended and its
- * final status is known; immediately-from-the-loop if it already ended
- * (without killing anything). 0 with *w set, or -errno. */
-int job_stop(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **w, struct err *err);
+/* Stops the job and calls cb once it has ended and its final status is
+ * known; from the loop, without stopping anything, if it already ended.
+ * how NULL (or signal 0): the whole group is killed now (cgroup.kill).
+ * Otherwise the job's supervisor sends how->signal (to the main process,
+ * or with to_group to every process of the group) and kills the group
+ * after how->grace_ns (see supervisor.c); the daemon kills it itself a
+ * little later should the supervisor not have (one older than graceful
+ * stops). 0 with *w set, or -errno. */
+int job_stop(struct job *j, const struct jobstop *how, job_ended_fn cb, void *ctx,
+	     struct job_waiter **w, struct err *err);
+/* Calls cb once the job has ended (from the loop if it already has). */
+int job_wait(struct job *j, job_ended_fn cb, void *ctx, struct job_waiter **w);
 void job_waiter_cancel(struct job_waiter *w);
+
+/* --- List ----------------------------------------------------------------- */
+
+/* The canonical id of a job. */
+const char *job_id(const struct job *j);
+
+/* The jobs `peer` may see (the job_find rule), in state `state` (0: any),
+ * newest first, at most `limit` of them (0: all). *out is a malloc'd
+ * array of referenced jobs: job_unref each, then free the array. Returns
+ * how many. */
+size_t job_list(struct job_table *t, const struct san_set *peer, enum job_state state, size_t limit,
+		struct job ***out);
 
 /* --- Log ---------------------------------------------------------------- */
 

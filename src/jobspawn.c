@@ -13,15 +13,20 @@
 #include "util.h"
 
 #define JOB_NOFILE 1024 /* the conventional soft limit jobs get back */
+/* The child cannot enter the working directory: its errno travels back
+ * with this bit, through the sandbox's report, to tell it from an exec
+ * failure (errno values are far below it). */
+#define CWD_FAILED (1 << 20)
 
 void jobspawn_plan_init(struct jobspawn_plan *p, char **argv)
 {
+	static const char *const defaults[] = JOBSPAWN_DEFAULT_ENV;
 	memset(p, 0, sizeof *p);
 	p->argv = argv;
-	p->envp[0] = xstrdup("PATH=" HANDOFF_PATH);
-	p->envp[1] = xstrdup("HOME=/");
-	p->envp[2] = xstrdup("LANG=C.UTF-8");
-	p->envp[3] = NULL;
+	p->cwd = "/";
+	p->envp = xcalloc(ARRAY_SIZE(defaults) + 1, sizeof *p->envp);
+	for (size_t i = 0; i < ARRAY_SIZE(defaults); i++)
+		p->envp[i] = xstrdup(defaults[i]);
 	p->stdin_fd = p->stdout_fd = p->stderr_fd = p->cgroup_fd = -1;
 	sigemptyset(&p->empty);
 
@@ -44,15 +49,36 @@ void jobspawn_plan_init(struct jobspawn_plan *p, char **argv)
 	}
 }
 
+void jobspawn_plan_env(struct jobspawn_plan *p, char *const *env, size_t n)
+{
+	size_t have = 0;
+	while (p->envp[have])
+		have++;
+	p->envp = xrealloc(p->envp, (have + n + 1) * sizeof *p->envp);
+	for (size_t i = 0; i < n; i++) {
+		size_t klen = strcspn(env[i], "=") + 1; /* with the '=' */
+		size_t k = 0;
+		while (k < have && strncmp(p->envp[k], env[i], klen) != 0)
+			k++;
+		if (k == have)
+			have++;
+		else
+			free(p->envp[k]);
+		p->envp[k] = xstrdup(env[i]);
+	}
+	p->envp[have] = NULL;
+}
+
 void jobspawn_plan_free(struct jobspawn_plan *p)
 {
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; p->envp && p->envp[i]; i++)
 		free(p->envp[i]);
+	free(p->envp);
+	p->envp = NULL;
 	for (size_t i = 0; p->paths && p->paths[i]; i++)
 		free(p->paths[i]);
 	free(p->paths);
 	p->paths = NULL;
-	memset(p->envp, 0, sizeof p->envp);
 }
 
 enum err_kind jobspawn_exec_kind(int e)
@@ -89,8 +115,10 @@ static int child_exec(void *arg)
 	const struct jobspawn_plan *p = arg;
 	bool eacces = false;
 	if (dup2(p->stdin_fd, STDIN_FILENO) < 0 || dup2(p->stdout_fd, STDOUT_FILENO) < 0 ||
-	    dup2(p->stderr_fd, STDERR_FILENO) < 0 || chdir("/") < 0)
+	    dup2(p->stderr_fd, STDERR_FILENO) < 0)
 		return errno;
+	if (chdir(p->cwd) < 0)
+		return errno | CWD_FAILED;
 	/* exec keeps ignored signals ignored and the signal mask: give the
 	 * job pristine ones, whatever we or the daemon had. Through the
 	 * kernel: glibc's sigaction() refuses its own signals 32 and 33,
@@ -166,6 +194,12 @@ int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, st
 		while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
 			;
 		close(pidfd);
+		if (rep.step == SANDBOX_STEP_EXEC && (rep.err & CWD_FAILED)) {
+			int e = rep.err & ~CWD_FAILED;
+			return err_set(err, e, ERR_PRECONDITION,
+				       "cwd \"%s\": the job cannot enter it: %s", p->cwd,
+				       strerror(e));
+		}
 		if (rep.step == SANDBOX_STEP_EXEC)
 			return err_set(err, rep.err, jobspawn_exec_kind(rep.err), "exec \"%s\": %s",
 				       p->argv[0], strerror(rep.err));

@@ -151,6 +151,39 @@ int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, stru
 	if (spec->argv[0][0] == '\0')
 		return err_set(err, EINVAL, ERR_INVALID, "name is empty");
 
+	if (spec->n_env > JOBSPEC_ENV_MAX)
+		return err_set(err, EINVAL, ERR_INVALID, "%zu env entries: at most %d", spec->n_env,
+			       JOBSPEC_ENV_MAX);
+	for (size_t i = 0; i < spec->n_env; i++) {
+		const char *e = spec->env[i];
+		size_t n = strlen(e);
+		const char *eq = strchr(e, '=');
+		if (n > JOBSPEC_ENV_ENTRY_MAX)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "env[%zu] \"%.40s...\" is %zu bytes: at most %d", i, e, n,
+				       JOBSPEC_ENV_ENTRY_MAX);
+		if (!eq)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "env[%zu] \"%.80s\" is not KEY=VALUE (no '=')", i, e);
+		if (eq == e)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "env[%zu] \"%.80s\" has an empty key", i, e);
+	}
+	if (spec->cwd) {
+		size_t n = strlen(spec->cwd);
+		if (n > JOBSPEC_CWD_MAX)
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "cwd \"%.40s...\" is %zu bytes: at most %d", spec->cwd, n,
+				       JOBSPEC_CWD_MAX);
+		if (spec->cwd[0] != '/')
+			return err_set(err, EINVAL, ERR_INVALID,
+				       "cwd \"%.80s\" is not an absolute path", spec->cwd);
+	}
+	if (spec->run_time_grace_ns > JOBSPEC_GRACE_MAX_NS)
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "run_time_grace %" PRIu64 "s is longer than an hour",
+			       spec->run_time_grace_ns / 1000000000);
+
 	const struct job_limits *l = &spec->limits;
 	for (int i = 0; i < LIMIT_COUNT; i++) {
 		if (l->has[i] && l->value[i] == 0)
@@ -258,6 +291,15 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len)
 		if (sb->max_procs)
 			wb_u64(&w, "max_procs", sb->max_procs);
 	}
+	/* Written only when set, so specs without them read as before. */
+	for (size_t i = 0; i < spec->n_env; i++)
+		wb_str(&w, "env", spec->env[i]);
+	if (spec->cwd)
+		wb_str(&w, "cwd", spec->cwd);
+	if (spec->max_run_time_ns)
+		wb_u64(&w, "max_run_time_ns", spec->max_run_time_ns);
+	if (spec->run_time_grace_ns)
+		wb_u64(&w, "run_time_grace_ns", spec->run_time_grace_ns);
 	return wb_finish(&w, len);
 }
 
@@ -286,6 +328,18 @@ char *jobstatus_encode(const struct jobstatus *st, size_t *len)
 	wb_u64(&w, "memory_peak", st->memory_peak);
 	wb_u64(&w, "log_bytes", st->log_bytes);
 	wb_u64(&w, "log_truncated", st->log_truncated);
+	if (st->timed_out)
+		wb_u64(&w, "timed_out", 1);
+	return wb_finish(&w, len);
+}
+
+char *jobstop_encode(const struct jobstop *st, size_t *len)
+{
+	struct wbuf w = {0};
+	wb_put(&w, "rund-stop 1\n", 12);
+	wb_u64(&w, "signal", (uint64_t)(st->signal < 0 ? 0 : st->signal));
+	wb_u64(&w, "to_group", st->to_group);
+	wb_u64(&w, "grace_ns", st->grace_ns);
 	return wb_finish(&w, len);
 }
 
@@ -484,10 +538,22 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 		*seen_id = true;
 		return 0;
 	}
-	if (strcmp(key, "cgroup") == 0) {
-		if (s->cgroup)
+	if (strcmp(key, "cgroup") == 0 || strcmp(key, "cwd") == 0) {
+		char **dst = key[1] == 'g' ? &s->cgroup : &s->cwd;
+		if (*dst)
 			return rd_bad(r, "repeated key \"%s\"", key);
-		return rd_str(r, key, &s->cgroup);
+		return rd_str(r, key, dst);
+	}
+	if (strcmp(key, "env") == 0) {
+		if (s->n_env == JOBSPEC_ENV_MAX)
+			return rd_bad(r, "more than %d \"env\" lines", JOBSPEC_ENV_MAX);
+		if ((e = rd_str(r, key, &v)) < 0)
+			return e;
+		if (!strchr(v, '=') || v[0] == '=')
+			return rd_bad(r, "env \"%.40s\" is not KEY=VALUE", v);
+		s->env = xrealloc(s->env, (s->n_env + 1) * sizeof *s->env);
+		s->env[s->n_env++] = steal_pointer(&v);
+		return 0;
 	}
 	struct sandbox_policy *sb = &s->sandbox;
 	if (strcmp(key, "hide") == 0) {
@@ -536,6 +602,17 @@ static int spec_field(struct rd *r, const char *key, struct jobspec *s, bool *se
 	} else if (strcmp(key, "max_log_bytes") == 0) {
 		dst = &s->max_log_bytes;
 		seen = seen_log;
+	} else if (strcmp(key, "max_run_time_ns") == 0 || strcmp(key, "run_time_grace_ns") == 0) {
+		bool grace = key[0] == 'r';
+		uint64_t num;
+		if (grace ? s->run_time_grace_ns : s->max_run_time_ns)
+			return rd_bad(r, "repeated key \"%s\"", key);
+		if ((e = rd_num(r, '\n', grace ? JOBSPEC_GRACE_MAX_NS : UINT64_MAX, &num, key)) < 0)
+			return e;
+		if (num == 0)
+			return rd_bad(r, "\"%s\" is 0", key);
+		*(grace ? &s->run_time_grace_ns : &s->max_run_time_ns) = num;
+		return 0;
 	} else {
 		int l = job_limit_find(key, strlen(key));
 		if (l >= 0) {
@@ -607,6 +684,10 @@ void jobspec_free(struct jobspec *spec)
 	free(spec->cgroup);
 	free(spec->io_devices);
 	sandbox_policy_free(&spec->sandbox);
+	for (size_t i = 0; i < spec->n_env; i++)
+		free(spec->env[i]);
+	free(spec->env);
+	free(spec->cwd);
 	memset(spec, 0, sizeof *spec);
 }
 
@@ -616,6 +697,7 @@ struct num_field {
 	uint64_t max;
 	uint64_t val;
 	bool seen;
+	bool optional; /* added after version 1: absent reads as 0 */
 };
 
 static int decode_numbers(struct rd *r, const char *version, struct num_field *f, size_t n)
@@ -642,7 +724,7 @@ static int decode_numbers(struct rd *r, const char *version, struct num_field *f
 	if (e < 0)
 		return e;
 	for (size_t i = 0; i < n; i++)
-		if (!f[i].seen)
+		if (!f[i].seen && !f[i].optional)
 			return rd_bad(r, "missing \"%s\"", f[i].key);
 	return 0;
 }
@@ -681,6 +763,7 @@ int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct 
 		{"memory_peak", UINT64_MAX, 0, false},
 		{"log_bytes", UINT64_MAX, 0, false},
 		{"log_truncated", 1, 0, false},
+		{"timed_out", 1, 0, false, true},
 	};
 	int e = decode_numbers(&r, "rund-status 1", f, ARRAY_SIZE(f));
 	if (e < 0)
@@ -696,5 +779,26 @@ int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct 
 	out->memory_peak = f[8].val;
 	out->log_bytes = f[9].val;
 	out->log_truncated = f[10].val;
+	out->timed_out = f[11].val;
+	return 0;
+}
+
+int jobstop_decode(const char *buf, size_t len, struct jobstop *out, struct err *err)
+{
+	memset(out, 0, sizeof *out);
+	if (len == 0)
+		return 0;
+	struct rd r = {.p = buf, .end = buf ? buf + len : buf, .what = "stop", .err = err};
+	struct num_field f[] = {
+		{"signal", 64, 0, false},
+		{"to_group", 1, 0, false},
+		{"grace_ns", JOBSPEC_GRACE_MAX_NS, 0, false},
+	};
+	int e = decode_numbers(&r, "rund-stop 1", f, ARRAY_SIZE(f));
+	if (e < 0)
+		return e;
+	out->signal = (int)f[0].val;
+	out->to_group = f[1].val;
+	out->grace_ns = f[2].val;
 	return 0;
 }

@@ -8,7 +8,8 @@
  *   status   jobstatus, written by the supervisor after the job ended
  *   log      output records (logstore.h), written by the supervisor
  *   lock     flock'ed by the supervisor for its whole life
- *   stop     created by the daemon when a Stop call kills the job
+ *   stop     created by the daemon when a Stop call kills the job; empty,
+ *            or a jobstop (signal, target, grace) for a graceful stop
  * The encodings are line-oriented text with length-prefixed strings, begin
  * with a version line, and decoders reject anything malformed. */
 #ifndef RUND_JOBSPEC_H
@@ -116,7 +117,23 @@ struct jobspec {
 	 * Start. A spec without "uid" (written before isolation existed) runs
 	 * as root. */
 	struct sandbox_policy sandbox;
+	/* "KEY=VALUE" entries added to the default environment (owned),
+	 * the working directory (NULL: "/"), and the run-time limit with its
+	 * grace period (0: none / the default). */
+	char **env;
+	size_t n_env;
+	char *cwd;
+	uint64_t max_run_time_ns, run_time_grace_ns;
 };
+
+/* Bounds of a start request's environment and working directory. */
+#define JOBSPEC_ENV_MAX 256	    /* entries */
+#define JOBSPEC_ENV_ENTRY_MAX 32768 /* bytes of one "KEY=VALUE" */
+#define JOBSPEC_CWD_MAX 4095	    /* bytes of the directory's path */
+/* The grace period of a stop or a run-time limit: at most an hour, and
+ * 10 s when none is given for the run-time limit. */
+#define JOBSPEC_GRACE_MAX_NS (3600ull * 1000000000)
+#define JOBSPEC_RUN_TIME_GRACE_NS (10ull * 1000000000)
 
 struct jobstart {
 	pid_t supervisor_pid;
@@ -135,12 +152,24 @@ struct jobstatus {
 	uint64_t memory_peak; /* 0 when the kernel does not offer it */
 	uint64_t log_bytes;   /* output bytes kept */
 	bool log_truncated;
+	bool timed_out; /* max_run_time ran out and the job was stopped for it */
+};
+
+/* A graceful stop, as the daemon asks it of the supervisor (the job's
+ * "stop" file). signal 0 is an immediate kill (an empty file, as before
+ * graceful stops existed, means the same). */
+struct jobstop {
+	int signal;	   /* 1 .. 64 */
+	bool to_group;	   /* every process of the job's cgroup, not just the main one */
+	uint64_t grace_ns; /* then cgroup.kill; <= JOBSPEC_GRACE_MAX_NS */
 };
 
 /* Validates a start request's shape and limits against this machine:
  * non-empty name; every present limit > 0 and within its row's bounds
- * (cpu in [1000, 100000 * ncpu], memory >= page_size, ...). -EINVAL with
- * err naming the field and value. */
+ * (cpu in [1000, 100000 * ncpu], memory >= page_size, ...); env entries
+ * "KEY=VALUE" with a non-empty KEY, no NUL, within JOBSPEC_ENV_*; cwd
+ * absolute, no NUL, within JOBSPEC_CWD_MAX; the run-time grace within
+ * JOBSPEC_GRACE_MAX_NS. -EINVAL with err naming the field and value. */
 int jobspec_validate(const struct jobspec *spec, long ncpu, long page_size, struct err *err);
 
 /* Encoders return a malloc'd buffer. Decoders return 0 or -EBADMSG with err
@@ -154,6 +183,11 @@ char *jobstart_encode(const struct jobstart *st, size_t *len);
 int jobstart_decode(const char *buf, size_t len, struct jobstart *out, struct err *err);
 
 char *jobstatus_encode(const struct jobstatus *st, size_t *len);
+/* "timed_out" may be absent (status files written before it existed). */
 int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct err *err);
+
+/* An empty buffer decodes as an immediate kill (signal 0). */
+char *jobstop_encode(const struct jobstop *st, size_t *len);
+int jobstop_decode(const char *buf, size_t len, struct jobstop *out, struct err *err);
 
 #endif

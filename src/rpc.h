@@ -34,6 +34,10 @@ struct rpc_service {
 	const struct rpc_method *methods;
 	size_t n_methods;
 	void *ctx;
+	/* Called once, with ctx, when the server starts draining (before
+	 * GOAWAY): open calls that would only keep it waiting may answer now.
+	 * May be NULL. */
+	void (*drain)(void *ctx);
 };
 
 /* The connection's peer identity: the SANs of its client certificate.

@@ -2,12 +2,13 @@
  *
  *   rundctl [flags] <command> [command flags] [args]
  *
- * One RPC per invocation. Exit status: 0 success, 1 the call failed (the
- * server's gRPC status or a transport error, on stderr as
- * "rundctl: <command>: <reason>"), 2 usage error, 130/143 interrupted by
- * SIGINT/SIGTERM. The connection flags are accepted before the command and
- * after it, so `runc status -addr h:1 ID` and `runc -addr h:1 status ID`
- * mean the same. */
+ * One RPC per invocation (wait and start -wait: as many as a daemon restart
+ * takes). Exit status: 0 success, 1 the call failed (the server's gRPC
+ * status or a transport error, on stderr as "rundctl: <command>: <reason>"),
+ * 2 usage error, 130/143 interrupted by SIGINT/SIGTERM; wait and start
+ * -wait exit with the job's code (exit_status()). The connection flags are
+ * accepted before the command and after it, so `runc status -addr h:1 ID`
+ * and `runc -addr h:1 status ID` mean the same. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "flags.h"
 #include "grpc.h"
+#include "handoff.h"
 #include "joblog.h"
 #include "jobspec.h"
 #include "health.pb-c.h"
@@ -32,11 +34,16 @@
 enum {
 	EXIT_RPC = 1,
 	EXIT_USAGE = 2,
+	EXIT_LOST = 125, /* wait: the job's supervisor died (state LOST) */
 };
 
 /* The name we were called by (rundctl, or runc in the build tree), for
  * messages. */
 static const char *prog = "rundctl";
+
+/* wait: pause between attempts while the server is away (restarting). */
+#define WAIT_RETRY_MIN_MS 100
+#define WAIT_RETRY_MAX_MS 2000
 
 /* Set by the SIGINT/SIGTERM handler; the client polls it. */
 static volatile sig_atomic_t interrupted;
@@ -279,8 +286,9 @@ static void print_status(FILE *out, const Rund__JobStatus *s)
 	fputs("],", out);
 	json_u64str(out, "log_bytes", s->log_bytes);
 	json_bool(out, "log_truncated", s->log_truncated, true);
-	fprintf(out, "\"uid\":%" PRIu32, s->uid);
-	fputs("}\n", out);
+	fprintf(out, "\"uid\":%" PRIu32 ",", s->uid);
+	json_bool(out, "timed_out", s->timed_out, false);
+	fputc('}', out);
 }
 
 static int flush_stdout(const char *cmd)
@@ -381,14 +389,44 @@ static int cmd_status(const struct command *cmd, struct conn_flags *cf, int argc
 		return EXIT_RPC;
 	}
 	print_status(stdout, s);
+	putchar('\n');
 	rund__job_status__free_unpacked(s, NULL);
 	return flush_stdout(cmd->name);
 }
 
+static int follow_and_wait(const struct command *cmd, struct conn_flags *cf, const char *id);
+
 /* start's flags: one per row of job_limit_defs (start_flags_init), in
- * table order, so start_flags[l] is limit l. */
+ * table order, so start_flags[l] is limit l; then the others. */
 static uint64_t limit_values[LIMIT_COUNT];
-static struct flag start_flags[LIMIT_COUNT];
+static struct flag_strings start_env;
+static const char *start_cwd;
+static uint64_t start_max_run_time, start_run_time_grace;
+static bool start_wait;
+enum {
+	START_ENV = LIMIT_COUNT,
+	START_CWD,
+	START_MAX_RUN_TIME,
+	START_RUN_TIME_GRACE,
+	START_WAIT,
+	START_NFLAGS,
+};
+static struct flag start_flags[START_NFLAGS] = {
+	[START_ENV] = {"env", FLAG_STRINGS, &start_env,
+		       "KEY=VALUE added to the job's environment (repeat for more)", false},
+	[START_CWD] = {"cwd", FLAG_STRING, &start_cwd,
+		       "the job's working directory, absolute (default /)", false},
+	[START_MAX_RUN_TIME] = {"max_run_time", FLAG_DURATION, &start_max_run_time,
+				"stop the job after this long (SIGTERM, then kill after "
+				"-run_time_grace), e.g. 1h",
+				false},
+	[START_RUN_TIME_GRACE] = {"run_time_grace", FLAG_DURATION, &start_run_time_grace,
+				  "time between -max_run_time's SIGTERM and the kill (default "
+				  "10s, at most 1h)",
+				  false},
+	[START_WAIT] = {"wait", FLAG_BOOL, &start_wait,
+			"stream the job's output and exit with its code, as `wait` does", false},
+};
 
 static void start_flags_init(void)
 {
@@ -450,12 +488,29 @@ static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc,
 	for (int l = 0; l < LIMIT_COUNT && r == 0; l++)
 		if (start_flags[l].set)
 			r = set_limit(&req, l, limit_values[l], &wrappers[l]);
+	req.n_env = start_env.n;
+	req.env = (char **)start_env.v;
+	if (start_cwd)
+		req.cwd = (char *)start_cwd;
+	Google__Protobuf__Duration run = GOOGLE__PROTOBUF__DURATION__INIT;
+	Google__Protobuf__Duration grace = GOOGLE__PROTOBUF__DURATION__INIT;
+	if (start_flags[START_MAX_RUN_TIME].set) {
+		run.seconds = (int64_t)(start_max_run_time / 1000000000);
+		run.nanos = (int32_t)(start_max_run_time % 1000000000);
+		req.max_run_time = &run;
+	}
+	if (start_flags[START_RUN_TIME_GRACE].set) {
+		grace.seconds = (int64_t)(start_run_time_grace / 1000000000);
+		grace.nanos = (int32_t)(start_run_time_grace % 1000000000);
+		req.run_time_grace = &grace;
+	}
 	_cleanup_free_ uint8_t *resp = NULL;
 	size_t len;
 	if (r == 0)
 		r = unary(cmd, cf, "/rund.JobController/Start", &req.base, &resp, &len);
 	for (int l = 0; l < LIMIT_COUNT; l++)
 		free(wrappers[l]);
+	free(start_env.v);
 	if (r)
 		return r;
 	Rund__JobIdentifier *id = rund__job_identifier__unpack(NULL, len, resp);
@@ -463,9 +518,16 @@ static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc,
 		fail_msg(cmd->name, "cannot decode the server's JobIdentifier (%zu bytes)", len);
 		return EXIT_RPC;
 	}
-	printf("%s\n", id->ulid);
+	if (start_wait) {
+		/* The id goes to stderr: stdout is the job's. */
+		fprintf(stderr, "%s\n", id->ulid);
+		r = follow_and_wait(cmd, cf, id->ulid);
+	} else {
+		printf("%s\n", id->ulid);
+		r = flush_stdout(cmd->name);
+	}
 	rund__job_identifier__free_unpacked(id, NULL);
-	return flush_stdout(cmd->name);
+	return r;
 }
 
 struct log_ctx {
@@ -533,6 +595,355 @@ static int cmd_log(const struct command *cmd, struct conn_flags *cf, int argc, c
 	return 0;
 }
 
+/* ---- wait ---------------------------------------------------------------- */
+
+/* The exit status a shell would give the job: its exit code, 128 + the
+ * signal that ended it, EXIT_LOST when its supervisor died. */
+static int exit_status(const Rund__JobStatus *s)
+{
+	if (s->state == RUND__JOB_STATUS__STATE__LOST)
+		return EXIT_LOST;
+	if (s->exit_code)
+		return (int)(s->exit_code->value & 0xff);
+	if (s->signal)
+		return 128 + (int)(s->signal & 0x7f);
+	return EXIT_RPC;
+}
+
+static struct client *dial_quiet(const struct conn_flags *cf, struct err *err)
+{
+	struct client_opts o = {
+		.addr = cf->addr,
+		.ca = cf->ca,
+		.cert = cf->cert,
+		.key = cf->key,
+		.cancel = &interrupted,
+		.timeout_ms = cf->timeout_set ? (cf->timeout_ns + 999999) / 1000000 : 0,
+	};
+	return client_connect(&o, err);
+}
+
+/* Sleeps ms, or less when a signal arrives. */
+static void pause_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+	if (interrupted)
+		exit_interrupted();
+}
+
+/* Calls Wait until it answers. Once the server was reached, a lost
+ * connection or UNAVAILABLE (a daemon restarting) is tried again until the
+ * server is back; the first connection failing is an error. Returns 0 with
+ * *out set (caller frees), or an exit status. */
+static int wait_status(const struct command *cmd, struct conn_flags *cf, const char *id,
+		       Rund__JobStatus **out)
+{
+	Rund__JobIdentifier m = RUND__JOB_IDENTIFIER__INIT;
+	m.ulid = (char *)id;
+	size_t len = rund__job_identifier__get_packed_size(&m);
+	_cleanup_free_ uint8_t *req = xmalloc(len);
+	rund__job_identifier__pack(&m, req);
+	unsigned pause = WAIT_RETRY_MIN_MS;
+	bool reached = false, said = false;
+	for (;;) {
+		struct err err = {0};
+		struct client_status st = {0};
+		int r;
+		struct client *c = dial_quiet(cf, &err);
+		if (!c) {
+			r = -(err.code ? err.code : EIO);
+		} else {
+			reached = true;
+			_cleanup_free_ uint8_t *resp = NULL;
+			size_t resp_len;
+			r = client_unary(c, "/rund.JobController/Wait", req, len, &resp, &resp_len,
+					 &st, &err);
+			client_free(c);
+			if (r == 0 && st.code == GRPC_OK) {
+				*out = rund__job_status__unpack(NULL, resp_len, resp);
+				if (*out)
+					return 0;
+				fail_msg(cmd->name, "cannot decode the server's JobStatus");
+				return EXIT_RPC;
+			}
+		}
+		if (r == -ECANCELED && interrupted)
+			exit_interrupted();
+		bool retry = reached && (r < 0 || st.code == GRPC_UNAVAILABLE);
+		if (!retry)
+			return call_failed(cmd, r, &st, &err);
+		if (!said) {
+			sanitize(r < 0 ? err.msg : st.message);
+			fail_msg(cmd->name, "%s; waiting for the server to come back",
+				 r < 0 ? err.msg : st.message);
+			said = true;
+		}
+		pause_ms(pause);
+		pause = pause * 2 > WAIT_RETRY_MAX_MS ? WAIT_RETRY_MAX_MS : pause * 2;
+	}
+}
+
+static int cmd_wait(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Rund__JobStatus *s = NULL;
+	int r = wait_status(cmd, cf, argv[0], &s);
+	if (r)
+		return r;
+	r = exit_status(s);
+	rund__job_status__free_unpacked(s, NULL);
+	return r;
+}
+
+/* start -wait: the output as it comes, then the job's exit status. */
+static int follow_and_wait(const struct command *cmd, struct conn_flags *cf, const char *id)
+{
+	Rund__JobIdentifier m = RUND__JOB_IDENTIFIER__INIT;
+	m.ulid = (char *)id;
+	size_t len = rund__job_identifier__get_packed_size(&m);
+	_cleanup_free_ uint8_t *req = xmalloc(len);
+	rund__job_identifier__pack(&m, req);
+	struct conn_flags stream_cf = *cf;
+	stream_cf.timeout_set = false; /* -timeout was the Start's */
+	struct err err = {0};
+	struct client *c = dial_quiet(&stream_cf, &err);
+	if (c) {
+		struct log_ctx lc = {.cmd = cmd->name};
+		struct client_status st;
+		int r = client_stream(c, "/rund.JobController/Log", req, len, on_log, &lc, &st,
+				      &err);
+		client_free(c);
+		if (r == -ECANCELED && interrupted)
+			exit_interrupted();
+		if (r == -ECANCELED)
+			return EXIT_RPC; /* a write error, already reported */
+		if (r == 0 && st.code != GRPC_OK && st.code != GRPC_UNAVAILABLE)
+			return call_failed(cmd, r, &st, &err);
+		/* A transport failure: the daemon went away; wait for it. */
+	}
+	Rund__JobStatus *s = NULL;
+	int r = wait_status(cmd, &stream_cf, id, &s);
+	if (r)
+		return r;
+	r = exit_status(s);
+	rund__job_status__free_unpacked(s, NULL);
+	return r;
+}
+
+/* ---- list ---------------------------------------------------------------- */
+
+static bool list_json;
+static const char *list_state;
+static uint64_t list_limit;
+static struct flag list_flags[] = {
+	{"json", FLAG_BOOL, &list_json, "one JSON object per job and line", false},
+	{"state", FLAG_STRING, &list_state, "only jobs in this state: running, exited or lost",
+	 false},
+	{"limit", FLAG_U64, &list_limit, "only the N newest jobs", false},
+};
+
+struct list_out {
+	const char *cmd;
+	bool bad_message;
+};
+
+static void print_started(const Google__Protobuf__Timestamp *t)
+{
+	char buf[32] = "-";
+	if (t) {
+		time_t secs = (time_t)t->seconds;
+		struct tm tm;
+		if (gmtime_r(&secs, &tm))
+			strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	printf("%-21s", buf);
+}
+
+static int on_list_entry(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct list_out *lo = ctx;
+	Rund__JobListEntry *e = rund__job_list_entry__unpack(NULL, len, msg);
+	if (!e || !e->status) {
+		if (e)
+			rund__job_list_entry__free_unpacked(e, NULL);
+		lo->bad_message = true;
+		return 1;
+	}
+	const Rund__JobStatus *s = e->status;
+	if (list_json) {
+		fputs("{\"ulid\":", stdout);
+		json_string(stdout, e->ulid);
+		fputs(",\"status\":", stdout);
+		print_status(stdout, s);
+		fputs("}\n", stdout);
+	} else {
+		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+			&rund__job_status__state__descriptor, s->state);
+		char exit_col[24] = "-";
+		if (s->exit_code)
+			snprintf(exit_col, sizeof exit_col, "%" PRIu32, s->exit_code->value);
+		else if (s->signal && sigabbrev_np((int)s->signal))
+			snprintf(exit_col, sizeof exit_col, "SIG%s", sigabbrev_np((int)s->signal));
+		else if (s->signal)
+			snprintf(exit_col, sizeof exit_col, "signal %" PRIu32, s->signal);
+		_cleanup_free_ char *id = xstrdup(e->ulid);
+		sanitize(id);
+		printf("%-26s  %-7s  %-7s  ", id, ev ? ev->name : "?", exit_col);
+		print_started(s->start_time);
+		for (size_t i = 0; i < s->n_command; i++) {
+			_cleanup_free_ char *a = xstrdup(s->command[i]);
+			/* One line per job: newlines and tabs shown as '?' too. */
+			for (char *p = a; *p; p++)
+				if ((unsigned char)*p < 0x20 || *p == 0x7f)
+					*p = '?';
+			printf(" %s", a);
+		}
+		putchar('\n');
+	}
+	rund__job_list_entry__free_unpacked(e, NULL);
+	if (ferror(stdout) && errno == EPIPE)
+		exit_broken_pipe();
+	return 0;
+}
+
+static int cmd_list(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	Rund__JobListRequest req = RUND__JOB_LIST_REQUEST__INIT;
+	if (list_state) {
+		static const struct {
+			const char *name;
+			Rund__JobStatus__State state;
+		} states[] = {
+			{"running", RUND__JOB_STATUS__STATE__RUNNING},
+			{"exited", RUND__JOB_STATUS__STATE__EXITED},
+			{"lost", RUND__JOB_STATUS__STATE__LOST},
+		};
+		size_t i = 0;
+		while (i < ARRAY_SIZE(states) && strcasecmp(states[i].name, list_state) != 0)
+			i++;
+		if (i == ARRAY_SIZE(states)) {
+			fail_msg(cmd->name,
+				 "invalid value \"%s\" for flag -state: want running, "
+				 "exited or lost",
+				 list_state);
+			return EXIT_USAGE;
+		}
+		req.state = states[i].state;
+	}
+	if (list_limit > UINT32_MAX) {
+		fail_msg(cmd->name, "-limit %" PRIu64 " is above %" PRIu32, list_limit, UINT32_MAX);
+		return EXIT_USAGE;
+	}
+	req.limit = (uint32_t)list_limit;
+	size_t len = rund__job_list_request__get_packed_size(&req);
+	_cleanup_free_ uint8_t *buf = xmalloc(len);
+	rund__job_list_request__pack(&req, buf);
+
+	struct client *c = dial(cmd, cf);
+	if (!c)
+		return EXIT_RPC;
+	if (!list_json)
+		printf("%-26s  %-7s  %-7s  %-21s %s\n", "ID", "STATE", "EXIT", "STARTED",
+		       "COMMAND");
+	struct list_out lo = {.cmd = cmd->name};
+	struct client_status st;
+	struct err err = {0};
+	int r = client_stream(c, "/rund.JobController/List", buf, len, on_list_entry, &lo, &st,
+			      &err);
+	client_free(c);
+	if (r == -ECANCELED && !interrupted && lo.bad_message) {
+		fail_msg(cmd->name, "cannot decode a JobListEntry message from the server");
+		return EXIT_RPC;
+	}
+	if (r < 0 || st.code != GRPC_OK)
+		return call_failed(cmd, r, &st, &err);
+	return flush_stdout(cmd->name);
+}
+
+/* ---- stop ---------------------------------------------------------------- */
+
+static const char *stop_signal;
+static uint64_t stop_grace;
+static const char *stop_to = "main";
+static struct flag stop_flags[] = {
+	{"signal", FLAG_STRING, &stop_signal,
+	 "send this signal first (TERM, SIGINT, 15...); without it the job is killed at once",
+	 false},
+	{"grace", FLAG_DURATION, &stop_grace,
+	 "with -signal: how long the job may take to end before the whole group is killed "
+	 "(at most 1h)",
+	 false},
+	{"to", FLAG_STRING, &stop_to,
+	 "with -signal: main (the job's main process) or group (every process of the job)", false},
+};
+
+/* "TERM", "SIGTERM", "term", "15" -> 15; 0 when it is none of those. */
+static int parse_signal(const char *s)
+{
+	uint64_t n;
+	if (parse_u64(s, &n) == 0)
+		return n >= 1 && n < (uint64_t)NSIG ? (int)n : 0;
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (int sig = 1; sig < NSIG; sig++) {
+		const char *abbrev = sigabbrev_np(sig);
+		if (abbrev && strcasecmp(abbrev, s) == 0)
+			return sig;
+	}
+	return 0;
+}
+
+static int cmd_stop(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
+{
+	if (!stop_signal) {
+		if (stop_flags[1].set || stop_flags[2].set) {
+			fail_msg(cmd->name, "-grace and -to need -signal");
+			return EXIT_USAGE;
+		}
+		return cmd_status(cmd, cf, argc, argv); /* the original Stop */
+	}
+	Rund__JobTerminateRequest req = RUND__JOB_TERMINATE_REQUEST__INIT;
+	req.ulid = argv[0];
+	int sig = parse_signal(stop_signal);
+	if (!sig) {
+		fail_msg(cmd->name, "invalid value \"%s\" for flag -signal: not a signal",
+			 stop_signal);
+		return EXIT_USAGE;
+	}
+	req.signal = (uint32_t)sig;
+	if (strcmp(stop_to, "main") == 0)
+		req.to = RUND__JOB_TERMINATE_REQUEST__TARGET__MAIN;
+	else if (strcmp(stop_to, "group") == 0)
+		req.to = RUND__JOB_TERMINATE_REQUEST__TARGET__GROUP;
+	else {
+		fail_msg(cmd->name, "invalid value \"%s\" for flag -to: main or group", stop_to);
+		return EXIT_USAGE;
+	}
+	Google__Protobuf__Duration grace = GOOGLE__PROTOBUF__DURATION__INIT;
+	grace.seconds = (int64_t)(stop_grace / 1000000000);
+	grace.nanos = (int32_t)(stop_grace % 1000000000);
+	req.grace = &grace;
+	/* The call lasts the grace period: the default deadline grows with it. */
+	if (!cf->timeout_set) {
+		cf->timeout_ns = UNARY_TIMEOUT_NS + stop_grace;
+		cf->timeout_set = true;
+	}
+	_cleanup_free_ uint8_t *resp = NULL;
+	size_t len;
+	int r = unary(cmd, cf, "/rund.JobController/Terminate", &req.base, &resp, &len);
+	if (r)
+		return r;
+	Rund__JobStatus *s = rund__job_status__unpack(NULL, len, resp);
+	if (!s) {
+		fail_msg(cmd->name, "cannot decode the server's JobStatus (%zu bytes)", len);
+		return EXIT_RPC;
+	}
+	print_status(stdout, s);
+	putchar('\n');
+	rund__job_status__free_unpacked(s, NULL);
+	return flush_stdout(cmd->name);
+}
+
 static int cmd_health(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
 {
 	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -566,9 +977,15 @@ static const struct command commands[] = {
 	{"start", "NAME [ARGS...]",
 	 "start NAME with ARGS (no shell, PATH lookup); prints the job ID", 1, -1, false, cmd_start,
 	 start_flags, ARRAY_SIZE(start_flags)},
-	{"stop", "ID", "kill the job and print its final status as JSON", 1, 1, false, cmd_status,
-	 NULL, 0},
+	{"stop", "ID",
+	 "kill the job (or signal it, then kill it after -grace); print its final status as JSON",
+	 1, 1, false, cmd_stop, stop_flags, ARRAY_SIZE(stop_flags)},
 	{"status", "ID", "print the job's status as JSON", 1, 1, false, cmd_status, NULL, 0},
+	{"wait", "ID", "wait until the job ends; exit with its code (128+N: signal N, 125: LOST)",
+	 1, 1, true, cmd_wait, NULL, 0},
+	{"list", "", "list your jobs, newest first (ID, STATE, EXIT, STARTED, COMMAND)", 0, 0,
+	 false, cmd_list, list_flags, ARRAY_SIZE(list_flags)},
+	{"ps", "", "same as list", 0, 0, false, cmd_list, list_flags, ARRAY_SIZE(list_flags)},
 	{"log", "ID", "stream the job's output from its first byte until it ends", 1, 1, true,
 	 cmd_log, NULL, 0},
 	{"logs", "ID", "same as log", 1, 1, true, cmd_log, NULL, 0},
@@ -601,7 +1018,20 @@ static void usage_command(FILE *out, const struct command *cmd, struct flag *fla
 	flags_usage(out, flags, n);
 	if (cmd->run == cmd_start)
 		fprintf(out, "\nLimits are sent only when given. Flags end at NAME: "
-			     "`runc start ls -l` runs `ls -l`.\n");
+			     "`runc start ls -l` runs `ls -l`.\n"
+			     "The job's environment is PATH=" HANDOFF_PATH ", HOME=/ and "
+			     "LANG=C.UTF-8,\nplus -env entries (which may replace those).\n"
+			     "With -wait the job's id goes to stderr and runc exits as `wait` "
+			     "does.\n");
+	if (cmd->run == cmd_wait)
+		fprintf(out, "\nExit status: the job's exit code; 128+N when signal N ended it; "
+			     "125 when it was\nLOST (its supervisor died); 1 when the call "
+			     "failed. A daemon restart\nmeanwhile is waited out.\n");
+	if (cmd->run == cmd_stop)
+		fprintf(out, "\nWithout -signal the whole job is killed at once (cgroup.kill). "
+			     "With -signal the\nsignal goes to the main process (-to main, the "
+			     "default) or to every process\nof the job (-to group); whatever is "
+			     "left after -grace is killed.\n");
 }
 
 /* Where each connection setting came from, for -h. */

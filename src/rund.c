@@ -497,6 +497,7 @@ static int run(const struct serve_opts *o)
 	struct io_device *devs = NULL;
 	size_t ndevs = 0;
 	struct job_table *jobs = NULL;
+	struct api *api = NULL;
 	struct sandbox_policy policy = {0};
 	struct uidpool *uids = NULL;
 	uint32_t uid_range[2];
@@ -566,7 +567,7 @@ static int run(const struct serve_opts *o)
 	struct server_opts so = {
 		.addr = o->addr,
 		.ssl_ctx = ssl_ctx,
-		.service = api_service(jobs),
+		.service = api_service(api = api_new(jobs)),
 		.max_connections = (size_t)o->max_connections,
 		.max_handshakes = (size_t)o->max_handshakes,
 		.handshake_timeout_ms = (unsigned)(o->handshake_timeout / 1000000),
@@ -602,6 +603,7 @@ static int run(const struct serve_opts *o)
 	status = 0;
 out:
 	server_free(d.server);
+	api_free(api);
 	job_table_free(jobs);
 	loop_free(d.loop);
 	if (d.sigint)

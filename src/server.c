@@ -916,6 +916,8 @@ void server_shutdown(struct server *s, unsigned drain_ms, void (*done)(void *ctx
 	s->done_ev = event_new(s->base, -1, 0, done_cb, s);
 	evconnlistener_disable(s->listener);
 	evtimer_del(s->accept_retry);
+	if (s->opts.service.drain)
+		s->opts.service.drain(s->opts.service.ctx);
 
 	struct sconn *next;
 	for (struct sconn *c = s->conns; c; c = next) {

@@ -6,7 +6,15 @@
  * it, report "ok" or "err ..." to the daemon, then copy output into the log
  * until the job and everything it left behind are gone, record the final
  * status and remove the cgroup. Single-threaded; the only blocking points
- * are the FIFO read (ended by EOF if the daemon dies) and poll(). */
+ * are the FIFO read (ended by EOF if the daemon dies) and poll().
+ *
+ * Graceful stops and the run-time limit live here, not in the daemon, so a
+ * daemon restart changes nothing about them: the daemon writes a jobstop
+ * into the job's "stop" file and wakes us (supervisor.h), we send the signal
+ * (to the job's first child, whose init forwards it to the main process,
+ * or to every process of the job's group) and kill the whole group once
+ * the grace period is over. The run-time limit does the same with SIGTERM
+ * to the main process at start + max_run_time. */
 #include "supervisor.h"
 
 #include <errno.h>
@@ -15,6 +23,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,13 +58,18 @@ struct sup_job {
 	pid_t pid;
 	struct logwriter log;
 	uint8_t *buf;
-	struct sandbox sb; /* pidfd is the job's init when confined */
+	struct sandbox sb;     /* pidfd is the job's init when confined */
+	int sigfd;	       /* SUPERVISOR_STOP_SIGNAL: the daemon wrote a "stop" file */
+	uint64_t run_deadline; /* mono ns: start + max_run_time; 0 = none */
+	uint64_t kill_at;      /* mono ns: the grace period ends; 0 = none */
+	bool timed_out;
 };
 
 static void sup_job_init(struct sup_job *j)
 {
 	memset(j, 0, sizeof *j);
 	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
+	j->sigfd = -1;
 	j->log.fd = -1;
 	j->root.dirfd = j->root.jobs_fd = -1;
 	j->sb.status_fds[0] = j->sb.status_fds[1] = -1;
@@ -76,7 +90,7 @@ static void sup_job_release(struct sup_job *j)
 	free(j->buf);
 	sandbox_free(&j->sb);
 	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r,
-		      &j->err_r, &j->dirfd,   &j->lockfd}; /* the job's lock last */
+		      &j->err_r, &j->dirfd,   &j->sigfd, &j->lockfd}; /* the lock last */
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		close_fd(fds[i]);
 }
@@ -194,6 +208,9 @@ static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 	if ((r = sandbox_prepare(&j->spec.sandbox, cg_name, &j->sb, err)) < 0)
 		return r;
 	jobspawn_plan_init(&plan, j->spec.argv);
+	jobspawn_plan_env(&plan, j->spec.env, j->spec.n_env);
+	if (j->spec.cwd)
+		plan.cwd = j->spec.cwd;
 	plan.sandbox = &j->sb;
 	plan.stdin_fd = j->devnull;
 	plan.stdout_fd = out.w;
@@ -256,6 +273,122 @@ static int record_started(struct sup_job *j, struct err *err)
 	return r;
 }
 
+/* ---- graceful stops and the run-time limit ---- */
+
+/* Sends sig to every process in the job's group. A pid read from
+ * cgroup.procs may exit before the kill; it cannot be reused by a process
+ * outside the group meanwhile unless the job's processes vanish that fast,
+ * which the final cgroup.kill covers anyway. */
+static void signal_group(struct sup_job *j, int sig)
+{
+	_cleanup_close_ int fd = openat(j->cgfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[8192];
+	size_t have = 0;
+	for (;;) {
+		ssize_t n = read_retry(fd, buf + have, sizeof buf - 1 - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			uint64_t pid;
+			if (parse_u64(line, &pid) == 0 && pid > 0 && pid <= INT32_MAX)
+				kill((pid_t)pid, sig);
+			line = nl + 1;
+		}
+		have = (size_t)(buf + have - line);
+		memmove(buf, line, have);
+	}
+}
+
+/* Starts a graceful stop: the signal now, the group's kill after grace.
+ * A second request can only bring the kill closer. */
+static void begin_stop(struct sup_job *j, const struct jobstop *how)
+{
+	if (how->signal == 0) {
+		cgroup_job_kill(&j->root, j->spec.id, NULL);
+		return;
+	}
+	if (how->to_group)
+		signal_group(j, how->signal);
+	else if (j->pidfd >= 0)
+		sys_pidfd_send_signal(j->pidfd, how->signal, NULL, 0);
+	uint64_t at = now_mono_ns() + how->grace_ns;
+	if (!j->kill_at || at < j->kill_at)
+		j->kill_at = at ? at : 1;
+}
+
+/* Listens for the daemon's wake-up. Blocked only now, after the job was
+ * cloned, so neither the job nor its init inherits the mask. Without a
+ * signalfd a graceful stop degrades to the daemon's kill after the grace
+ * period (job.c). */
+static void listen_stop(struct sup_job *j)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SUPERVISOR_STOP_SIGNAL);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == 0)
+		j->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void read_stop(struct sup_job *j)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	int fd = openat(j->dirfd, jobdir_name(JOBDIR_STOP), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	int r = read_fd_all(fd, 4096, &text, &len);
+	close(fd);
+	struct jobstop how;
+	/* Unreadable or damaged: the daemon meant to stop the job, so kill. */
+	if (r < 0 || jobstop_decode(text, len, &how, NULL) < 0)
+		how = (struct jobstop){0};
+	begin_stop(j, &how);
+}
+
+static void on_stop_signal(struct sup_job *j)
+{
+	struct signalfd_siginfo si;
+	while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+		;
+	read_stop(j);
+}
+
+/* Timers: the run-time limit and the end of a grace period. */
+static void check_deadlines(struct sup_job *j, uint64_t now)
+{
+	if (j->run_deadline && now >= j->run_deadline) {
+		j->run_deadline = 0;
+		j->timed_out = true;
+		uint64_t grace = j->spec.run_time_grace_ns ? j->spec.run_time_grace_ns
+							   : JOBSPEC_RUN_TIME_GRACE_NS;
+		begin_stop(j, &(struct jobstop){.signal = SIGTERM, .grace_ns = grace});
+	}
+	if (j->kill_at && now >= j->kill_at) {
+		j->kill_at = 0;
+		cgroup_job_kill(&j->root, j->spec.id, NULL);
+	}
+}
+
+/* poll()'s timeout for the next deadline, -1 for none. */
+static int deadline_timeout(const struct sup_job *j, uint64_t now)
+{
+	uint64_t next = 0;
+	if (j->run_deadline)
+		next = j->run_deadline;
+	if (j->kill_at && (!next || j->kill_at < next))
+		next = j->kill_at;
+	if (!next)
+		return -1;
+	uint64_t ms = next > now ? (next - now + 999999) / 1000000 : 0;
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 /* One read from a pipe into the log. Returns false at EOF or on error. */
 static bool pump(struct sup_job *j, int fd, enum log_stream stream)
 {
@@ -276,8 +409,8 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 	j->buf = xmalloc(READ_CHUNK);
 
 	while (j->out_r >= 0 || j->err_r >= 0 || !exited) {
-		struct pollfd pfd[3];
-		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1;
+		struct pollfd pfd[4];
+		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1, i_dir = -1;
 		if (j->out_r >= 0) {
 			i_out = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->out_r, .events = POLLIN};
@@ -290,10 +423,19 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			i_pid = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->pidfd, .events = POLLIN};
 		}
-		int timeout = exited ? 500 : -1;
+		if (!exited && j->sigfd >= 0) {
+			i_dir = nfd;
+			pfd[nfd++] = (struct pollfd){.fd = j->sigfd, .events = POLLIN};
+		}
+		int timeout = exited ? 500 : deadline_timeout(j, now_mono_ns());
 		int pr = poll(pfd, (nfds_t)nfd, timeout);
 		if (pr < 0 && errno != EINTR)
 			break;
+		if (!exited) {
+			if (pr > 0 && i_dir >= 0 && pfd[i_dir].revents)
+				on_stop_signal(j);
+			check_deadlines(j, now_mono_ns());
+		}
 
 		if (pr > 0 && i_out >= 0 && pfd[i_out].revents && !pump(j, j->out_r, LOG_STDOUT))
 			close_fd(&j->out_r);
@@ -354,6 +496,7 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
 	st->stopped = faccessat(j->dirfd, jobdir_name(JOBDIR_STOP), F_OK, 0) == 0;
 	st->log_bytes = j->log.kept;
 	st->log_truncated = j->log.truncated;
+	st->timed_out = j->timed_out;
 	logwriter_close(&j->log);
 	size_t len;
 	_cleanup_free_ char *text = jobstatus_encode(st, &len);
@@ -390,6 +533,11 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 			       jobdir_files[JOBDIR_STATUS].max, j->state_dir, j->spec.id);
 	if ((r = start_job(j, err)) < 0)
 		return r;
+	if (j->spec.max_run_time_ns)
+		j->run_deadline = now_mono_ns() + j->spec.max_run_time_ns;
+	/* Before the daemon learns that the job runs: no Stop can come
+	 * earlier, so none is missed. */
+	listen_stop(j);
 	return record_started(j, err);
 }
 

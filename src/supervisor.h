@@ -20,9 +20,22 @@
  * daemon removes), and closes stdout. It then copies the job's stdout and
  * stderr into <jobdir>/log, waits for the job, kills what the job left in
  * its cgroup, drains the pipes, writes <jobdir>/status atomically,
- * removes the cgroup and exits 0. */
+ * removes the cgroup and exits 0.
+ *
+ * Graceful stops: the daemon writes a jobstop (jobspec.h) into
+ * <jobdir>/stop atomically and sends the supervisor SUPERVISOR_STOP_SIGNAL
+ * through its pidfd; the supervisor then reads the file, signals the job
+ * and kills the group once the grace period is over. A signal whose default
+ * action is to ignore it, so a supervisor from before graceful stops is
+ * not killed by it (the daemon's own kill after the grace period covers
+ * such a one). No inotify: 10,000 supervisors must not use up the
+ * per-user inotify instances. */
 #ifndef RUND_SUPERVISOR_H
 #define RUND_SUPERVISOR_H
+
+#include <signal.h>
+
+#define SUPERVISOR_STOP_SIGNAL SIGURG
 
 int supervisor_main(int argc, char **argv);
 

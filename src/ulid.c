@@ -88,6 +88,9 @@ static int decode_char(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
+	/* Crockford base32 is case-insensitive; ulid_format writes upper case. */
+	if (c >= 'a' && c <= 'z')
+		c = (char)(c - 'a' + 'A');
 	if (c < 'A' || c > 'Z')
 		return -1;
 	const char *p = memchr(alphabet + 10, c, 22);

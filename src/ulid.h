@@ -27,8 +27,9 @@ int ulid_next(struct ulid_gen *g, uint64_t now_ms, struct ulid *out);
 /* Canonical text: 26 upper-case characters and a NUL. */
 void ulid_format(const struct ulid *u, char out[ULID_LEN + 1]);
 
-/* Strict parse: exactly 26 characters of the canonical upper-case alphabet
- * (0-9 A-Z without I L O U), first character 0-7. 0 or -EINVAL. */
+/* Strict parse: exactly 26 characters of the Crockford alphabet (0-9 A-Z
+ * without I L O U), in either case, first character 0-7. 0 or -EINVAL.
+ * ulid_format() gives the canonical upper-case text back. */
 int ulid_parse(const char *s, size_t len, struct ulid *out);
 
 #endif

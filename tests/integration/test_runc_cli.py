@@ -223,7 +223,7 @@ def test_status_json_has_every_field(rund, pb):
     assert list(js) == ["stopped", "killed", "exit_code", "user_time", "system_time",
                         "memory_current", "state", "signal", "oom_killed", "memory_peak",
                         "start_time", "end_time", "command", "log_bytes", "log_truncated",
-                        "uid"]
+                        "uid", "timed_out"]
     assert js["exit_code"] == 7 and js["state"] == "EXITED" and js["signal"] == 0
     assert js["command"] == ["sh", "-c", "exit 7"]
     for f in ("memory_current", "memory_peak", "log_bytes"):

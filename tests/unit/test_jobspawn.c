@@ -38,6 +38,19 @@ static void test_plan(void **state)
 	jobspawn_plan_free(&p);
 	jobspawn_plan_free(&p);
 
+	/* Extra entries replace a default in place or are appended. */
+	jobspawn_plan_init(&p, argv);
+	char *env[] = {(char *)"HOME=/work", (char *)"A=1", (char *)"HOMEX=2", (char *)"A=3=4"};
+	jobspawn_plan_env(&p, env, 4);
+	assert_string_equal(p.envp[0], "PATH=" HANDOFF_PATH);
+	assert_string_equal(p.envp[1], "HOME=/work");
+	assert_string_equal(p.envp[2], "LANG=C.UTF-8");
+	assert_string_equal(p.envp[3], "A=3=4");
+	assert_string_equal(p.envp[4], "HOMEX=2");
+	assert_null(p.envp[5]);
+	assert_string_equal(p.cwd, "/");
+	jobspawn_plan_free(&p);
+
 	char *abs[] = {(char *)"./x/y", NULL};
 	jobspawn_plan_init(&p, abs);
 	assert_string_equal(p.paths[0], "./x/y");
@@ -45,13 +58,17 @@ static void test_plan(void **state)
 	jobspawn_plan_free(&p);
 }
 
-/* Runs argv with stdout a pipe; returns what it printed and its status. */
-static int run(char **argv, char *out, size_t cap, int *wstatus, struct err *err)
+/* Runs argv in cwd (NULL: the default) with stdout a pipe; returns what
+ * it printed and its status. */
+static int run_in(const char *cwd, char **argv, char *out, size_t cap, int *wstatus,
+		  struct err *err)
 {
 	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	struct jobspawn_plan plan;
 	jobspawn_plan_init(&plan, argv);
+	if (cwd)
+		plan.cwd = cwd;
 	plan.stdin_fd = plan.stderr_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	plan.stdout_fd = p[1];
 	struct jobspawn_child c = {0};
@@ -70,6 +87,29 @@ static int run(char **argv, char *out, size_t cap, int *wstatus, struct err *err
 		close(c.pidfd);
 	}
 	return r;
+}
+
+static int run(char **argv, char *out, size_t cap, int *wstatus, struct err *err)
+{
+	return run_in(NULL, argv, out, cap, wstatus, err);
+}
+
+static void test_cwd(void **state)
+{
+	char out[256];
+	int ws;
+	struct err err = {0};
+	char *pwd[] = {(char *)"pwd", NULL};
+	assert_int_equal(run_in("/usr/bin", pwd, out, sizeof out, &ws, &err), 0);
+	assert_string_equal(out, "/usr/bin\n");
+	/* A directory that is not there: a precondition naming it, not an
+	 * exec failure of the program. */
+	err_clear(&err);
+	assert_int_equal(run_in("/rund-test-no-such-dir", pwd, out, sizeof out, &ws, &err),
+			 -ENOENT);
+	assert_int_equal(err.kind, ERR_PRECONDITION);
+	assert_non_null(strstr(err.msg, "cwd \"/rund-test-no-such-dir\""));
+	assert_null(strstr(err.msg, "exec"));
 }
 
 static void test_exec_ok_and_pristine(void **state)
@@ -143,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_exec_ok_and_pristine),
 		cmocka_unit_test(test_exec_errors),
+		cmocka_unit_test(test_cwd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -396,6 +396,146 @@ static void test_start_status(void **state)
 	assert_non_null(strstr(e.msg, "start_ns"));
 }
 
+/* env, cwd, run-time limit (spec), timed_out (status), the stop file. */
+static void test_everyday_keys(void **state)
+{
+	(void)state;
+	struct jobspec s, d;
+	struct err e;
+	make_spec(&s);
+	size_t len;
+	/* A spec without the new keys says nothing of them and reads back
+	 * without them (files from before they existed). */
+	char *buf = jobspec_encode(&s, &len);
+	assert_null(strstr(buf, "\nenv "));
+	assert_null(strstr(buf, "\ncwd "));
+	assert_null(strstr(buf, "run_time"));
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_int_equal(d.n_env, 0);
+	assert_null(d.cwd);
+	assert_int_equal(d.max_run_time_ns, 0);
+	jobspec_free(&d);
+	free(buf);
+
+	s.env = xcalloc(3, sizeof *s.env);
+	s.env[0] = xstrdup("A=b c");
+	s.env[1] = xstrdup("MULTI=line\nend x");
+	s.env[2] = xstrdup("EMPTY=");
+	s.n_env = 3;
+	s.cwd = xstrdup("/srv/a dir");
+	s.max_run_time_ns = 3600ull * 1000000000;
+	s.run_time_grace_ns = 5000000000;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	buf = jobspec_encode(&s, &len);
+	assert_non_null(strstr(buf, "\nenv 5 A=b c\n"));
+	assert_non_null(strstr(buf, "\ncwd 10 /srv/a dir\n"));
+	assert_non_null(strstr(buf, "\nmax_run_time_ns 3600000000000\n"));
+	assert_int_equal(jobspec_decode(buf, len, &d, &e), 0);
+	assert_int_equal(d.n_env, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(d.env[i], s.env[i]);
+	assert_string_equal(d.cwd, "/srv/a dir");
+	assert_int_equal(d.max_run_time_ns, s.max_run_time_ns);
+	assert_int_equal(d.run_time_grace_ns, s.run_time_grace_ns);
+	jobspec_free(&d);
+	for (size_t n = 0; n < len; n++)
+		assert_int_equal(jobspec_decode(buf, n, &d, &e), -EBADMSG);
+	free(buf);
+
+	/* Corrupt values are refused by the decoder. */
+	static const char *const bad_lines[] = {
+		"env 3 A_B\n",
+		"env 2 =x\n",
+		"cwd 1 /\ncwd 1 /\n",
+		"max_run_time_ns 0\n",
+		"run_time_grace_ns 3600000000001\n",
+		"max_run_time_ns 1\nmax_run_time_ns 1\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_lines); i++) {
+		char *good = jobspec_encode(&s, &len);
+		char *end = strstr(good, "end\n");
+		*end = '\0';
+		char *text = xasprintf("%s%send\n", good, bad_lines[i]);
+		assert_int_equal(jobspec_decode(text, strlen(text), &d, &e), -EBADMSG);
+		free(text);
+		free(good);
+	}
+
+	/* Validation names the bad value. */
+	free(s.env[1]);
+	s.env[1] = xstrdup("NOEQUALS");
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_int_equal(e.kind, ERR_INVALID);
+	assert_non_null(strstr(e.msg, "env[1] \"NOEQUALS\" is not KEY=VALUE"));
+	free(s.env[1]);
+	s.env[1] = xstrdup("=v");
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "env[1] \"=v\" has an empty key"));
+	free(s.env[1]);
+	s.env[1] = xcalloc(1, JOBSPEC_ENV_ENTRY_MAX + 2);
+	memset(s.env[1], 'x', JOBSPEC_ENV_ENTRY_MAX + 1);
+	s.env[1][0] = 'K';
+	s.env[1][1] = '=';
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "env[1]"));
+	assert_non_null(strstr(e.msg, "at most 32768"));
+	s.env[1][JOBSPEC_ENV_ENTRY_MAX] = '\0';
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	size_t n_env = s.n_env;
+	s.n_env = JOBSPEC_ENV_MAX + 1;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "257 env entries"));
+	s.n_env = n_env;
+	free(s.cwd);
+	s.cwd = xstrdup("relative/dir");
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "cwd \"relative/dir\" is not an absolute path"));
+	s.cwd[0] = '/';
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), 0);
+	s.run_time_grace_ns = JOBSPEC_GRACE_MAX_NS + 1;
+	assert_int_equal(jobspec_validate(&s, 2, 4096, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "run_time_grace"));
+	jobspec_free(&s);
+
+	/* timed_out: written only when true; absent reads as false. */
+	struct jobstatus st, st2;
+	memset(&st, 0, sizeof st);
+	st.signal = 15;
+	buf = jobstatus_encode(&st, &len);
+	assert_null(strstr(buf, "timed_out"));
+	assert_int_equal(jobstatus_decode(buf, len, &st2, &e), 0);
+	assert_false(st2.timed_out);
+	free(buf);
+	st.timed_out = true;
+	buf = jobstatus_encode(&st, &len);
+	assert_non_null(strstr(buf, "\ntimed_out 1\n"));
+	assert_int_equal(jobstatus_decode(buf, len, &st2, &e), 0);
+	assert_memory_equal(&st, &st2, sizeof st);
+	free(buf);
+
+	/* The stop file: empty is a kill now; otherwise all three keys. */
+	struct jobstop sp = {.signal = 15, .to_group = true, .grace_ns = 10000000000}, sp2;
+	assert_int_equal(jobstop_decode("", 0, &sp2, &e), 0);
+	assert_int_equal(sp2.signal, 0);
+	buf = jobstop_encode(&sp, &len);
+	assert_int_equal(jobstop_decode(buf, len, &sp2, &e), 0);
+	assert_int_equal(sp2.signal, 15);
+	assert_true(sp2.to_group);
+	assert_int_equal(sp2.grace_ns, 10000000000);
+	for (size_t n = 1; n < len; n++)
+		assert_int_equal(jobstop_decode(buf, n, &sp2, &e), -EBADMSG);
+	free(buf);
+	const char *bad_stop[] = {
+		"rund-stop 1\nsignal 65\nto_group 0\ngrace_ns 0\nend\n",
+		"rund-stop 1\nsignal 9\nto_group 2\ngrace_ns 0\nend\n",
+		"rund-stop 1\nsignal 9\nto_group 0\ngrace_ns 3600000000001\nend\n",
+		"rund-stop 1\nsignal 9\nto_group 0\nend\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_stop); i++)
+		assert_int_equal(jobstop_decode(bad_stop[i], strlen(bad_stop[i]), &sp2, &e),
+				 -EBADMSG);
+}
+
 /* Random bytes and random mutations of a valid file: the decoders must
  * return cleanly (ASan/valgrind catch what a plain run would not). */
 static void test_random(void **state)
@@ -446,7 +586,7 @@ int main(void)
 		cmocka_unit_test(test_limit_table),	cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_truncations),
 		cmocka_unit_test(test_spec_corrupt),	cmocka_unit_test(test_start_status),
-		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_random),		cmocka_unit_test(test_everyday_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,7 +143,20 @@ static void test_parse_strict(void **state)
 	struct ulid u;
 	const char *good = "01ARYZ6S41TSV4RRFFQ69G5FAV";
 	assert_int_equal(ulid_parse(good, strlen(good), &u), 0);
-	assert_int_equal(ulid_parse("01arYZ6S41TSV4RRFFQ69G5FAV", 26, &u), -EINVAL);
+	/* Case-insensitive, and the same id either way. */
+	struct ulid lower;
+	char canon[ULID_LEN + 1];
+	assert_int_equal(ulid_parse("01arYZ6s41tsv4rrffq69g5fav", 26, &lower), 0);
+	assert_memory_equal(lower.b, u.b, sizeof u.b);
+	ulid_format(&lower, canon);
+	assert_string_equal(canon, good);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAi", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAl", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAo", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAu", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FA@", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FA`", 26, &u), -EINVAL);
+	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FA{", 26, &u), -EINVAL);
 	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAI", 26, &u), -EINVAL);
 	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAL", 26, &u), -EINVAL);
 	assert_int_equal(ulid_parse("01ARYZ6S41TSV4RRFFQ69G5FAO", 26, &u), -EINVAL);
