@@ -203,8 +203,10 @@ int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, st
 		if (rep.step == SANDBOX_STEP_EXEC)
 			return err_set(err, rep.err, jobspawn_exec_kind(rep.err), "exec \"%s\": %s",
 				       p->argv[0], strerror(rep.err));
+		char step[512];
 		return err_set(err, rep.err, ERR_INTERNAL, "sandbox: %s: %s",
-			       sandbox_step_name(sb, rep.step), strerror(rep.err));
+			       sandbox_step_name(sb, rep.step, step, sizeof step),
+			       strerror(rep.err));
 	}
 	out->pid = pid;
 	out->pidfd = pidfd;

@@ -7,15 +7,11 @@
 
 extern char **environ;
 
-static struct {
-	char *start; /* argv[0] */
-	size_t len;  /* bytes up to the end of the last contiguous string */
-} area;
-
-void proctitle_init(int argc, char **argv)
+struct proctitle proctitle_init(int argc, char **argv)
 {
+	struct proctitle area = {NULL, 0};
 	if (argc < 1 || !argv[0])
-		return;
+		return area;
 	char *end = argv[0] + strlen(argv[0]) + 1;
 	for (int i = 1; i < argc && argv[i] == end; i++)
 		end = argv[i] + strlen(argv[i]) + 1;
@@ -33,17 +29,18 @@ void proctitle_init(int argc, char **argv)
 	environ = copy;
 	area.start = argv[0];
 	area.len = (size_t)(end - argv[0]);
+	return area;
 }
 
-void proctitle_set(const char *title)
+void proctitle_set(const struct proctitle *pt, const char *title)
 {
-	if (!area.start || area.len < 2)
+	if (!pt || !pt->start || pt->len < 2)
 		return;
 	size_t n = strlen(title);
-	if (n > area.len - 1)
-		n = area.len - 1;
-	memcpy(area.start, title, n);
+	if (n > pt->len - 1)
+		n = pt->len - 1;
+	memcpy(pt->start, title, n);
 	/* NUL-filled: the kernel shows the area up to the first NUL when the
 	 * last byte is NUL. */
-	memset(area.start + n, 0, area.len - n);
+	memset(pt->start + n, 0, pt->len - n);
 }

@@ -5,16 +5,24 @@
  *
  * The kernel shows the memory that held argv and, right after it, the
  * environment. proctitle_init records that area and moves the environment
- * to the heap so the area can be reused; it keeps that record in this
- * module's one static variable (a process has one command line). */
+ * to the heap so the area can be reused; the record is the caller's to keep
+ * and pass to proctitle_set. */
 #ifndef RUND_PROCTITLE_H
 #define RUND_PROCTITLE_H
 
+#include <stddef.h>
+
+struct proctitle {
+	char *start; /* argv[0] */
+	size_t len;  /* bytes up to the end of the last contiguous string */
+};
+
 /* Call once, early in main, with main's argc and argv. */
-void proctitle_init(int argc, char **argv);
+struct proctitle proctitle_init(int argc, char **argv);
 
 /* Replaces the command line with title, cut to the space available (at
- * least the original argv's length). Does nothing before proctitle_init. */
-void proctitle_set(const char *title);
+ * least the original argv's length). Does nothing for a NULL or empty
+ * area. */
+void proctitle_set(const struct proctitle *pt, const char *title);
 
 #endif

@@ -631,8 +631,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "serve") == 0)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(argv[1], "execute") == 0) {
-		proctitle_init(argc, argv);
-		return supervisor_main(argc - 1, argv + 1);
+		struct proctitle title = proctitle_init(argc, argv);
+		return supervisor_main(argc - 1, argv + 1, &title);
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version")) {
 		printf("rund %s\n", RUND_VERSION);

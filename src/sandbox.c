@@ -347,20 +347,20 @@ void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
 	}
 }
 
-const char *sandbox_step_name(const struct sandbox *sb, int step)
+const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap)
 {
-	static __thread char buf[512];
-	if (step == SANDBOX_STEP_EXEC)
-		return "exec";
-	if (step == SANDBOX_STEP_IDENTITY)
-		return "drop identity and privileges";
-	if (step == SANDBOX_STEP_FORK)
-		return "fork the job's main process";
-	if (step < 0 || (size_t)step >= sb->n_steps)
-		return "unknown sandbox step";
+	const char *what = step == SANDBOX_STEP_EXEC	   ? "exec"
+			   : step == SANDBOX_STEP_IDENTITY ? "drop identity and privileges"
+			   : step == SANDBOX_STEP_FORK	   ? "fork the job's main process"
+							   : NULL;
+	if (!what && (step < 0 || (size_t)step >= sb->n_steps))
+		what = "unknown sandbox step";
+	if (what) {
+		snprintf(buf, cap, "%s", what);
+		return buf;
+	}
 	const struct sandbox_step *s = &sb->steps[step];
-	snprintf(buf, sizeof buf, "%s%s%s", op_names[s->op], s->path ? " " : "",
-		 s->path ? s->path : "");
+	snprintf(buf, cap, "%s%s%s", op_names[s->op], s->path ? " " : "", s->path ? s->path : "");
 	return buf;
 }
 

@@ -160,7 +160,8 @@ void sandbox_after_clone(struct sandbox *sb);
  * killed with the whole group, by Stop) leaves si as it is. */
 void sandbox_main_status(struct sandbox *sb, siginfo_t *si);
 
-/* Describes a failure the child reported ("mount tmpfs on /tmp"). */
-const char *sandbox_step_name(const struct sandbox *sb, int step);
+/* Describes step (an index, or SANDBOX_STEP_*) into buf, e.g. "mount
+ * tmpfs on /tmp", for the failure the child reported. Returns buf. */
+const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap);
 
 #endif

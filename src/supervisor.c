@@ -513,7 +513,7 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
 
 /* Everything from the request to "ok"; on failure err says why and
  * nothing is left but the job directory's files. */
-static int start(struct sup_job *j, const char *fifo, struct err *err)
+static int start(struct sup_job *j, const char *fifo, const struct proctitle *pt, struct err *err)
 {
 	int r;
 	if ((r = read_request(fifo, j, err)) < 0)
@@ -522,7 +522,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	 * shows which job this supervisor runs. */
 	char title[64];
 	snprintf(title, sizeof title, "rund execute %s", j->spec.id);
-	proctitle_set(title);
+	proctitle_set(pt, title);
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
@@ -541,7 +541,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	return record_started(j, err);
 }
 
-int supervisor_main(int argc, char **argv)
+int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 {
 	sanitize_fds();
 	/* The daemon may go away while we run: writing to a dead pipe must
@@ -561,7 +561,7 @@ int supervisor_main(int argc, char **argv)
 	sup_job_init(&j);
 	struct err err;
 	err_clear(&err);
-	if (start(&j, fifo, &err) < 0) {
+	if (start(&j, fifo, pt, &err) < 0) {
 		report(&err);
 		return 1;
 	}

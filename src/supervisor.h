@@ -37,6 +37,8 @@
 
 #define SUPERVISOR_STOP_SIGNAL SIGURG
 
-int supervisor_main(int argc, char **argv);
+struct proctitle;
+/* title: where ps reads this process's command line (proctitle.h). */
+int supervisor_main(int argc, char **argv, const struct proctitle *title);
 
 #endif

@@ -114,7 +114,9 @@ static void ops(const struct sandbox *sb, char *buf, size_t cap)
 	buf[0] = '\0';
 	for (size_t i = 0; i < sb->n_steps; i++) {
 		size_t n = strlen(buf);
-		snprintf(buf + n, cap - n, "%s%s", i ? "; " : "", sandbox_step_name(sb, (int)i));
+		char step[256];
+		snprintf(buf + n, cap - n, "%s%s", i ? "; " : "",
+			 sandbox_step_name(sb, (int)i, step, sizeof step));
 	}
 }
 
