@@ -120,6 +120,28 @@ unsigned cgroup_parse_controllers(const char *text)
 	return bits;
 }
 
+int cgroup_parse_procs(const char *text, int *pids, size_t cap)
+{
+	size_t n = 0;
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		char num[16];
+		uint64_t v;
+		if (len == 0 || len >= sizeof num)
+			return -EBADMSG;
+		memcpy(num, line, len);
+		num[len] = '\0';
+		if (parse_u64(num, &v) < 0 || v == 0 || v > INT32_MAX)
+			return -EBADMSG;
+		if (n < cap)
+			pids[n] = (int)v;
+		n++;
+		line = eol ? eol + 1 : NULL;
+	}
+	return (int)n;
+}
+
 static int fmt_result(int n, size_t cap)
 {
 	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
@@ -287,13 +309,59 @@ static int open_jobs(struct cgroup_root *root, struct err *err)
 
 /* ---- root ---- */
 
-int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err)
+/* Moves every process directly in R into R/daemon (daemon_stays: the
+ * holder of the unit R belongs to). Processes may come and go meanwhile, so
+ * it reads again until R is empty, a few rounds at most. */
+static int move_procs_to_daemon(struct cgroup_root *root, struct err *err)
+{
+	for (int round = 0; round < 8; round++) {
+		_cleanup_free_ char *text = NULL;
+		int pids[64];
+		int r = read_knob(root->dirfd, "cgroup.procs", &text);
+		if (r < 0)
+			return err_sys(err, -r, "read %s/cgroup.procs", root->path);
+		int n = cgroup_parse_procs(text, pids, ARRAY_SIZE(pids));
+		if (n < 0)
+			return err_set(err, EBADMSG, ERR_INTERNAL,
+				       "%s/cgroup.procs: unexpected text", root->path);
+		if (n == 0)
+			return 0;
+		for (int i = 0; i < n && i < (int)ARRAY_SIZE(pids); i++) {
+			char num[16];
+			snprintf(num, sizeof num, "%d", pids[i]);
+			r = write_file_at(root->dirfd, "daemon/cgroup.procs", num);
+			/* ESRCH: it exited meanwhile. */
+			if (r < 0 && r != -ESRCH)
+				return err_sys(err, -r, "move process %d from %s to %s/daemon",
+					       pids[i], root->path, root->path);
+		}
+	}
+	return err_set(err, EBUSY, ERR_PRECONDITION,
+		       "processes keep appearing in %s; it must hold only its unit's holder",
+		       root->path);
+}
+
+int cgroup_enter_daemon(const char *root_path, struct err *err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/daemon/cgroup.procs", root_path);
+	int r = write_file_at(AT_FDCWD, path, "0");
+	if (r < 0)
+		return err_sys(err, -r, "move into %s/daemon", root_path);
+	return 0;
+}
+
+int cgroup_root_setup(const char *override, bool daemon_stays, struct cgroup_root *root,
+		      struct err *err)
 {
 	root_init(root);
 	_cleanup_free_ char *path = NULL;
 	unsigned want = LIMIT_BIT(LIMIT_COUNT) - 1;
 	int r;
 
+	if (daemon_stays && !override)
+		return err_set(err, EINVAL, ERR_INVALID,
+			       "the daemon can stay in its own cgroup only when -cgroup names "
+			       "another one");
 	if (override) {
 		if (override[0] != '/')
 			return err_set(err, EINVAL, ERR_INVALID,
@@ -370,8 +438,10 @@ int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err
 	}
 	/* No internal processes: leave R itself empty so its subtree_control
 	 * may enable controllers. */
-	r = write_file_at(root->dirfd, "daemon/cgroup.procs", "0");
-	if (r < 0) {
+	if (daemon_stays) {
+		if ((r = move_procs_to_daemon(root, err)) < 0)
+			goto bad;
+	} else if ((r = write_file_at(root->dirfd, "daemon/cgroup.procs", "0")) < 0) {
 		r = err_sys(err, -r, "move rund into %s/daemon", root->path);
 		goto bad;
 	}

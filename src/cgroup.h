@@ -58,8 +58,24 @@ int cgroup_format_device_line(const char *knob, const struct io_device *dev,
  * when that is the hierarchy's root), creates R/daemon and R/jobs, moves
  * this process into R/daemon and enables every controller a limit row names
  * (cpu, memory, io, pids) in R's and R/jobs' subtree_control where
- * available. 0 or -errno with err set. */
-int cgroup_root_setup(const char *override, struct cgroup_root *root, struct err *err);
+ * available. 0 or -errno with err set.
+ *
+ * With daemon_stays (only with an override: R is another systemd unit's
+ * cgroup, rund-jobs.service), this process stays where it is, so its own
+ * unit keeps its main process; instead every process found directly in R
+ * (that unit's holder) moves to R/daemon, which leaves R free of internal
+ * processes. Supervisors move themselves (cgroup_enter_daemon). */
+int cgroup_root_setup(const char *override, bool daemon_stays, struct cgroup_root *root,
+		      struct err *err);
+/* Supervisor start-up: moves the calling process into <root_path>/daemon,
+ * next to the daemon's other supervisors and out of the daemon's unit,
+ * whose restart must not find it there. A no-op where it already is. 0 or
+ * -errno with err set. */
+int cgroup_enter_daemon(const char *root_path, struct err *err);
+/* Pure: the pids listed in cgroup.procs text, one decimal per line, into
+ * pids[0..cap). Returns how many the text lists (more than cap means some
+ * were left out), or -EBADMSG for a line that is not a pid. */
+int cgroup_parse_procs(const char *text, int *pids, size_t cap);
 /* Supervisor side: opens an existing R (set up by the daemon). */
 int cgroup_root_open(const char *path, struct cgroup_root *root, struct err *err);
 void cgroup_root_close(struct cgroup_root *root);

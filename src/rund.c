@@ -41,6 +41,7 @@ struct serve_opts {
 	uint64_t identity_request_bytes, request_bytes;
 	const char *job_user, *job_uids, *job_network, *job_namespaces, *rootfs;
 	bool allow_example_pki_on_network;
+	bool cgroup_daemon_stays;
 	enum audit_format audit_format;
 	uint64_t job_tmp_size, job_max_procs;
 };
@@ -370,6 +371,10 @@ static int serve(int argc, char **argv)
 		{"cgroup", FLAG_STRING, &o.cgroup,
 		 "cgroup v2 directory to run under (default: the daemon's own cgroup, or <cgroup2 "
 		 "mount>/rund when that is the root)"},
+		{"cgroup_daemon_stays", FLAG_BOOL, &o.cgroup_daemon_stays,
+		 "leave the daemon in its own cgroup: -cgroup is another unit's "
+		 "(rund-jobs.service), whose processes move to <cgroup>/daemon with "
+		 "the supervisors"},
 		{"io_devices", FLAG_STRING, &o.io_devices,
 		 "MAJ:MIN,... devices io.max limits apply to (default: every whole disk except "
 		 "loop, ram, zram)"},
@@ -518,7 +523,8 @@ static int run(const struct serve_opts *o)
 		status = 2;
 		goto out;
 	}
-	if (cgroup_root_setup(o->cgroup[0] ? o->cgroup : NULL, &cg, &err) < 0) {
+	if (cgroup_root_setup(o->cgroup[0] ? o->cgroup : NULL, o->cgroup_daemon_stays, &cg, &err) <
+	    0) {
 		fprintf(stderr, "rund: cgroup: %s\n", err.msg);
 		goto out;
 	}

@@ -518,6 +518,11 @@ static int start(struct sup_job *j, const char *fifo, const struct proctitle *pt
 	int r;
 	if ((r = read_request(fifo, j, err)) < 0)
 		return r;
+	/* Spawned in the daemon's cgroup, which may be a systemd unit of its
+	 * own (-cgroup_daemon_stays): a supervisor belongs with the jobs'
+	 * unit, where restarting the daemon's unit never looks. */
+	if ((r = cgroup_enter_daemon(j->spec.cgroup, err)) < 0)
+		return r;
 	/* The request is read: fifo (in argv) is not needed again, and ps
 	 * shows which job this supervisor runs. */
 	char title[64];

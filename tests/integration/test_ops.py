@@ -60,9 +60,15 @@ def test_install_file_list(destdir):
     assert len(units) == 1, files
     unit = open(os.path.join(dest, units[0])).read()
     assert "@" not in unit.replace("$MAINPID", ""), "unfilled placeholder:\n" + unit
-    assert "Delegate=yes" in unit and "KillMode=process" in unit
+    assert "KillMode=process" in unit
     bindir = "/" + os.path.join(p, opts["bindir"])
     assert "ExecStart=%s/rund serve" % bindir in unit
+    # Jobs live in the second unit's cgroup, so this one can restart.
+    assert "Requires=rund-jobs.service" in unit
+    assert "-cgroup /sys/fs/cgroup/system.slice/rund-jobs.service -cgroup_daemon_stays" in unit
+    holder = open(os.path.join(dest, units[0][:-len("rund.service")] + "rund-jobs.service")).read()
+    assert "@" not in holder, "unfilled placeholder:\n" + holder
+    assert "Delegate=yes" in holder and "KillMode=process" in holder
     tmpfiles = open(os.path.join(dest, p, "lib", "tmpfiles.d", "rund.conf")).read()
     assert "/lib/rund 0700 root root" in tmpfiles
     for prog in ("rund", "rundctl", "rund-pki"):

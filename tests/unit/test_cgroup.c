@@ -101,6 +101,31 @@ static void test_self(void **state)
 	assert_int_equal(cgroup_parse_self("", &path), -ENOENT);
 }
 
+/* cgroup.procs as the kernel writes it: the holder the daemon moves out
+ * of rund-jobs.service's cgroup (-cgroup_daemon_stays). */
+static void test_procs(void **state)
+{
+	(void)state;
+	int pids[3] = {0};
+	assert_int_equal(cgroup_parse_procs("", pids, 3), 0);
+	assert_int_equal(cgroup_parse_procs("412\n", pids, 3), 1);
+	assert_int_equal(pids[0], 412);
+	assert_int_equal(cgroup_parse_procs("7\n4194304\n19", pids, 3), 3);
+	assert_int_equal(pids[0], 7);
+	assert_int_equal(pids[1], 4194304);
+	assert_int_equal(pids[2], 19);
+	/* More than fit: the count says so, nothing is written past cap. */
+	int few[2] = {0};
+	assert_int_equal(cgroup_parse_procs("1\n2\n3\n4\n", few, 1), 4);
+	assert_int_equal(few[0], 1);
+	assert_int_equal(few[1], 0);
+	assert_int_equal(cgroup_parse_procs("12\n\n13\n", pids, 3), -EBADMSG);
+	assert_int_equal(cgroup_parse_procs("x\n", pids, 3), -EBADMSG);
+	assert_int_equal(cgroup_parse_procs("0\n", pids, 3), -EBADMSG);
+	assert_int_equal(cgroup_parse_procs("-5\n", pids, 3), -EBADMSG);
+	assert_int_equal(cgroup_parse_procs("99999999999\n", pids, 3), -EBADMSG);
+}
+
 static void test_controllers(void **state)
 {
 	(void)state;
@@ -300,7 +325,7 @@ int main(void)
 		cmocka_unit_test(test_mountinfo),     cmocka_unit_test(test_self),
 		cmocka_unit_test(test_controllers),   cmocka_unit_test(test_format),
 		cmocka_unit_test(test_io_devices),    cmocka_unit_test(test_check_limits),
-		cmocka_unit_test(test_stats_fixture),
+		cmocka_unit_test(test_stats_fixture), cmocka_unit_test(test_procs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
