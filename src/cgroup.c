@@ -314,7 +314,7 @@ static int open_jobs(struct cgroup_root *root, struct err *err)
  * it reads again until R is empty, a few rounds at most. */
 static int move_procs_to_daemon(struct cgroup_root *root, struct err *err)
 {
-	for (int round = 0; round < 8; round++) {
+	for (int round = 0;; round++) {
 		_cleanup_free_ char *text = NULL;
 		int pids[64];
 		int r = read_knob(root->dirfd, "cgroup.procs", &text);
@@ -326,6 +326,11 @@ static int move_procs_to_daemon(struct cgroup_root *root, struct err *err)
 				       "%s/cgroup.procs: unexpected text", root->path);
 		if (n == 0)
 			return 0;
+		if (round == 8)
+			return err_set(err, EBUSY, ERR_PRECONDITION,
+				       "processes keep appearing in %s; it must hold only its "
+				       "unit's holder",
+				       root->path);
 		for (int i = 0; i < n && i < (int)ARRAY_SIZE(pids); i++) {
 			char num[16];
 			snprintf(num, sizeof num, "%d", pids[i]);
@@ -336,9 +341,6 @@ static int move_procs_to_daemon(struct cgroup_root *root, struct err *err)
 					       pids[i], root->path, root->path);
 		}
 	}
-	return err_set(err, EBUSY, ERR_PRECONDITION,
-		       "processes keep appearing in %s; it must hold only its unit's holder",
-		       root->path);
 }
 
 int cgroup_enter_daemon(const char *root_path, struct err *err)
