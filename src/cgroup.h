@@ -2,7 +2,9 @@
  *
  * Layout below the rund root R (the -cgroup flag, or derived from the
  * daemon's own cgroup, see cgroup_root_setup):
- *   R/daemon          leaf holding the daemon and every supervisor
+ *   R/daemon          leaf holding the daemon and every supervisor (with
+ *                     -cgroup_daemon_stays: the supervisors and the holder
+ *                     of rund-jobs.service, the daemon stays in its unit)
  *   R/jobs            controllers enabled in subtree_control
  *   R/jobs/<ULID>     one job, limits written here
  * The parsers and formatters are pure and unit-tested from fixtures. */
