@@ -11,6 +11,8 @@
  * Built with -DFUZZ_REPLAY: a main() that runs each file named on the
  * command line once (regression runs without libFuzzer). */
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,15 +77,63 @@ static void status(const char *buf, size_t len)
 static void records(const uint8_t *buf, size_t len)
 {
 	while (len > 0) {
-		enum log_stream stream;
+		enum log_record type;
+		uint64_t time_ns;
 		const uint8_t *payload;
 		size_t plen, used;
-		int r = logstore_parse(buf, len, &stream, &payload, &plen, &used);
+		int r = logstore_parse(buf, len, &type, &time_ns, &payload, &plen, &used);
 		if (r != 1)
 			return;
 		CHECK(used <= len && payload + plen <= buf + len);
 		buf += used;
 		len -= used;
+	}
+}
+
+/* The follower over bytes as a log file: first as segment 1 of a log
+ * (version 2), then as the version-1 file, from the first byte and from
+ * an offset taken from the input. Every chunk must lie inside what was
+ * asked for and offsets must only grow. */
+static void follow(const uint8_t *buf, size_t len)
+{
+	static char dir[64];
+	static int dirfd_ = -1;
+	if (dirfd_ < 0) {
+		strcpy(dir, "/tmp/fuzz_state.XXXXXX");
+		if (!mkdtemp(dir))
+			abort();
+		dirfd_ = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		mkdirat(dirfd_, "j", 0700);
+	}
+	uint64_t from = len > 0 ? buf[0] : 0;
+	for (int v1 = 0; v1 < 2; v1++) {
+		const char *name = v1 ? "j/log" : "j/log.1";
+		int fd = openat(dirfd_, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, buf, len) < 0)
+			abort();
+		close(fd);
+		for (int k = 0; k < 2; k++) {
+			struct logreader r;
+			CHECK(logreader_open(&r, dirfd_, "j", "log", k ? from : 0) == 0);
+			uint8_t dst[4096];
+			struct logchunk ch;
+			uint64_t last = 0;
+			for (int i = 0; i < 100000; i++) {
+				int n = (i & 1) ? logreader_read(&r, dst, sizeof dst, &ch)
+						: logreader_next(&r, 0, &ch);
+				if (n != 1)
+					break;
+				CHECK(ch.off >= last);
+				CHECK(ch.len <= len);
+				if (ch.stream == LOG_STDOUT || ch.stream == LOG_STDERR)
+					CHECK(ch.off >= (k ? from : 0));
+				last = ch.off + ch.len;
+				if (i % 7 == 3)
+					logreader_park(&r);
+			}
+			logreader_close(&r);
+		}
+		unlinkat(dirfd_, name, 0);
 	}
 }
 
@@ -122,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const char *rest = (const char *)data + 1;
 	size_t len = size - 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		spec(rest, len);
 		break;
@@ -142,6 +192,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			      (!v.err || v.err + v.err_len <= data + size));
 		break;
 	}
+	case 6:
+		follow(data + 1, len);
+		break;
 	default: {
 		char *s = xstrndup(rest, len); /* text parsers take C strings */
 		text_parsers(s);

@@ -4,6 +4,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -190,6 +191,9 @@ static void status_fill(struct status_msg *m, struct job *j)
 	m->st.command = (char **)in.argv;
 	m->st.log_bytes = in.log_bytes;
 	m->st.log_truncated = in.log_truncated;
+	m->st.log_end = in.log_end;
+	m->st.log_lost = in.log_lost;
+	m->st.log_first = in.log_first;
 	m->st.uid = in.uid;
 	m->st.timed_out = in.timed_out;
 }
@@ -646,9 +650,13 @@ static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_
 
 /* --- Log ---------------------------------------------------------------- */
 
+#define TAIL_LINES_MAX 1000000
+
 struct log_ctx {
 	struct rpc_call *call;
 	struct job_follower *follower;
+	bool no_follow;	 /* end at the current end of the output */
+	bool timestamps; /* fill JobLog.time */
 };
 
 static void log_notify(void *ctx)
@@ -663,23 +671,24 @@ static void log_free(struct log_ctx *c)
 	free(c);
 }
 
-/* Sends a chunk by copying it (JobLog field 3, truncated_at, is a varint). */
-static int send_chunk(struct rpc_call *call, const struct logchunk *ch)
+/* Sends a chunk by copying it. */
+static int send_chunk(struct log_ctx *c, struct rpc_call *call, const struct logchunk *ch)
 {
-	uint8_t hdr[16];
+	uint8_t hdr[JOBLOG_HDR_MAX];
 	struct iovec iov[2];
-	if (ch->stream == LOG_TRUNCATED) {
-		iov[0] = (struct iovec){hdr, joblog_truncated(hdr, ch->truncated_at)};
+	if (ch->stream == LOG_TRUNCATED || ch->stream == LOG_GAP) {
+		iov[0] = (struct iovec){hdr, joblog_notice(hdr, ch)};
 		return rpc_call_send(call, iov, 1);
 	}
-	iov[0] = (struct iovec){hdr, joblog_header(hdr, ch->stream, ch->len)};
+	iov[0] = (struct iovec){hdr, joblog_header(hdr, ch->stream, ch->len, ch->off,
+						   c->timestamps ? ch->time_ns : 0)};
 	iov[1] = (struct iovec){(void *)ch->data, ch->len};
 	return rpc_call_send(call, iov, 2);
 }
 
-/* JobLog header room in front of the payload: tag + varint(LOG_CHUNK). */
-#define LOG_HDR_ROOM 4
-_Static_assert(LOG_CHUNK < (1u << 21), "the length varint must fit in LOG_HDR_ROOM - 1 bytes");
+/* JobLog header room in front of the payload. */
+#define LOG_HDR_ROOM JOBLOG_HDR_MAX
+_Static_assert(LOG_CHUNK < (1u << 21), "the length varint must fit the header room");
 
 /* Reads output straight into the transport's buffer, then writes the
  * JobLog header just in front of it: the bytes cross user space once, in
@@ -693,15 +702,16 @@ static int log_read_one(struct log_ctx *c, struct rpc_call *call, size_t *sent, 
 	if (r != 1)
 		return r;
 	*sent += ch.len + 16;
-	if (!room || ch.stream == LOG_TRUNCATED) {
+	bool notice = ch.stream == LOG_TRUNCATED || ch.stream == LOG_GAP;
+	if (!room || notice) {
 		/* A message limit below LOG_CHUNK: copy (as rpc_call_send
 		 * refuses what does not fit, like any other handler). */
-		if (ch.len > 0 || ch.stream == LOG_TRUNCATED)
-			send_chunk(call, &ch);
+		if (ch.len > 0 || notice)
+			send_chunk(c, call, &ch);
 		return 1;
 	}
-	uint8_t hdr[16];
-	size_t n = joblog_header(hdr, ch.stream, ch.len);
+	uint8_t hdr[JOBLOG_HDR_MAX];
+	size_t n = joblog_header(hdr, ch.stream, ch.len, ch.off, c->timestamps ? ch.time_ns : 0);
 	size_t off = LOG_HDR_ROOM - n;
 	memcpy(room + off, hdr, n);
 	rpc_call_commit(call, off, n + ch.len);
@@ -715,9 +725,9 @@ static void log_pull(struct rpc_call *call, void *ctx, size_t budget)
 	while (sent < budget) {
 		struct err err = {0};
 		int r = log_read_one(c, call, &sent, &err);
-		if (r == 0)
+		if (r == 0 && !c->no_follow)
 			return; /* parked until log_notify */
-		if (r == JOB_LOG_END || r < 0) {
+		if (r == 0 || r == JOB_LOG_END || r < 0) {
 			log_free(c);
 			if (r < 0)
 				finish_err(call, &err);
@@ -733,20 +743,56 @@ static void log_cancel(void *ctx)
 	log_free(ctx);
 }
 
-static void on_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+static void log_begin(struct rpc_call *call, struct job *j, uint64_t from, struct log_ctx *c)
 {
-	struct job *j = find_job(call, svc, req, len);
-	if (!j)
-		return;
-	struct log_ctx *c = xcalloc(1, sizeof *c);
 	c->call = call;
 	struct err err = {0};
-	if (job_follow(j, log_notify, c, &c->follower, &err) < 0) {
+	if (job_follow(j, from, log_notify, c, &c->follower, &err) < 0) {
 		free(c);
 		finish_err(call, &err);
 		return;
 	}
 	rpc_call_set_ctx(call, c, log_pull, log_cancel);
+}
+
+static void on_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	struct job *j = find_job(call, svc, req, len);
+	if (j)
+		log_begin(call, j, 0, xcalloc(1, sizeof(struct log_ctx)));
+}
+
+static void on_read_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
+{
+	Rund__LogRequest *m = rund__log_request__unpack(NULL, len, req);
+	if (!m) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed LogRequest message");
+		return;
+	}
+	struct err err = {0};
+	struct job *j = NULL;
+	uint64_t from = m->offset;
+	int r = job_find(svc, m->ulid, strlen(m->ulid), rpc_call_peer(call), &j, &err);
+	if (r == 0 && m->tail_lines && m->offset) {
+		r = err_set(&err, EINVAL, ERR_INVALID, "offset and tail_lines exclude each other");
+	} else if (r == 0 && m->tail_lines && m->tail_lines->value > TAIL_LINES_MAX) {
+		r = err_set(&err, EINVAL, ERR_INVALID, "tail_lines %" PRIu64 " is above %u",
+			    m->tail_lines->value, TAIL_LINES_MAX);
+	} else if (r == 0 && m->tail_lines) {
+		r = job_log_tail(j, m->tail_lines->value, &from, &err);
+	}
+	struct log_ctx *c = NULL;
+	if (r == 0) {
+		c = xcalloc(1, sizeof *c);
+		c->no_follow = m->no_follow;
+		c->timestamps = m->timestamps;
+	}
+	rund__log_request__free_unpacked(m, NULL);
+	if (r < 0) {
+		finish_err(call, &err);
+		return;
+	}
+	log_begin(call, j, from, c);
 }
 
 /* --- Health ------------------------------------------------------------- */
@@ -814,6 +860,7 @@ static const struct rpc_method methods[] = {
 	{"/rund.JobController/List", true, on_list},
 	{"/rund.JobController/Wait", false, on_wait},
 	{"/rund.JobController/Terminate", false, on_terminate},
+	{"/rund.JobController/ReadLog", true, on_read_log},
 	{"/grpc.health.v1.Health/Check", false, on_health_check},
 	{"/grpc.health.v1.Health/Watch", true, on_health_watch},
 };

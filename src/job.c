@@ -30,7 +30,6 @@
 struct job_follower {
 	struct job *job;
 	struct logreader reader;
-	bool have_reader;
 	void (*notify)(void *ctx);
 	void *ctx;
 	LIST_ENTRY(job_follower) link;
@@ -505,6 +504,14 @@ static void notify_all_followers(struct job_table *t)
 	}
 }
 
+/* "log" (version 1) or a segment "log.N". */
+static bool is_log_file(const char *name)
+{
+	const char *base = jobdir_name(JOBDIR_LOG);
+	size_t n = strlen(base);
+	return strncmp(name, base, n) == 0 && (name[n] == '\0' || name[n] == '.');
+}
+
 static void on_inotify(void *ctx)
 {
 	struct job_table *t = ctx;
@@ -522,7 +529,7 @@ static void on_inotify(void *ctx)
 				continue;
 			}
 			struct job *j = wd_lookup(t, ev->wd);
-			if (j && ev->len && strcmp(ev->name, jobdir_name(JOBDIR_LOG)) == 0)
+			if (j && ev->len && is_log_file(ev->name))
 				notify_followers(j);
 		}
 	}
@@ -859,6 +866,17 @@ void job_info(struct job *j, struct job_info *info)
 			info->memory_peak = st.memory_peak;
 			info->oom_killed = st.oom_kills > 0;
 		}
+		/* Output counters as the supervisor last published them. */
+		char path[JOBDIR_REL_MAX];
+		jobdir_rel(j->id, JOBDIR_LOGPOS, path);
+		struct logpos pos;
+		if (logstore_pos_read(j->t->dir.jobs_fd, path, &pos) == 0) {
+			info->log_bytes = pos.kept;
+			info->log_truncated = pos.lost + pos.dropped > 0;
+			info->log_end = pos.end;
+			info->log_lost = pos.lost;
+			info->log_first = pos.first;
+		}
 		return;
 	}
 	const struct jobstatus *s = &j->status;
@@ -875,6 +893,9 @@ void job_info(struct job *j, struct job_info *info)
 	info->log_bytes = s->log_bytes;
 	info->log_truncated = s->log_truncated;
 	info->timed_out = s->timed_out;
+	info->log_end = s->log_end;
+	info->log_lost = s->log_lost;
+	info->log_first = s->log_first;
 }
 
 static void waiter_fire(void *ctx)
@@ -1029,18 +1050,15 @@ size_t job_list(struct job_table *t, const struct san_set *peer, enum job_state 
 
 /* --- log ---------------------------------------------------------------- */
 
-int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_follower **out,
-	       struct err *err)
+int job_follow(struct job *j, uint64_t from, void (*notify)(void *ctx), void *ctx,
+	       struct job_follower **out, struct err *err)
 {
 	struct job_follower *f = xcalloc(1, sizeof *f);
-	char path[JOBDIR_REL_MAX];
-	jobdir_rel(j->id, JOBDIR_LOG, path);
-	int r = logreader_open(&f->reader, j->t->dir.jobs_fd, path);
-	if (r < 0 && r != -ENOENT) {
+	int r = logreader_open(&f->reader, j->t->dir.jobs_fd, j->id, jobdir_name(JOBDIR_LOG), from);
+	if (r < 0) {
 		free(f);
 		return err_sys(err, -r, "open the output of job %s", j->id);
 	}
-	f->have_reader = r == 0;
 	f->job = j;
 	f->notify = notify;
 	f->ctx = ctx;
@@ -1050,16 +1068,35 @@ int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_f
 	return 0;
 }
 
+/* After a read found nothing: the end of the output once the job ended,
+ * where output lost after the last stored byte is reported first (the
+ * status knows how much the job wrote); otherwise the reader parks,
+ * holding no descriptor while it waits. */
+static int follow_idle(struct job_follower *f, bool ended, struct logchunk *out)
+{
+	logreader_park(&f->reader);
+	if (!ended)
+		return 0;
+	struct logreader *r = &f->reader;
+	uint64_t from = r->pos > r->want ? r->pos : r->want;
+	uint64_t end = f->job->status.log_end;
+	if (f->job->state == JOB_EXITED && end > from) {
+		*out = (struct logchunk){
+			.stream = LOG_GAP, .off = end, .lost = end - from, .why = LOG_GAP_UNSTORED};
+		r->pos = end;
+		return 1;
+	}
+	return JOB_LOG_END;
+}
+
 int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, struct err *err)
 {
 	/* Decide "ended" before reading: the supervisor writes all output
 	 * before its status, so a read after seeing the end sees everything. */
 	bool ended = job_ended(f->job);
-	if (!f->have_reader)
-		return ended ? JOB_LOG_END : 0;
 	int r = logreader_next(&f->reader, max, out);
-	if (r == 0 && ended)
-		return JOB_LOG_END;
+	if (r == 0)
+		return follow_idle(f, ended, out);
 	if (r < 0)
 		return err_sys(err, -r, "read the output of job %s", f->job->id);
 	return r;
@@ -1070,11 +1107,9 @@ int job_follow_read(struct job_follower *f, uint8_t *dst, size_t max, struct log
 {
 	/* As job_follow_next: "ended" is decided before reading. */
 	bool ended = job_ended(f->job);
-	if (!f->have_reader)
-		return ended ? JOB_LOG_END : 0;
 	int r = logreader_read(&f->reader, dst, max, out);
-	if (r == 0 && ended)
-		return JOB_LOG_END;
+	if (r == 0)
+		return follow_idle(f, ended, out);
 	if (r < 0)
 		return err_sys(err, -r, "read the output of job %s", f->job->id);
 	return r;
@@ -1086,10 +1121,19 @@ void job_follow_close(struct job_follower *f)
 		return;
 	struct job *j = f->job;
 	LIST_REMOVE(f, link);
-	if (f->have_reader)
-		logreader_close(&f->reader);
+	logreader_close(&f->reader);
 	free(f);
 	job_unref(j);
+}
+
+int job_log_tail(struct job *j, uint64_t lines, uint64_t *off, struct err *err)
+{
+	int r = logstore_tail(j->t->dir.jobs_fd, j->id, jobdir_name(JOBDIR_LOG), lines, off);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return err_sys(err, -r, "read the output of job %s", j->id);
+	return 0;
 }
 
 /* --- table -------------------------------------------------------------- */

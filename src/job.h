@@ -116,8 +116,9 @@ struct job_info {
 	uint64_t start_ns, end_ns; /* 0 = unknown / not yet */
 	char *const *argv;	   /* borrowed from the job */
 	size_t argc;
-	uint64_t log_bytes;
+	uint64_t log_bytes; /* kept; live while running */
 	bool log_truncated;
+	uint64_t log_end, log_lost, log_first; /* see jobstatus */
 	uint32_t uid;	/* the job ran as this uid (0: root, by -job_user root) */
 	bool timed_out; /* its max_run_time ran out */
 };
@@ -162,10 +163,11 @@ struct job_follower;
 
 #define JOB_LOG_END 2
 
-/* A reader of the job's output from the first byte. notify(ctx) is called
- * when more output may be available or the job ended. */
-int job_follow(struct job *j, void (*notify)(void *ctx), void *ctx, struct job_follower **out,
-	       struct err *err);
+/* A reader of the job's output from offset `from` (0: the first byte).
+ * notify(ctx) is called when more output may be available or the job
+ * ended. While it waits it holds no file descriptor. */
+int job_follow(struct job *j, uint64_t from, void (*notify)(void *ctx), void *ctx,
+	       struct job_follower **out, struct err *err);
 /* 1: a chunk (valid until the next call); 0: nothing now, wait for notify;
  * JOB_LOG_END: the job ended and everything was read; <0 error. */
 int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, struct err *err);
@@ -174,5 +176,8 @@ int job_follow_next(struct job_follower *f, size_t max, struct logchunk *out, st
 int job_follow_read(struct job_follower *f, uint8_t *dst, size_t max, struct logchunk *out,
 		    struct err *err);
 void job_follow_close(struct job_follower *f);
+/* The offset where the job's last `lines` lines of output start (see
+ * logstore_tail); 0 when there is no output yet. 0 or -errno. */
+int job_log_tail(struct job *j, uint64_t lines, uint64_t *off, struct err *err);
 
 #endif

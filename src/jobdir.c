@@ -23,6 +23,7 @@ const struct jobdir_file_info jobdir_files[JOBDIR_NFILES] = {
 	[JOBDIR_LOCK] = {"lock", 0},
 	[JOBDIR_STOP] = {"stop", 0},
 	[JOBDIR_RESERVE] = {"status-space", 0},
+	[JOBDIR_LOGPOS] = {"logpos", 0},
 };
 
 static const char jobs_name[] = "jobs", run_name[] = "run", lock_name[] = "daemon.lock";

@@ -22,10 +22,11 @@ enum jobdir_file {
 	JOBDIR_SPEC = 0, /* jobspec, written by the daemon before the supervisor runs */
 	JOBDIR_STARTED,	 /* jobstart, written by the supervisor once the job was exec'd */
 	JOBDIR_STATUS,	 /* jobstatus, written by the supervisor after the job ended */
-	JOBDIR_LOG,	 /* output records (logstore.h), written by the supervisor */
+	JOBDIR_LOG,	 /* output: "log" (version 1) or segments "log.1"... (logstore.h) */
 	JOBDIR_LOCK,	 /* flock'ed by the supervisor for its whole life */
 	JOBDIR_STOP,	 /* created by the daemon when a Stop call kills the job */
 	JOBDIR_RESERVE,	 /* the status's disk space, reserved by the supervisor */
+	JOBDIR_LOGPOS,	 /* the log writer's live counters (logstore.h), by the supervisor */
 	JOBDIR_NFILES,
 };
 

@@ -328,6 +328,9 @@ char *jobstatus_encode(const struct jobstatus *st, size_t *len)
 	wb_u64(&w, "memory_peak", st->memory_peak);
 	wb_u64(&w, "log_bytes", st->log_bytes);
 	wb_u64(&w, "log_truncated", st->log_truncated);
+	wb_u64(&w, "log_end", st->log_end);
+	wb_u64(&w, "log_lost", st->log_lost);
+	wb_u64(&w, "log_first", st->log_first);
 	if (st->timed_out)
 		wb_u64(&w, "timed_out", 1);
 	return wb_finish(&w, len);
@@ -764,6 +767,9 @@ int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct 
 		{"log_bytes", UINT64_MAX, 0, false},
 		{"log_truncated", 1, 0, false},
 		{"timed_out", 1, 0, false, true},
+		{"log_end", UINT64_MAX, 0, false, true},
+		{"log_lost", UINT64_MAX, 0, false, true},
+		{"log_first", UINT64_MAX, 0, false, true},
 	};
 	int e = decode_numbers(&r, "rund-status 1", f, ARRAY_SIZE(f));
 	if (e < 0)
@@ -779,6 +785,11 @@ int jobstatus_decode(const char *buf, size_t len, struct jobstatus *out, struct 
 	out->memory_peak = f[8].val;
 	out->log_bytes = f[9].val;
 	out->log_truncated = f[10].val;
+	/* A status from before segments: its log kept everything up to the
+	 * cap and lost nothing that a reader would not see. */
+	out->log_end = f[12].seen ? f[12].val : f[9].val;
+	out->log_lost = f[13].val;
+	out->log_first = f[14].val;
 	out->timed_out = f[11].val;
 	return 0;
 }

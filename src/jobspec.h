@@ -151,8 +151,11 @@ struct jobstatus {
 	uint64_t user_usec, system_usec;
 	uint64_t memory_peak; /* 0 when the kernel does not offer it */
 	uint64_t log_bytes;   /* output bytes kept */
-	bool log_truncated;
-	bool timed_out; /* max_run_time ran out and the job was stopped for it */
+	bool log_truncated;   /* some output is not kept (dropped by the cap or lost) */
+	uint64_t log_end;     /* offset after the job's last output byte, kept or not */
+	uint64_t log_lost;    /* output bytes that could not be stored (full disk) */
+	uint64_t log_first;   /* offset of the oldest byte kept */
+	bool timed_out;	      /* max_run_time ran out and the job was stopped for it */
 };
 
 /* A graceful stop, as the daemon asks it of the supervisor (the job's

@@ -530,9 +530,28 @@ static int cmd_start(const struct command *cmd, struct conn_flags *cf, int argc,
 	return r;
 }
 
+/* log's flags. */
+static bool log_follow = true, log_timestamps;
+static uint64_t log_offset, log_tail;
+static struct flag log_flags[] = {
+	{"follow", FLAG_BOOL, &log_follow,
+	 "stream until the job ends; -follow=false prints what is there now and exits", false},
+	{"offset", FLAG_U64, &log_offset, "start at this output byte offset", false},
+	{"tail", FLAG_U64, &log_tail, "start at the last N lines", false},
+	{"timestamps", FLAG_BOOL, &log_timestamps,
+	 "prefix each line with the time the server read it (RFC 3339, UTC)", false},
+};
+
+#define RECONNECT_GIVEUP_NS (60ull * 1000000000) /* without any progress */
+
 struct log_ctx {
 	const char *cmd;
 	bool bad_message;
+	bool got;	 /* a message arrived (a tail became an offset) */
+	uint64_t msgs;	 /* messages so far */
+	uint64_t next;	 /* offset of the next byte we want */
+	bool at_line[3]; /* per stream: the next byte starts a line */
+	bool timestamps;
 };
 
 /* A JobLog seen in place. The Log stream is the one hot path of runc: its
@@ -548,6 +567,39 @@ static int write_out(int fd, const uint8_t *b, size_t len)
 	return r;
 }
 
+/* Output with the message's time in front of every line it starts. */
+static int write_stamped(struct log_ctx *lc, int fd, const struct joblog_view *l, const uint8_t *b,
+			 size_t len)
+{
+	char stamp[48];
+	struct tm tm;
+	time_t sec = (time_t)l->time_sec;
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof stamp - n, ".%09dZ ", (int)l->time_nsec);
+	while (len > 0) {
+		int r;
+		if (lc->at_line[fd] &&
+		    (r = write_out(fd, (const uint8_t *)stamp, strlen(stamp))) < 0)
+			return r;
+		const uint8_t *nl = memchr(b, '\n', len);
+		size_t k = nl ? (size_t)(nl - b) + 1 : len;
+		if ((r = write_out(fd, b, k)) < 0)
+			return r;
+		lc->at_line[fd] = nl != NULL;
+		b += k;
+		len -= k;
+	}
+	return 0;
+}
+
+static int emit(struct log_ctx *lc, int fd, const struct joblog_view *l, const uint8_t *b,
+		size_t len)
+{
+	return lc->timestamps && l->has_time ? write_stamped(lc, fd, l, b, len)
+					     : write_out(fd, b, len);
+}
+
 static int on_log(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct log_ctx *lc = ctx;
@@ -556,43 +608,123 @@ static int on_log(void *ctx, const uint8_t *msg, size_t len)
 		lc->bad_message = true;
 		return 1;
 	}
-	int r = write_out(STDOUT_FILENO, l.out, l.out_len);
+	lc->got = true;
+	lc->msgs++;
+	int r = emit(lc, STDOUT_FILENO, &l, l.out, l.out_len);
 	if (r == 0)
-		r = write_out(STDERR_FILENO, l.err, l.err_len);
-	if (r == 0 && l.truncated_at)
-		fprintf(stderr, "%s: output truncated by the server after %" PRIu64 " bytes\n",
-			prog, l.truncated_at);
+		r = emit(lc, STDERR_FILENO, &l, l.err, l.err_len);
 	if (r < 0) {
 		fail_msg(lc->cmd, "write output: %s", strerror(-r));
 		return 1;
 	}
+	if (l.lost_bytes) {
+		fflush(stdout);
+		fprintf(stderr,
+			"%s: output bytes %" PRIu64 "..%" PRIu64 " (%" PRIu64 " bytes) %s\n", prog,
+			l.offset - l.lost_bytes, l.offset, l.lost_bytes,
+			l.gap_reason == 2
+				? "were lost: the server could not store them"
+				: "were dropped: the server keeps only the newest output");
+		lc->next = l.offset;
+	} else if (l.truncated_at) {
+		fprintf(stderr, "%s: output truncated by the server after %" PRIu64 " bytes\n",
+			prog, l.truncated_at);
+	} else {
+		lc->next = l.offset + l.out_len + l.err_len;
+	}
 	return 0;
 }
 
+/* A connection the server dropped or drained (UNAVAILABLE, GOAWAY, reset)
+ * is worth another try; anything else is the answer. */
+static bool retryable(int r, const struct client_status *st)
+{
+	if (r == -ECANCELED)
+		return false;
+	return r < 0 || st->code == GRPC_UNAVAILABLE;
+}
+
+static uint8_t *log_request(const char *id, const struct log_ctx *lc, size_t *len)
+{
+	Rund__LogRequest req = RUND__LOG_REQUEST__INIT;
+	Google__Protobuf__UInt64Value tail = GOOGLE__PROTOBUF__UINT64_VALUE__INIT;
+	req.ulid = (char *)id;
+	req.no_follow = !log_follow;
+	req.timestamps = log_timestamps;
+	if (log_flags[2].set && !lc->got) {
+		tail.value = log_tail;
+		req.tail_lines = &tail;
+	} else {
+		req.offset = lc->next;
+	}
+	*len = rund__log_request__get_packed_size(&req);
+	uint8_t *buf = xmalloc(*len);
+	rund__log_request__pack(&req, buf);
+	return buf;
+}
+
+/* Streams the log; when the server goes away (a restart, a drain) it
+ * reconnects and asks for the next byte it has not printed. */
 static int cmd_log(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
 {
-	Rund__JobIdentifier id = RUND__JOB_IDENTIFIER__INIT;
-	id.ulid = argv[0];
-	size_t len = rund__job_identifier__get_packed_size(&id);
-	_cleanup_free_ uint8_t *req = xmalloc(len);
-	rund__job_identifier__pack(&id, req);
-
+	if (log_flags[1].set && log_flags[2].set) {
+		fail_msg(cmd->name, "-offset and -tail exclude each other");
+		return EXIT_USAGE;
+	}
+	struct log_ctx lc = {.cmd = cmd->name, .next = log_offset, .timestamps = log_timestamps};
+	lc.at_line[STDOUT_FILENO] = lc.at_line[STDERR_FILENO] = true;
 	struct client *c = dial(cmd, cf);
 	if (!c)
 		return EXIT_RPC;
-	struct log_ctx lc = {.cmd = cmd->name};
-	struct client_status st;
-	struct err err = {0};
-	int r = client_stream(c, "/rund.JobController/Log", req, len, on_log, &lc, &st, &err);
-	client_free(c);
-	if (r == -ECANCELED && !interrupted) {
-		if (lc.bad_message)
-			fail_msg(cmd->name, "cannot decode a JobLog message from the server");
-		return EXIT_RPC; /* a write error, already reported */
+	uint64_t progress_ns = now_mono_ns(), delay_ms = 50, seen = 0;
+	for (;;) {
+		size_t len;
+		_cleanup_free_ uint8_t *req = log_request(argv[0], &lc, &len);
+		struct client_status st = {0};
+		struct err err = {0};
+		int r = client_stream(c, "/rund.JobController/ReadLog", req, len, on_log, &lc, &st,
+				      &err);
+		if (r == -ECANCELED && !interrupted) {
+			client_free(c);
+			if (lc.bad_message)
+				fail_msg(cmd->name,
+					 "cannot decode a JobLog message from the server");
+			return EXIT_RPC; /* a write error, already reported */
+		}
+		if (r == 0 && st.code == GRPC_OK) {
+			client_free(c);
+			return 0;
+		}
+		if (!retryable(r, &st) || interrupted) {
+			client_free(c);
+			return call_failed(cmd, r, &st, &err);
+		}
+		if (lc.msgs != seen) {
+			seen = lc.msgs;
+			progress_ns = now_mono_ns();
+			delay_ms = 50;
+		}
+		client_free(c);
+		c = NULL;
+		/* Reconnect until it works or nothing moved for a long while. */
+		while (!c) {
+			if (now_mono_ns() - progress_ns > RECONNECT_GIVEUP_NS)
+				return call_failed(cmd, r, &st, &err);
+			struct timespec ts = {(time_t)(delay_ms / 1000),
+					      (long)(delay_ms % 1000) * 1000000};
+			nanosleep(&ts, NULL);
+			if (interrupted)
+				exit_interrupted();
+			delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
+			struct client_opts o = {.addr = cf->addr,
+						.ca = cf->ca,
+						.cert = cf->cert,
+						.key = cf->key,
+						.cancel = &interrupted};
+			struct err e2 = {0};
+			c = client_connect(&o, &e2);
+		}
 	}
-	if (r < 0 || st.code != GRPC_OK)
-		return call_failed(cmd, r, &st, &err);
-	return 0;
 }
 
 /* ---- wait ---------------------------------------------------------------- */
@@ -986,9 +1118,11 @@ static const struct command commands[] = {
 	{"list", "", "list your jobs, newest first (ID, STATE, EXIT, STARTED, COMMAND)", 0, 0,
 	 false, cmd_list, list_flags, ARRAY_SIZE(list_flags)},
 	{"ps", "", "same as list", 0, 0, false, cmd_list, list_flags, ARRAY_SIZE(list_flags)},
-	{"log", "ID", "stream the job's output from its first byte until it ends", 1, 1, true,
-	 cmd_log, NULL, 0},
-	{"logs", "ID", "same as log", 1, 1, true, cmd_log, NULL, 0},
+	{"log", "ID",
+	 "stream the job's output until it ends, from its first byte; reconnects when the server "
+	 "restarts",
+	 1, 1, true, cmd_log, log_flags, ARRAY_SIZE(log_flags)},
+	{"logs", "ID", "same as log", 1, 1, true, cmd_log, log_flags, ARRAY_SIZE(log_flags)},
 	{"health", "[SERVICE]", "ask the server's grpc.health.v1 service; prints SERVING", 0, 1,
 	 false, cmd_health, NULL, 0},
 };

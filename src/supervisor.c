@@ -70,7 +70,7 @@ static void sup_job_init(struct sup_job *j)
 	memset(j, 0, sizeof *j);
 	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
 	j->sigfd = -1;
-	j->log.fd = -1;
+	j->log.fd = j->log.dirfd = -1;
 	j->root.dirfd = j->root.jobs_fd = -1;
 	j->sb.status_fds[0] = j->sb.status_fds[1] = -1;
 }
@@ -227,6 +227,18 @@ static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 	return 0;
 }
 
+/* A job that never ran leaves no output files. */
+static void remove_log(struct sup_job *j)
+{
+	char name[LOGSTORE_NAME_MAX];
+	for (uint64_t seq = j->log.first_seq; seq && seq <= j->log.seq; seq++) {
+		logstore_segment_name(jobdir_name(JOBDIR_LOG), seq, name);
+		unlinkat(j->dirfd, name, 0);
+	}
+	unlinkat(j->dirfd, jobdir_name(JOBDIR_LOGPOS), 0);
+	logwriter_close(&j->log);
+}
+
 /* Creates the cgroup and starts the job. On failure nothing is left but
  * the job directory's files; err says why. */
 static int start_job(struct sup_job *j, struct err *err)
@@ -238,7 +250,8 @@ static int start_job(struct sup_job *j, struct err *err)
 			      j->spec.n_io_devices, &j->cgfd, err);
 	if (r < 0)
 		return r;
-	r = logwriter_open(&j->log, j->dirfd, jobdir_name(JOBDIR_LOG), j->spec.max_log_bytes);
+	r = logwriter_open(&j->log, j->dirfd, jobdir_name(JOBDIR_LOG), jobdir_name(JOBDIR_LOGPOS),
+			   j->spec.max_log_bytes);
 	if (r < 0)
 		err_sys(err, -r, "create log file");
 	else
@@ -246,7 +259,7 @@ static int start_job(struct sup_job *j, struct err *err)
 	if (r < 0) {
 		close_fd(&j->cgfd);
 		cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
-		unlinkat(j->dirfd, jobdir_name(JOBDIR_LOG), 0);
+		remove_log(j);
 	}
 	return r;
 }
@@ -269,7 +282,7 @@ static int record_started(struct sup_job *j, struct err *err)
 	while (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED) < 0 && errno == EINTR)
 		;
 	cgroup_job_remove(&j->root, j->spec.id, REMOVE_TIMEOUT_MS, NULL);
-	unlinkat(j->dirfd, jobdir_name(JOBDIR_LOG), 0);
+	remove_log(j);
 	return r;
 }
 
@@ -494,9 +507,13 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
 		st->oom_killed = cs.oom_kills > 0;
 	}
 	st->stopped = faccessat(j->dirfd, jobdir_name(JOBDIR_STOP), F_OK, 0) == 0;
-	st->log_bytes = j->log.kept;
+	logwriter_finish(&j->log);
+	st->log_bytes = j->log.pos.kept;
 	st->log_truncated = j->log.truncated;
 	st->timed_out = j->timed_out;
+	st->log_end = j->log.pos.end;
+	st->log_lost = j->log.pos.lost;
+	st->log_first = j->log.pos.first;
 	logwriter_close(&j->log);
 	size_t len;
 	_cleanup_free_ char *text = jobstatus_encode(st, &len);

@@ -155,20 +155,6 @@ def test_cancelling_readers_release_everything(rund, pb):
     s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)
 
 
-def test_log_cap_truncates_and_tells(rund_factory, pb):
-    r = rund_factory("-max_log_bytes", "1M")
-    s = stub(channel(r))
-    jid = start(s, pb, "sh", "-c", "head -c 5000000 /dev/zero; echo after >&2; exit 4")
-    out, err, trunc = collect(s, pb, jid)
-    assert len(out) + len(err) == 1 << 20
-    assert trunc == [1 << 20]
-    st = wait_end(s, pb, jid)
-    assert st.exit_code.value == 4 and st.log_truncated
-    rr = runc(r, "log", jid)
-    assert rr.returncode == 0
-    assert b"truncated" in rr.stderr
-
-
 def test_runc_log_byte_exact(rund, pb, job_dir):
     data = bytes(range(256)) * 64 + b"\xff\xfe\x00invalid utf-8 \xc3\x28\n"
     src = job_dir / "bin.dat"
