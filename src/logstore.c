@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "util.h"
@@ -391,6 +392,7 @@ int logreader_open(struct logreader *r, int dirfd, const char *dir, const char *
 	snprintf(r->base, sizeof r->base, "%s", base);
 	r->want = from;
 	r->cap = READER_BUF;
+	r->why = LOG_GAP_DROPPED; /* output before the oldest segment was deleted */
 	return 0;
 }
 
@@ -552,7 +554,10 @@ static int at_eof(struct logreader *r)
 		return 0;
 	char path[2 * LOGSTORE_NAME_MAX + 32];
 	file_path(r, r->seq + 1, false, path, sizeof path);
-	if (faccessat(r->dirfd, path, F_OK, 0) < 0)
+	struct stat st;
+	/* The next segment, or this one deleted by the cap (then the next
+	 * exists or was deleted too): either way this one is final. */
+	if (faccessat(r->dirfd, path, F_OK, 0) < 0 && (fstat(r->fd, &st) < 0 || st.st_nlink > 0))
 		return 0;
 	/* The writer never returns to a segment once the next exists, so
 	 * one more read sees all of this one. */

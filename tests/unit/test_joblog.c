@@ -12,7 +12,7 @@
 
 static size_t msg_of(uint8_t *buf, enum log_stream stream, const char *payload, size_t len)
 {
-	size_t n = joblog_header(buf, stream, len);
+	size_t n = joblog_header(buf, stream, len, 0, 0);
 	memcpy(buf + n, payload, len);
 	return n + len;
 }
@@ -37,13 +37,57 @@ static void test_round_trip(void **state)
 	assert_int_equal(v.err_len, sizeof big);
 	assert_int_equal(v.out_len, 0);
 
-	n = joblog_truncated(buf, 1ull << 40);
+	struct logchunk t = {.stream = LOG_TRUNCATED, .truncated_at = 1ull << 40};
+	n = joblog_notice(buf, &t);
 	assert_int_equal(joblog_parse(buf, n, &v), 0);
 	assert_true(v.truncated_at == 1ull << 40);
 
 	/* Empty message: nothing set. */
 	assert_int_equal(joblog_parse(buf, 0, &v), 0);
 	assert_int_equal(v.out_len + v.err_len, 0);
+}
+
+/* Offsets, times and gap notices, byte for byte as protobuf encodes them
+ * (fields in number order), and back. */
+static void test_offset_time_gap(void **state)
+{
+	(void)state;
+	uint8_t buf[JOBLOG_HDR_MAX + 8];
+	/* offset 300, time 1.5 s, stdout "ab" */
+	size_t n = joblog_header(buf, LOG_STDOUT, 2, 300, 1500000000ull);
+	const uint8_t want[] = {0x20, 0xac, 0x02, 0x3a, 0x08, 0x08, 0x01, 0x10,
+				0x80, 0xca, 0xb5, 0xee, 0x01, 0x0a, 0x02};
+	assert_int_equal(n, sizeof want);
+	assert_memory_equal(buf, want, n);
+	memcpy(buf + n, "ab", 2);
+	struct joblog_view v;
+	assert_int_equal(joblog_parse(buf, n + 2, &v), 0);
+	assert_int_equal(v.offset, 300);
+	assert_true(v.has_time);
+	assert_int_equal(v.time_sec, 1);
+	assert_int_equal(v.time_nsec, 500000000);
+	assert_int_equal(v.out_len, 2);
+	assert_int_equal(joblog_header(buf, LOG_STDERR, 2, 0, 0), 2); /* offset 0: omitted */
+
+	/* dropped by the cap: no truncated_at (the original notice means "later
+	 * output was discarded", which is not so) */
+	struct logchunk g = {.stream = LOG_GAP, .off = 5000, .lost = 4000, .why = LOG_GAP_DROPPED};
+	n = joblog_notice(buf, &g);
+	assert_int_equal(joblog_parse(buf, n, &v), 0);
+	assert_int_equal(v.truncated_at, 0);
+	assert_int_equal(v.offset, 5000);
+	assert_int_equal(v.lost_bytes, 4000);
+	assert_int_equal(v.gap_reason, 1);
+	assert_null(v.out);
+	/* never stored: the original notice, at the offset where storing stopped */
+	g.why = LOG_GAP_UNSTORED;
+	n = joblog_notice(buf, &g);
+	assert_int_equal(joblog_parse(buf, n, &v), 0);
+	assert_int_equal(v.truncated_at, 1000);
+	assert_int_equal(v.gap_reason, 2);
+	/* a malformed Timestamp */
+	const uint8_t bad[] = {0x3a, 0x02, 0x09, 0x01};
+	assert_int_equal(joblog_parse(bad, sizeof bad, &v), -EBADMSG);
 }
 
 /* Headers at the edges of the length varint's byte count: 127 is the
@@ -70,7 +114,7 @@ static void test_header_length_edges(void **state)
 		for (int s = 0; s < 2; s++) {
 			enum log_stream stream = s ? LOG_STDERR : LOG_STDOUT;
 			size_t len = cases[i].len;
-			size_t n = joblog_header(buf, stream, len);
+			size_t n = joblog_header(buf, stream, len, 0, 0);
 			assert_int_equal(n, cases[i].hdr_len);
 			/* Key: field 1 (stdout) or 2 (stderr), wire type 2. */
 			assert_int_equal(buf[0], s ? 0x12 : 0x0a);
@@ -98,7 +142,7 @@ static void test_unknown_fields_and_repeats(void **state)
 		0x20, 0x96, 0x01,			   /* field 4 varint */
 		0x29, 1,    2,	  3,	4, 5,	6,   7, 8, /* field 5 fixed64 */
 		0x35, 1,    2,	  3,	4,		   /* field 6 fixed32 */
-		0x3a, 2,    'z',  'z',			   /* field 7 bytes */
+		0x4a, 2,    'z',  'z',			   /* field 9 bytes */
 		0x0a, 1,    'a',  0x0a, 2, 'b', 'c',	   /* stdout twice: last wins */
 	};
 	struct joblog_view v;
@@ -133,6 +177,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_offset_time_gap),
 		cmocka_unit_test(test_header_length_edges),
 		cmocka_unit_test(test_unknown_fields_and_repeats),
 		cmocka_unit_test(test_malformed),

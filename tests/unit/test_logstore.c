@@ -1,5 +1,6 @@
-/* Unit tests for logstore.c: writer → follower round trips, partial and
- * long records, the output cap, corruption. */
+/* Unit tests for logstore.c: the record codec (both versions), writer →
+ * follower round trips with offsets and times, segments and the cap that
+ * keeps the newest output, lost output, parked readers, tail. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,15 +12,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "logstore.h"
 #include "util.h"
 
 static char tmpdir[64];
-static int dirfd_;
+static int root_fd, job_fd;
+
+static void clear_job(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s/j", tmpdir);
+	assert_int_equal(system(cmd), 0);
+	if (job_fd >= 0)
+		close(job_fd);
+	assert_int_equal(mkdirat(root_fd, "j", 0700), 0);
+	job_fd = openat(root_fd, "j", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(job_fd >= 0);
+}
 
 static int setup(void **state)
 {
@@ -27,469 +39,447 @@ static int setup(void **state)
 	strcpy(tmpdir, "/tmp/test_logstore.XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return -1;
-	dirfd_ = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return dirfd_ < 0 ? -1 : 0;
+	root_fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	job_fd = -1;
+	return root_fd < 0 ? -1 : 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	unlinkat(dirfd_, "log", 0);
-	close(dirfd_);
-	rmdir(tmpdir);
-	return 0;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	close(job_fd);
+	close(root_fd);
+	return system(cmd) == 0 ? 0 : -1;
 }
 
-static void reset_log(void)
+static uint8_t pattern(uint64_t off)
 {
-	unlinkat(dirfd_, "log", 0);
+	return (uint8_t)((off * 7 + off / 251) % 253);
 }
 
-static void append_raw(const void *p, size_t n)
+/* Appends n pattern bytes continuing the writer's offset. */
+static void append_pattern(struct logwriter *w, size_t n, size_t piece)
 {
-	int fd = openat(dirfd_, "log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, p, n), 0);
-	close(fd);
+	uint8_t *b = xmalloc(piece);
+	while (n > 0) {
+		size_t k = n < piece ? n : piece;
+		for (size_t i = 0; i < k; i++)
+			b[i] = pattern(w->pos.end + i);
+		assert_int_equal(logwriter_append(w, LOG_STDOUT, b, k), 0);
+		n -= k;
+	}
+	free(b);
+}
+
+/* Reads everything available; data must be the pattern at its offsets.
+ * Returns the bytes read; *gaps and *gap_from describe the gaps seen. */
+struct seen {
+	uint64_t bytes, first_off, end;
+	int gaps;
+	struct logchunk gap[4];
+};
+
+static void drain(struct logreader *r, struct seen *s, bool park_each)
+{
+	struct logchunk ch;
+	uint8_t dst[5000];
+	int n, i = 0;
+	while ((n = (i++ & 1) ? logreader_read(r, dst, sizeof dst, &ch)
+			      : logreader_next(r, 0, &ch)) == 1) {
+		if (ch.stream == LOG_GAP) {
+			assert_true(s->gaps < 4);
+			s->gap[s->gaps++] = ch;
+			s->end = ch.off;
+			continue;
+		}
+		assert_int_equal(ch.stream, LOG_STDOUT);
+		if (s->bytes == 0 && s->end == 0)
+			s->first_off = ch.off;
+		if (s->bytes || s->gaps)
+			assert_int_equal(ch.off, s->end);
+		for (size_t k = 0; k < ch.len; k++)
+			if (ch.data[k] != pattern(ch.off + k))
+				fail_msg("byte %zu of the chunk at %lu differs", k,
+					 (unsigned long)ch.off);
+		s->bytes += ch.len;
+		s->end = ch.off + ch.len;
+		if (park_each)
+			logreader_park(r);
+	}
+	assert_int_equal(n, 0);
 }
 
 static void test_parse(void **state)
 {
 	(void)state;
-	const uint8_t rec[] = {1, 3, 0, 0, 0, 'a', 'b', 'c', 2};
-	enum log_stream s;
+	enum log_record t;
+	uint64_t ns;
 	const uint8_t *d;
 	size_t len, used;
-	assert_int_equal(logstore_parse(rec, sizeof rec, &s, &d, &len, &used), 1);
-	assert_int_equal(s, LOG_STDOUT);
+	const uint8_t v1[] = {1, 3, 0, 0, 0, 'a', 'b', 'c'};
+	assert_int_equal(logstore_parse(v1, sizeof v1, &t, &ns, &d, &len, &used), 1);
+	assert_int_equal(t, LOGREC_STDOUT_V1);
+	assert_int_equal(ns, 0);
 	assert_int_equal(len, 3);
 	assert_int_equal(used, 8);
 	assert_memory_equal(d, "abc", 3);
-	for (size_t n = 0; n < 8; n++)
-		assert_int_equal(logstore_parse(rec, n, &s, &d, &len, &used), 0);
-	const uint8_t bad_stream[] = {0, 0, 0, 0, 0};
-	assert_int_equal(logstore_parse(bad_stream, 1, &s, &d, &len, &used), -EBADMSG);
-	const uint8_t bad_stream2[] = {4};
-	assert_int_equal(logstore_parse(bad_stream2, 1, &s, &d, &len, &used), -EBADMSG);
-	const uint8_t too_long[] = {2, 1, 0, 0x10, 0};
-	assert_int_equal(logstore_parse(too_long, 5, &s, &d, &len, &used), -EBADMSG);
-	const uint8_t bad_trunc[] = {3, 4, 0, 0, 0, 1, 2, 3, 4};
-	assert_int_equal(logstore_parse(bad_trunc, sizeof bad_trunc, &s, &d, &len, &used),
-			 -EBADMSG);
-	const uint8_t empty[] = {2, 0, 0, 0, 0};
-	assert_int_equal(logstore_parse(empty, 5, &s, &d, &len, &used), 1);
-	assert_int_equal(len, 0);
+	for (size_t n = 0; n < sizeof v1; n++)
+		assert_int_equal(logstore_parse(v1, n, &t, &ns, &d, &len, &used), 0);
+	const uint8_t v2[] = {18, 2, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 'h', 'i'};
+	assert_int_equal(logstore_parse(v2, sizeof v2, &t, &ns, &d, &len, &used), 1);
+	assert_int_equal(t, LOGREC_STDERR);
+	assert_int_equal(ns, 0x0807060504030201ull);
+	assert_int_equal(used, sizeof v2);
+	assert_memory_equal(d, "hi", 2);
+	for (size_t n = 0; n < sizeof v2; n++)
+		assert_int_equal(logstore_parse(v2, n, &t, &ns, &d, &len, &used), 0);
+	const uint8_t bad_type[] = {9, 0, 0, 0, 0};
+	assert_int_equal(logstore_parse(bad_type, 1, &t, &ns, &d, &len, &used), -EBADMSG);
+	const uint8_t bad_seg[] = {16, 7, 0, 0, 0};
+	assert_int_equal(logstore_parse(bad_seg, 5, &t, &ns, &d, &len, &used), -EBADMSG);
+	const uint8_t too_long[] = {17, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+	assert_int_equal(logstore_parse(too_long, 13, &t, &ns, &d, &len, &used), -EBADMSG);
 }
 
-/* Reads everything currently available and appends it to per-call arrays
- * of (stream, byte) so order across streams can be checked. */
-struct seen {
-	uint8_t *data;
-	uint8_t *stream;
-	size_t n, cap;
-	uint64_t truncated_at;
-	int truncated;
-	size_t pieces, max_piece;
-};
-
-static int drain(struct logreader *r, size_t max, struct seen *s)
-{
-	struct logchunk c;
-	int rc;
-	while ((rc = logreader_next(r, max, &c)) == 1) {
-		if (c.stream == LOG_TRUNCATED) {
-			s->truncated++;
-			s->truncated_at = c.truncated_at;
-			assert_int_equal(c.len, 0);
-			continue;
-		}
-		assert_true(c.len > 0);
-		if (max)
-			assert_true(c.len <= max);
-		if (c.len > s->max_piece)
-			s->max_piece = c.len;
-		s->pieces++;
-		if (s->n + c.len > s->cap) {
-			s->cap = (s->n + c.len) * 2;
-			s->data = xrealloc(s->data, s->cap);
-			s->stream = xrealloc(s->stream, s->cap);
-		}
-		memcpy(s->data + s->n, c.data, c.len);
-		memset(s->stream + s->n, c.stream, c.len);
-		s->n += c.len;
-	}
-	return rc;
-}
-
-static void seen_free(struct seen *s)
-{
-	free(s->data);
-	free(s->stream);
-	memset(s, 0, sizeof *s);
-}
-
-static void test_round_trip_interleaved(void **state)
+/* A log written before segments existed reads as it always did, now with
+ * offsets. */
+static void test_v1_log_readable(void **state)
 {
 	(void)state;
-	reset_log();
-	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
+	clear_job();
+	const uint8_t v1[] = {1, 5, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', 2, 4,  0, 0, 0,
+			      'o', 'o', 'p', 's', 3, 8, 0, 0, 0, 9,	  0,   0, 0, 0, 0, 0, 0};
+	int fd = openat(job_fd, "log", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_int_equal(write_all(fd, v1, sizeof v1), 0);
+	close(fd);
 	struct logreader r;
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-
-	size_t total = 4u << 20;
-	uint8_t *want = xmalloc(total);
-	uint8_t *want_stream = xmalloc(total);
-	srandom(7);
-	for (size_t i = 0; i < total; i++)
-		want[i] = (uint8_t)random();
-	struct seen s = {0};
-	size_t pos = 0;
-	int round = 0;
-	while (pos < total) {
-		size_t n = (size_t)random() % 70000 + 1;
-		if (round % 13 == 0)
-			n = (size_t)random() % 7 + 1;
-		if (n > total - pos)
-			n = total - pos;
-		enum log_stream st = (random() & 1) ? LOG_STDOUT : LOG_STDERR;
-		assert_int_equal(logwriter_append(&w, st, want + pos, n), 0);
-		memset(want_stream + pos, st, n);
-		pos += n;
-		/* Follow while writing, every few records. */
-		if (++round % 5 == 0)
-			assert_int_equal(drain(&r, 4096, &s), 0);
-	}
-	assert_int_equal(drain(&r, 4096, &s), 0);
-	assert_int_equal(s.n, total);
-	assert_memory_equal(s.data, want, total);
-	assert_memory_equal(s.stream, want_stream, total);
-	assert_int_equal(s.truncated, 0);
-	assert_int_equal(w.kept, total);
-	assert_false(w.truncated);
-
-	/* A second, independent reader sees the same bytes with max 0. */
-	struct logreader r2;
-	struct seen s2 = {0};
-	assert_int_equal(logreader_open(&r2, dirfd_, "log"), 0);
-	assert_int_equal(drain(&r2, 0, &s2), 0);
-	assert_int_equal(s2.n, total);
-	assert_memory_equal(s2.data, want, total);
-	logreader_close(&r2);
-	seen_free(&s2);
-
-	seen_free(&s);
-	free(want);
-	free(want_stream);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	struct logchunk ch;
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(ch.stream, LOG_STDOUT);
+	assert_int_equal(ch.off, 0);
+	assert_int_equal(ch.time_ns, 0);
+	assert_memory_equal(ch.data, "hello", 5);
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(ch.stream, LOG_STDERR);
+	assert_int_equal(ch.off, 5);
+	assert_memory_equal(ch.data, "oops", 4);
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(ch.stream, LOG_TRUNCATED);
+	assert_int_equal(ch.truncated_at, 9);
+	assert_int_equal(logreader_next(&r, 0, &ch), 0);
 	logreader_close(&r);
-	logwriter_close(&w);
+
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 3), 0);
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(ch.off, 3);
+	assert_int_equal(ch.len, 2);
+	assert_memory_equal(ch.data, "lo", 2);
+	logreader_close(&r);
+
+	uint64_t off;
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 1, &off), 0);
+	assert_int_equal(off, 0); /* no newline: one line */
 }
 
-static void test_partial_last_record(void **state)
+static void test_round_trip_offsets_and_time(void **state)
 {
 	(void)state;
-	reset_log();
-	struct logreader r;
-	struct logchunk c;
-	append_raw("", 0);
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(logreader_next(&r, 100, &c), 0);
-
-	/* Header arrives byte by byte: nothing until it is whole. */
-	const uint8_t rec[] = {2, 6, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', '\n'};
-	for (size_t i = 0; i < LOGSTORE_HDR; i++) {
-		assert_int_equal(logreader_next(&r, 100, &c), 0);
-		append_raw(rec + i, 1);
-	}
-	/* Header whole, no payload yet. */
-	assert_int_equal(logreader_next(&r, 100, &c), 0);
-	append_raw(rec + 5, 2);
-	assert_int_equal(logreader_next(&r, 100, &c), 1);
-	assert_int_equal(c.stream, LOG_STDERR);
-	assert_int_equal(c.len, 2);
-	assert_memory_equal(c.data, "he", 2);
-	assert_int_equal(logreader_next(&r, 100, &c), 0);
-	append_raw(rec + 7, 4);
-	assert_int_equal(logreader_next(&r, 100, &c), 1);
-	assert_int_equal(c.len, 4);
-	assert_memory_equal(c.data, "llo\n", 4);
-	assert_int_equal(logreader_next(&r, 100, &c), 0);
-
-	/* A truncation marker split in two waits for its payload. */
-	const uint8_t tr[] = {3, 8, 0, 0, 0, 0x39, 0x30, 0, 0, 0, 0, 0, 0};
-	append_raw(tr, 9);
-	assert_int_equal(logreader_next(&r, 100, &c), 0);
-	append_raw(tr + 9, 4);
-	assert_int_equal(logreader_next(&r, 100, &c), 1);
-	assert_int_equal(c.stream, LOG_TRUNCATED);
-	assert_int_equal(c.truncated_at, 12345);
-	logreader_close(&r);
-}
-
-static void test_long_record_split(void **state)
-{
-	(void)state;
-	reset_log();
+	clear_job();
 	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
-	size_t n = LOGSTORE_MAX_RECORD;
-	uint8_t *big = xmalloc(n + 10);
-	for (size_t i = 0; i < n + 10; i++)
-		big[i] = (uint8_t)(i * 31 + 7);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, big, n), 0);
-	assert_int_equal(logwriter_append(&w, LOG_STDERR, "x", 1), 0);
-	/* Longer than a record: the writer splits it. */
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, big, n + 10), 0);
-	logwriter_close(&w);
-
-	struct stat st;
-	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
-	assert_int_equal((size_t)st.st_size, 4 * LOGSTORE_HDR + 2 * n + 11);
+	uint64_t t0 = now_real_ns();
+	assert_int_equal(logwriter_open(&w, job_fd, "log", "logpos", 0), 0);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "one\n", 4), 0);
+	assert_int_equal(logwriter_append(&w, LOG_STDERR, "two\n", 4), 0);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "three", 5), 0);
+	uint64_t t1 = now_real_ns();
+	struct logpos pos;
+	assert_int_equal(logstore_pos_read(job_fd, "logpos", &pos), 0);
+	assert_int_equal(pos.end, 13);
+	assert_int_equal(pos.kept, 13);
+	assert_int_equal(pos.lost + pos.dropped + pos.first, 0);
 
 	struct logreader r;
-	struct seen s = {0};
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(drain(&r, 65536, &s), 0);
-	assert_int_equal(s.n, 2 * n + 11);
-	assert_true(s.max_piece <= 65536);
-	assert_true(s.pieces >= 2 * n / 65536);
-	assert_memory_equal(s.data, big, n);
-	assert_int_equal(s.stream[n - 1], LOG_STDOUT);
-	assert_int_equal(s.data[n], 'x');
-	assert_int_equal(s.stream[n], LOG_STDERR);
-	assert_memory_equal(s.data + n + 1, big, n + 10);
-	seen_free(&s);
-	logreader_close(&r);
-	free(big);
-}
-
-/* logreader_read: the same byte stream as logreader_next, through small
- * and large records (large ones are read past the buffer), a partially
- * written last record, and the truncation marker. */
-static void test_read_into(void **state)
-{
-	(void)state;
-	reset_log();
-	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 2 * 100002 + 46), 0);
-	size_t big = 100000;
-	uint8_t *data = xmalloc(big);
-	for (size_t i = 0; i < big; i++)
-		data[i] = (uint8_t)(i * 13 + 1);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	const char *want[] = {"one\n", "two\n", "three"};
+	uint64_t off = 0;
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(logwriter_append(&w, LOG_STDERR, "ab", 2), 0);
-		assert_int_equal(logwriter_append(&w, LOG_STDOUT, data, big), 0);
+		struct logchunk ch;
+		assert_int_equal(logreader_next(&r, 0, &ch), 1);
+		assert_int_equal(ch.stream, i == 1 ? LOG_STDERR : LOG_STDOUT);
+		assert_int_equal(ch.off, off);
+		assert_true(ch.time_ns >= t0 && ch.time_ns <= t1);
+		assert_int_equal(ch.len, strlen(want[i]));
+		assert_memory_equal(ch.data, want[i], ch.len);
+		off += ch.len;
 	}
+	struct logchunk ch;
+	assert_int_equal(logreader_next(&r, 0, &ch), 0);
+	/* a parked reader holds nothing and continues where it was */
+	logreader_park(&r);
+	assert_int_equal(r.fd, -1);
+	assert_null(r.buf);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "four", 4), 0);
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(ch.off, 13);
+	assert_memory_equal(ch.data, "four", 4);
+	logreader_close(&r);
+
+	uint64_t t;
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 1, &t), 0);
+	assert_int_equal(t, 8); /* "threefour" */
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 2, &t), 0);
+	assert_int_equal(t, 4);
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 0, &t), 0);
+	assert_int_equal(t, 17);
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 50, &t), 0);
+	assert_int_equal(t, 0);
 	logwriter_close(&w);
-
-	struct logreader r;
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	uint8_t *got = xmalloc(4 * big), dst[40000];
-	size_t n = 0, pieces = 0;
-	int truncated = 0;
-	uint64_t truncated_at = 0;
-	struct logchunk c;
-	int rc;
-	while ((rc = logreader_read(&r, dst, sizeof dst, &c)) == 1) {
-		if (c.stream == LOG_TRUNCATED) {
-			truncated++;
-			truncated_at = c.truncated_at;
-			continue;
-		}
-		assert_ptr_equal(c.data, dst);
-		assert_true(c.len > 0 && c.len <= sizeof dst);
-		/* "ab" on stderr starts every big + 2 bytes */
-		assert_int_equal(c.stream, n % (big + 2) == 0 ? LOG_STDERR : LOG_STDOUT);
-		if (c.stream == LOG_STDERR)
-			assert_int_equal(c.len, 2);
-		memcpy(got + n, c.data, c.len);
-		n += c.len;
-		pieces++;
-	}
-	assert_int_equal(rc, 0);
-	/* The cap cut the third big record after 44 bytes. */
-	assert_int_equal(truncated, 1);
-	assert_int_equal(truncated_at, 2 * (big + 2) + 46);
-	assert_int_equal(n, 2 * (big + 2) + 46);
-	for (int i = 0; i < 2; i++) {
-		assert_memory_equal(got + i * (big + 2), "ab", 2);
-		assert_memory_equal(got + i * (big + 2) + 2, data, big);
-	}
-	assert_memory_equal(got + 2 * (big + 2), "ab", 2);
-	assert_memory_equal(got + 2 * (big + 2) + 2, data, 44);
-	assert_true(pieces >= 2 * (big / sizeof dst + 1));
-
-	/* A record still being written: its committed part first, then the
-	 * rest once it arrives, at any mix with logreader_next. */
-	logreader_close(&r);
-	reset_log();
-	uint8_t hdr[LOGSTORE_HDR] = {LOG_STDOUT, 0x50, 0xc3, 0, 0}; /* 50000 */
-	append_raw(hdr, sizeof hdr);
-	append_raw(data, 30000);
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 1);
-	assert_int_equal(c.len, 30000);
-	assert_memory_equal(c.data, data, 30000);
-	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 0);
-	append_raw(data + 30000, 20000);
-	assert_int_equal(logreader_next(&r, 5000, &c), 1);
-	assert_int_equal(c.len, 5000);
-	assert_memory_equal(c.data, data + 30000, 5000);
-	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 1);
-	assert_int_equal(c.len, 15000);
-	assert_memory_equal(c.data, data + 35000, 15000);
-	assert_int_equal(logreader_read(&r, dst, sizeof dst, &c), 0);
-	logreader_close(&r);
-	free(got);
-	free(data);
 }
 
-static void test_cap(void **state)
+/* The cap keeps the newest output: whole old segments go, readers are told
+ * exactly where the kept output starts, and every offset stays absolute. */
+static void test_cap_keeps_newest(void **state)
 {
 	(void)state;
-	reset_log();
+	clear_job();
 	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 100), 0);
-	char a[60];
-	memset(a, 'a', sizeof a);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 60), 0);
-	assert_false(w.truncated);
-	memset(a, 'b', sizeof a);
-	assert_int_equal(logwriter_append(&w, LOG_STDERR, a, 60), 0);
+	const uint64_t cap = 256 << 10, seg = logstore_segment_size(cap);
+	assert_int_equal(seg, 64 << 10);
+	assert_int_equal(logwriter_open(&w, job_fd, "log", "logpos", cap), 0);
+	/* a reader that starts now and parks after every chunk */
+	struct logreader early;
+	assert_int_equal(logreader_open(&early, root_fd, "j", "log", 0), 0);
+	struct seen se = {0};
+	drain(&early, &se, true);
+	append_pattern(&w, 100, 100);
+	drain(&early, &se, true);
+	assert_int_equal(se.bytes, 100);
+	append_pattern(&w, (1 << 20) - 100, 10000);
+	assert_true(w.pos.kept <= cap);
+	assert_true(w.pos.kept > cap - seg);
+	assert_int_equal(w.pos.end, 1 << 20);
+	assert_int_equal(w.pos.first + w.pos.kept, w.pos.end);
+	assert_int_equal(w.pos.dropped, w.pos.first);
 	assert_true(w.truncated);
-	assert_int_equal(w.kept, 100);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 60), 0);
-	assert_int_equal(logwriter_append(&w, LOG_STDERR, a, 1), 0);
-	assert_int_equal(w.kept, 100);
-	logwriter_close(&w);
+	struct logpos pos;
+	assert_int_equal(logstore_pos_read(job_fd, "logpos", &pos), 0);
+	assert_int_equal(pos.first, w.pos.first);
+	assert_int_equal(pos.kept, w.pos.kept);
 
-	struct stat st;
-	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
-	assert_int_equal(st.st_size, 5 + 60 + 5 + 40 + 5 + 8);
-
+	/* from the start: a gap up to the first kept byte, then the tail */
 	struct logreader r;
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
 	struct seen s = {0};
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(drain(&r, 0, &s), 0);
-	assert_int_equal(s.n, 100);
-	assert_int_equal(s.truncated, 1);
-	assert_int_equal(s.truncated_at, 100);
-	assert_int_equal(s.data[59], 'a');
-	assert_int_equal(s.data[60], 'b');
-	assert_int_equal(s.stream[99], LOG_STDERR);
-	seen_free(&s);
+	drain(&r, &s, false);
+	assert_int_equal(s.gaps, 1);
+	assert_int_equal(s.gap[0].why, LOG_GAP_DROPPED);
+	assert_int_equal(s.gap[0].off, w.pos.first);
+	assert_int_equal(s.gap[0].lost, w.pos.first);
+	assert_int_equal(s.bytes, w.pos.kept);
+	assert_int_equal(s.end, 1 << 20);
 	logreader_close(&r);
 
-	/* Cap hit exactly: the marker comes with the next output. */
-	reset_log();
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 10), 0);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "0123456789", 10), 0);
-	assert_false(w.truncated);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "z", 1), 0);
-	assert_true(w.truncated);
+	/* the early reader's segment was deleted: it reads on while it still
+	 * holds it open, and is told the rest is gone; every offset is
+	 * accounted for exactly once */
+	drain(&early, &se, true);
+	assert_int_equal(se.gaps, 1);
+	assert_int_equal(se.gap[0].off, w.pos.first);
+	assert_int_equal(se.gap[0].why, LOG_GAP_DROPPED);
+	assert_int_equal(se.bytes + se.gap[0].lost, 1 << 20);
+	assert_int_equal(se.end, 1 << 20);
+	logreader_close(&early);
+
+	/* from an offset inside the kept range: exactly from there */
+	uint64_t from = w.pos.first + 12345;
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", from), 0);
+	struct seen s2 = {0};
+	drain(&r, &s2, false);
+	assert_int_equal(s2.gaps, 0);
+	assert_int_equal(s2.first_off, from);
+	assert_int_equal(s2.bytes, (1 << 20) - from);
+	logreader_close(&r);
+	/* beyond the end: nothing until the output gets there */
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", (1 << 20) + 10), 0);
+	struct seen s3 = {0};
+	drain(&r, &s3, false);
+	assert_int_equal(s3.bytes, 0);
+	append_pattern(&w, 30, 30);
+	drain(&r, &s3, false);
+	assert_int_equal(s3.first_off, (1 << 20) + 10);
+	assert_int_equal(s3.bytes, 20);
+	logreader_close(&r);
 	logwriter_close(&w);
-	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
-	assert_int_equal(st.st_size, 5 + 10 + 5 + 8);
 }
 
-/* A write that fails halfway through a record (a full disk; here the file
- * size limit) leaves that record last: nothing is appended after it, and
- * a write that failed before any byte landed does not stop the log. */
-static void test_torn_write(void **state)
+/* Output the writer cannot store is counted, and the next segment starts
+ * past it: readers see a gap of exactly the lost bytes. */
+static void test_lost_output_is_a_gap(void **state)
 {
 	(void)state;
-	reset_log();
+	clear_job();
 	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
-	struct rlimit old, lim = {.rlim_cur = 100, .rlim_max = RLIM_INFINITY};
-	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-	char a[200];
-	memset(a, 'a', sizeof a);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 40), 0);
-	assert_false(w.truncated);
-	assert_true(logwriter_append(&w, LOG_STDOUT, a, 200) < 0); /* torn at 100 bytes */
-	assert_true(w.truncated);
-	setrlimit(RLIMIT_FSIZE, &old);
-	assert_int_equal(logwriter_append(&w, LOG_STDERR, "more", 4), 0);
-	logwriter_close(&w);
+	assert_int_equal(logwriter_open(&w, job_fd, "log", "logpos", 0), 0);
+	append_pattern(&w, 1000, 1000);
+	/* the segment becomes unwritable, as on a full disk */
+	int ro = openat(job_fd, "log.1", O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	assert_int_equal(dup2(ro, w.fd), w.fd);
+	close(ro);
+	uint8_t b[500];
+	for (size_t i = 0; i < sizeof b; i++)
+		b[i] = pattern(1000 + i);
+	assert_true(logwriter_append(&w, LOG_STDOUT, b, sizeof b) < 0);
+	assert_int_equal(w.pos.lost, 500);
+	assert_int_equal(w.pos.end, 1500);
+	append_pattern(&w, 300, 300);
+	assert_int_equal(w.seq, 2);
+	assert_int_equal(w.pos.kept, 1300);
 
-	struct stat st;
-	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
-	assert_int_equal(st.st_size, 100);
 	struct logreader r;
-	struct seen sn = {0};
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	/* 40 bytes, then the 50 of the torn record that landed; "more" never
-	 * follows it. */
-	assert_int_equal(drain(&r, 0, &sn), 0);
-	assert_int_equal(sn.n, 90);
-	seen_free(&sn);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	struct seen s = {0};
+	drain(&r, &s, false);
+	assert_int_equal(s.gaps, 1);
+	assert_int_equal(s.gap[0].why, LOG_GAP_UNSTORED);
+	assert_int_equal(s.gap[0].off, 1500);
+	assert_int_equal(s.gap[0].lost, 500);
+	assert_int_equal(s.bytes, 1300);
+	assert_int_equal(s.end, 1800);
 	logreader_close(&r);
 
-	/* Nothing landed at all: the next output is still kept. */
-	reset_log();
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
-	lim.rlim_cur = 0;
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-	assert_true(logwriter_append(&w, LOG_STDOUT, a, 10) < 0);
-	assert_false(w.truncated);
-	setrlimit(RLIMIT_FSIZE, &old);
-	signal(SIGXFSZ, prev);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, a, 10), 0);
+	/* lost at the very end: finish leaves an empty segment marking it */
+	ro = openat(job_fd, "log.2", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(dup2(ro, w.fd), w.fd);
+	close(ro);
+	assert_true(logwriter_append(&w, LOG_STDOUT, b, 200) < 0);
+	logwriter_finish(&w);
+	assert_int_equal(w.seq, 3);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 1600), 0);
+	struct seen s2 = {0};
+	drain(&r, &s2, false);
+	assert_int_equal(s2.bytes, 200);
+	assert_int_equal(s2.gaps, 1);
+	assert_int_equal(s2.gap[0].off, 2000);
+	assert_int_equal(s2.gap[0].lost, 200);
+	logreader_close(&r);
 	logwriter_close(&w);
-	assert_int_equal(fstatat(dirfd_, "log", &st, 0), 0);
-	assert_int_equal(st.st_size, 15);
+}
+
+/* A follower reading while the writer crosses segments gets every byte
+ * once, and a record torn at the end of a segment becomes a gap. */
+static void test_follow_across_segments(void **state)
+{
+	(void)state;
+	clear_job();
+	struct logwriter w;
+	assert_int_equal(logwriter_open(&w, job_fd, "log", NULL, 1 << 20), 0);
+	assert_int_equal(w.seg_max, 128 << 10);
+	struct logreader r;
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	struct seen s = {0};
+	for (int i = 0; i < 40; i++) {
+		append_pattern(&w, 7000 + (size_t)i * 1000, 3000);
+		drain(&r, &s, i % 3 == 0);
+		assert_int_equal(s.end, w.pos.end);
+	}
+	assert_int_equal(s.gaps, 0);
+	assert_true(w.seq > 5);
+	assert_int_equal(s.bytes, w.pos.end);
+	/* tear the last record of the current segment by hand, then go on */
+	uint64_t at = w.pos.end;
+	const uint8_t torn[] = {17, 100, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, pattern(at), pattern(at + 1)};
+	assert_int_equal(write_all(w.fd, torn, sizeof torn), 0);
+	drain(&r, &s, false);
+	assert_int_equal(s.end, at + 2);
+	w.pos.end += 100;
+	close(w.fd);
+	w.fd = -1;
+	append_pattern(&w, 10, 10);
+	drain(&r, &s, false);
+	assert_int_equal(s.gaps, 1);
+	assert_int_equal(s.gap[0].why, LOG_GAP_UNSTORED);
+	assert_int_equal(s.gap[0].off, at + 100);
+	assert_int_equal(s.gap[0].lost, 98);
+	assert_int_equal(s.end, at + 110);
+	logreader_close(&r);
+	logwriter_close(&w);
+}
+
+static void test_tail_across_segments(void **state)
+{
+	(void)state;
+	clear_job();
+	struct logwriter w;
+	assert_int_equal(logwriter_open(&w, job_fd, "log", NULL, 1 << 20), 0);
+	uint64_t line_at[20000];
+	char line[32];
+	for (int i = 0; i < 20000; i++) {
+		line_at[i] = w.pos.end;
+		int n = snprintf(line, sizeof line, "line %d\n", i);
+		assert_int_equal(logwriter_append(&w, i % 2 ? LOG_STDERR : LOG_STDOUT, line,
+						  (size_t)n),
+				 0);
+	}
+	assert_true(w.seq >= 2);
+	uint64_t off;
+	const uint64_t ns[] = {1, 2, 10, 5000, 19999};
+	for (size_t k = 0; k < ARRAY_SIZE(ns); k++) {
+		assert_int_equal(logstore_tail(root_fd, "j", "log", ns[k], &off), 0);
+		assert_int_equal(off, line_at[20000 - ns[k]]);
+	}
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 20000, &off), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 30000, &off), 0);
+	assert_int_equal(off, 0);
+	/* an unfinished last line is a line */
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "tail", 4), 0);
+	assert_int_equal(logstore_tail(root_fd, "j", "log", 2, &off), 0);
+	assert_int_equal(off, line_at[19999]);
+	logwriter_close(&w);
+	assert_int_equal(logstore_tail(root_fd, "nothing", "log", 2, &off), -ENOENT);
 }
 
 static void test_corrupt(void **state)
 {
 	(void)state;
-	reset_log();
+	clear_job();
 	struct logwriter w;
-	assert_int_equal(logwriter_open(&w, dirfd_, "log", 0), 0);
-	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "good", 4), 0);
-	logwriter_close(&w);
-	append_raw("\x09garbage", 8);
-
+	assert_int_equal(logwriter_open(&w, job_fd, "log", NULL, 0), 0);
+	assert_int_equal(logwriter_append(&w, LOG_STDOUT, "ok", 2), 0);
+	const uint8_t junk[] = {0x42, 0, 0, 0, 0};
+	assert_int_equal(write_all(w.fd, junk, sizeof junk), 0);
 	struct logreader r;
-	struct logchunk c;
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(logreader_next(&r, 0, &c), 1);
-	assert_memory_equal(c.data, "good", 4);
-	assert_int_equal(logreader_next(&r, 0, &c), -EBADMSG);
-	assert_int_equal(logreader_next(&r, 0, &c), -EBADMSG);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	struct logchunk ch;
+	assert_int_equal(logreader_next(&r, 0, &ch), 1);
+	assert_int_equal(logreader_next(&r, 0, &ch), -EBADMSG);
 	logreader_close(&r);
-
-	/* Oversized length in an otherwise valid header. */
-	reset_log();
-	append_raw("\x01\xff\xff\xff\x7f", 5);
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(logreader_next(&r, 0, &c), -EBADMSG);
+	/* a segment must begin with its segment record */
+	int fd = openat(job_fd, "log.2", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	const uint8_t no_seg[] = {17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+	assert_int_equal(write_all(fd, no_seg, sizeof no_seg), 0);
+	close(fd);
+	assert_int_equal(unlinkat(job_fd, "log.1", 0), 0);
+	assert_int_equal(logreader_open(&r, root_fd, "j", "log", 0), 0);
+	assert_int_equal(logreader_next(&r, 0, &ch), -EBADMSG);
 	logreader_close(&r);
-
-	/* A bad stream byte is detected before the header is whole. */
-	reset_log();
-	append_raw("\x00", 1);
-	assert_int_equal(logreader_open(&r, dirfd_, "log"), 0);
-	assert_int_equal(logreader_next(&r, 0, &c), -EBADMSG);
-	logreader_close(&r);
-
-	assert_int_equal(logreader_open(&r, dirfd_, "nonexistent"), -ENOENT);
-	logreader_close(&r);
+	logwriter_close(&w);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_round_trip_interleaved),
-		cmocka_unit_test(test_partial_last_record),
-		cmocka_unit_test(test_long_record_split),
-		cmocka_unit_test(test_cap),
-		cmocka_unit_test(test_read_into),
-		cmocka_unit_test(test_torn_write),
+		cmocka_unit_test(test_v1_log_readable),
+		cmocka_unit_test(test_round_trip_offsets_and_time),
+		cmocka_unit_test(test_cap_keeps_newest),
+		cmocka_unit_test(test_lost_output_is_a_gap),
+		cmocka_unit_test(test_follow_across_segments),
+		cmocka_unit_test(test_tail_across_segments),
 		cmocka_unit_test(test_corrupt),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
