@@ -66,9 +66,9 @@ size_t joblog_header(uint8_t hdr[JOBLOG_HDR_MAX], enum log_stream stream, size_t
 size_t joblog_notice(uint8_t msg[JOBLOG_HDR_MAX], const struct logchunk *ch)
 {
 	size_t n = 0;
-	uint64_t at = ch->stream == LOG_TRUNCATED ? ch->truncated_at
+	uint64_t at = ch->stream == LOG_TRUNCATED   ? ch->truncated_at
 		      : ch->why == LOG_GAP_UNSTORED ? ch->off - ch->lost
-						   : 0;
+						    : 0;
 	if (at)
 		n += put_uint_field(msg + n, F_TRUNCATED_AT, at);
 	if (ch->off)

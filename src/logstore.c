@@ -380,8 +380,7 @@ int logstore_parse(const uint8_t *buf, size_t buflen, enum log_record *type, uin
 
 /* ---- follower ---- */
 
-int logreader_open(struct logreader *r, int dirfd, const char *dir, const char *base,
-		   uint64_t from)
+int logreader_open(struct logreader *r, int dirfd, const char *dir, const char *base, uint64_t from)
 {
 	memset(r, 0, sizeof *r);
 	r->fd = -1;
@@ -666,9 +665,10 @@ static int next_header(struct logreader *r, size_t want, struct logchunk *out)
 				continue;
 			return 1;
 		}
-		r->cur = type == LOGREC_STDERR || type == LOGREC_STDERR_V1 ? LOG_STDERR : LOG_STDOUT;
-		r->cur_time = need == LOGSTORE_HDR_TIMED ? get_le64(r->buf + r->start + LOGSTORE_HDR)
-							 : 0;
+		r->cur =
+			type == LOGREC_STDERR || type == LOGREC_STDERR_V1 ? LOG_STDERR : LOG_STDOUT;
+		r->cur_time =
+			need == LOGSTORE_HDR_TIMED ? get_le64(r->buf + r->start + LOGSTORE_HDR) : 0;
 		r->start += need;
 		r->rec_left = len;
 		/* Large records: read the next header alone, so that its

@@ -33,8 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LOGSTORE_HDR 5	       /* v1 header and v2 control-record header */
-#define LOGSTORE_HDR_TIMED 13  /* v2 output-record header */
+#define LOGSTORE_HDR 5	      /* v1 header and v2 control-record header */
+#define LOGSTORE_HDR_TIMED 13 /* v2 output-record header */
 #define LOGSTORE_MAX_RECORD (1u << 20)
 #define LOGSTORE_SEGMENT_MAX (64u << 20) /* payload bytes per segment, at most */
 #define LOGSTORE_NAME_MAX 64
@@ -72,8 +72,8 @@ struct logpos {
 };
 
 struct logwriter {
-	int dirfd;  /* the job directory (dup, owned) */
-	int fd;	    /* current segment, O_APPEND; -1 = open a new one first */
+	int dirfd; /* the job directory (dup, owned) */
+	int fd;	   /* current segment, O_APPEND; -1 = open a new one first */
 	char base[LOGSTORE_NAME_MAX];
 	uint64_t cap;	    /* kept payload bound; 0 = unlimited */
 	uint64_t seg_max;   /* payload bytes per segment */
@@ -81,10 +81,10 @@ struct logwriter {
 	uint64_t first_seq; /* oldest segment still on disk */
 	struct logstore_seg {
 		uint64_t base, bytes; /* first offset, payload kept */
-	} *segs;		      /* segments first_seq..seq */
+	} * segs;		      /* segments first_seq..seq */
 	size_t seg_alloc;
 	struct logpos pos;
-	bool truncated;			/* some output is not kept (dropped or lost) */
+	bool truncated;		   /* some output is not kept (dropped or lost) */
 	volatile uint64_t *shared; /* the pos file, mapped; NULL if unavailable */
 };
 
@@ -126,12 +126,12 @@ int logstore_parse(const uint8_t *buf, size_t buflen, enum log_record *type, uin
  * reads: logreader_park() gives it and the buffer back while the reader
  * waits, and the next read reopens its segment by name. */
 struct logreader {
-	int dirfd;		    /* borrowed: the directory holding `dir` */
+	int dirfd;		     /* borrowed: the directory holding `dir` */
 	char dir[LOGSTORE_NAME_MAX]; /* the job directory, relative to dirfd */
 	char base[LOGSTORE_NAME_MAX];
-	int fd;		 /* current file; -1 while parked or before the log exists */
-	uint64_t seq;	 /* current segment; 0 = the v1 file */
-	bool found;	 /* a file was chosen (seq is meaningful) */
+	int fd;		  /* current file; -1 while parked or before the log exists */
+	uint64_t seq;	  /* current segment; 0 = the v1 file */
+	bool found;	  /* a file was chosen (seq is meaningful) */
 	bool one_segment; /* stop at the end of seq (tail scans) */
 	bool seg_open;	  /* the segment's first record was read */
 	uint64_t boff;	  /* file offset of buf[0] */
@@ -139,10 +139,10 @@ struct logreader {
 	size_t cap, start, end; /* valid bytes are buf[start..end) */
 	enum log_stream cur;	/* stream of the record being handed out */
 	uint64_t cur_time;
-	size_t rec_left; /* its payload bytes not yet handed out */
-	bool direct;	 /* last record was large: read headers alone */
-	uint64_t pos;	 /* offset of the next byte handed out */
-	uint64_t want;	 /* bytes before this offset are skipped */
+	size_t rec_left;   /* its payload bytes not yet handed out */
+	bool direct;	   /* last record was large: read headers alone */
+	uint64_t pos;	   /* offset of the next byte handed out */
+	uint64_t want;	   /* bytes before this offset are skipped */
 	uint64_t seg_base; /* first offset of the current segment */
 	enum log_gap why;  /* how a gap before the next segment came about */
 };

@@ -281,3 +281,24 @@ def test_full_disk_loss_is_visible(tiny_state, pb):
     assert rr.returncode == 0
     assert rr.stdout == data
     assert b"were lost: the server could not store them" in rr.stderr
+
+
+def test_parked_readers_hold_no_descriptor(rund, pb):
+    """Issue 11: a Log reader waiting for output holds no file descriptor
+    (it reopens its segment when woken), so readers cannot exhaust them."""
+    s = LogStub(channel(rund), pb)
+    jid = start(s, pb, "sh", "-c", "echo ready; sleep 100")
+    assert wait_for(lambda: s.Status(pb.JobIdentifier(ulid=jid)).log_bytes == 6, 10)
+    s.Status(pb.JobIdentifier(ulid=jid))
+    fds0 = rund.fd_count()
+    its = []
+    for _ in range(80):  # below the connection's concurrent-stream limit
+        it = s.Log(pb.JobIdentifier(ulid=jid), timeout=60)
+        assert next(it).stdout == b"ready\n"
+        its.append(it)
+    time.sleep(0.2)
+    grew = rund.fd_count() - fds0
+    assert grew < 10, grew
+    s.Stop(pb.JobIdentifier(ulid=jid), timeout=10)
+    for it in its:
+        assert list(it) == []

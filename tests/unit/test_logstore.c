@@ -149,8 +149,8 @@ static void test_v1_log_readable(void **state)
 {
 	(void)state;
 	clear_job();
-	const uint8_t v1[] = {1, 5, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', 2, 4,  0, 0, 0,
-			      'o', 'o', 'p', 's', 3, 8, 0, 0, 0, 9,	  0,   0, 0, 0, 0, 0, 0};
+	const uint8_t v1[] = {1,   5,	0,   0, 0, 'h', 'e', 'l', 'l', 'o', 2, 4, 0, 0, 0, 'o',
+			      'o', 'p', 's', 3, 8, 0,	0,   0,	  9,   0,   0, 0, 0, 0, 0, 0};
 	int fd = openat(job_fd, "log", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	assert_int_equal(write_all(fd, v1, sizeof v1), 0);
 	close(fd);
@@ -391,7 +391,8 @@ static void test_follow_across_segments(void **state)
 	assert_int_equal(s.bytes, w.pos.end);
 	/* tear the last record of the current segment by hand, then go on */
 	uint64_t at = w.pos.end;
-	const uint8_t torn[] = {17, 100, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, pattern(at), pattern(at + 1)};
+	const uint8_t torn[] = {
+		17, 100, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, pattern(at), pattern(at + 1)};
 	assert_int_equal(write_all(w.fd, torn, sizeof torn), 0);
 	drain(&r, &s, false);
 	assert_int_equal(s.end, at + 2);
@@ -420,9 +421,8 @@ static void test_tail_across_segments(void **state)
 	for (int i = 0; i < 20000; i++) {
 		line_at[i] = w.pos.end;
 		int n = snprintf(line, sizeof line, "line %d\n", i);
-		assert_int_equal(logwriter_append(&w, i % 2 ? LOG_STDERR : LOG_STDOUT, line,
-						  (size_t)n),
-				 0);
+		assert_int_equal(
+			logwriter_append(&w, i % 2 ? LOG_STDERR : LOG_STDOUT, line, (size_t)n), 0);
 	}
 	assert_true(w.seq >= 2);
 	uint64_t off;
