@@ -238,7 +238,7 @@ def tiny_state(tmp_path):
                    check=True)
     r = None
     try:
-        r = Rund(d, ["-max_log_bytes", "0"])
+        r = Rund(d, ["-max_log_bytes", "0", "-min_free_space", "0"])
         yield r
     finally:
         if r:
