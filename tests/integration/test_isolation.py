@@ -78,14 +78,14 @@ def setup(rund, pb):
 
 def _log_has(rund, jid):
     try:
-        return os.path.getsize(os.path.join(rund.state_dir, "jobs", jid, "log")) > 0
+        return os.path.getsize(os.path.join(rund.state_dir, "jobs", jid, "log.1")) > 0
     except OSError:
         return False
 
 
 def _log_says(rund, jid, what):
     try:
-        with open(os.path.join(rund.state_dir, "jobs", jid, "log"), "rb") as f:
+        with open(os.path.join(rund.state_dir, "jobs", jid, "log.1"), "rb") as f:
             return what in f.read()
     except OSError:
         return False
@@ -94,7 +94,7 @@ def _log_says(rund, jid, what):
 def victim_intact(rund, owner, pb, vid, secret):
     st = status(owner, pb, vid)
     assert st.state == pb.JobStatus.RUNNING, st
-    with open(os.path.join(rund.state_dir, "jobs", vid, "log"), "rb") as f:
+    with open(os.path.join(rund.state_dir, "jobs", vid, "log.1"), "rb") as f:
         log = f.read()
     assert secret.encode() in log
     # Exactly one record: nothing was appended.
@@ -143,7 +143,7 @@ def test_other_jobs_output_unreachable(rund, pb, setup):
 def test_forging_owner_or_log_fails(rund, pb, setup):
     attacker, owner, vid, secret = setup
     spec = os.path.join(rund.state_dir, "jobs", vid, "spec")
-    log = os.path.join(rund.state_dir, "jobs", vid, "log")
+    log = os.path.join(rund.state_dir, "jobs", vid, "log.1")
     st, out, err = attack(
         attacker, pb,
         'sed -i "s/^owner .*/owner 20 DNS:client.rund.test/" "$1" && echo ATTACK-OK; '
