@@ -287,8 +287,10 @@ static void print_status(FILE *out, const Rund__JobStatus *s)
 	json_u64str(out, "log_bytes", s->log_bytes);
 	json_bool(out, "log_truncated", s->log_truncated, true);
 	fprintf(out, "\"uid\":%" PRIu32 ",", s->uid);
-	json_bool(out, "timed_out", s->timed_out, false);
-	fputc('}', out);
+	json_bool(out, "timed_out", s->timed_out, true);
+	json_u64str(out, "log_end", s->log_end);
+	json_u64str(out, "log_lost", s->log_lost);
+	fprintf(out, "\"log_first\":\"%" PRIu64 "\"}", s->log_first);
 }
 
 static int flush_stdout(const char *cmd)
