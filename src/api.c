@@ -32,6 +32,7 @@ struct api {
 	struct job_table *jobs;
 	bool draining;
 	LIST_HEAD(, parked) waits, watches;
+	LIST_HEAD(, log_ctx) logs; /* open Log and ReadLog streams */
 };
 
 struct api *api_new(struct job_table *jobs)
@@ -40,6 +41,7 @@ struct api *api_new(struct job_table *jobs)
 	a->jobs = jobs;
 	LIST_INIT(&a->waits);
 	LIST_INIT(&a->watches);
+	LIST_INIT(&a->logs);
 	return a;
 }
 
@@ -355,10 +357,13 @@ static void send_health(struct rpc_call *call, int status)
 	rpc_call_send(call, &iov, 1);
 }
 
+static void log_drain(struct api *a);
+
 static void api_drain(void *ctx)
 {
 	struct api *a = ctx;
 	a->draining = true;
+	log_drain(a);
 	while (!LIST_EMPTY(&a->watches)) {
 		struct parked *p = LIST_FIRST(&a->watches);
 		send_health(p->call,
@@ -651,12 +656,14 @@ static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_
 /* --- Log ---------------------------------------------------------------- */
 
 #define TAIL_LINES_MAX 1000000
+#define LOG_DRAINING "the server is restarting: read again from the next offset"
 
 struct log_ctx {
 	struct rpc_call *call;
 	struct job_follower *follower;
-	bool no_follow;	 /* end at the current end of the output */
-	bool timestamps; /* fill JobLog.time */
+	LIST_ENTRY(log_ctx) link; /* in api.logs */
+	bool no_follow;		  /* end at the current end of the output */
+	bool timestamps;	  /* fill JobLog.time */
 };
 
 static void log_notify(void *ctx)
@@ -667,6 +674,7 @@ static void log_notify(void *ctx)
 
 static void log_free(struct log_ctx *c)
 {
+	LIST_REMOVE(c, link);
 	job_follow_close(c->follower);
 	free(c);
 }
@@ -738,20 +746,38 @@ static void log_pull(struct rpc_call *call, void *ctx, size_t budget)
 	}
 }
 
+/* A restart: readers are told to come back (UNAVAILABLE); what was
+ * queued for them is sent first, so the offset they continue at is exact. */
+static void log_drain(struct api *a)
+{
+	while (!LIST_EMPTY(&a->logs)) {
+		struct log_ctx *c = LIST_FIRST(&a->logs);
+		rpc_call_finish(c->call, GRPC_UNAVAILABLE, LOG_DRAINING);
+		log_free(c);
+	}
+}
+
 static void log_cancel(void *ctx)
 {
 	log_free(ctx);
 }
 
-static void log_begin(struct rpc_call *call, struct job *j, uint64_t from, struct log_ctx *c)
+static void log_begin(struct rpc_call *call, struct api *a, struct job *j, uint64_t from,
+		      struct log_ctx *c)
 {
 	c->call = call;
 	struct err err = {0};
+	if (a->draining) {
+		free(c);
+		rpc_call_finish(call, GRPC_UNAVAILABLE, LOG_DRAINING);
+		return;
+	}
 	if (job_follow(j, from, log_notify, c, &c->follower, &err) < 0) {
 		free(c);
 		finish_err(call, &err);
 		return;
 	}
+	LIST_INSERT_HEAD(&a->logs, c, link);
 	rpc_call_set_ctx(call, c, log_pull, log_cancel);
 }
 
@@ -759,7 +785,7 @@ static void on_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t 
 {
 	struct job *j = find_job(call, svc, req, len);
 	if (j)
-		log_begin(call, j, 0, xcalloc(1, sizeof(struct log_ctx)));
+		log_begin(call, svc, j, 0, xcalloc(1, sizeof(struct log_ctx)));
 }
 
 static void on_read_log(struct rpc_call *call, void *svc, const uint8_t *req, size_t len)
@@ -769,16 +795,16 @@ static void on_read_log(struct rpc_call *call, void *svc, const uint8_t *req, si
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed LogRequest message");
 		return;
 	}
+	struct job *j = find_id(call, svc, m->ulid);
 	struct err err = {0};
-	struct job *j = NULL;
 	uint64_t from = m->offset;
-	int r = job_find(svc, m->ulid, strlen(m->ulid), rpc_call_peer(call), &j, &err);
-	if (r == 0 && m->tail_lines && m->offset) {
+	int r = j ? 0 : -ENOENT;
+	if (j && m->tail_lines && m->offset) {
 		r = err_set(&err, EINVAL, ERR_INVALID, "offset and tail_lines exclude each other");
-	} else if (r == 0 && m->tail_lines && m->tail_lines->value > TAIL_LINES_MAX) {
+	} else if (j && m->tail_lines && m->tail_lines->value > TAIL_LINES_MAX) {
 		r = err_set(&err, EINVAL, ERR_INVALID, "tail_lines %" PRIu64 " is above %u",
 			    m->tail_lines->value, TAIL_LINES_MAX);
-	} else if (r == 0 && m->tail_lines) {
+	} else if (j && m->tail_lines) {
 		r = job_log_tail(j, m->tail_lines->value, &from, &err);
 	}
 	struct log_ctx *c = NULL;
@@ -789,10 +815,11 @@ static void on_read_log(struct rpc_call *call, void *svc, const uint8_t *req, si
 	}
 	rund__log_request__free_unpacked(m, NULL);
 	if (r < 0) {
-		finish_err(call, &err);
+		if (j) /* else find_id answered */
+			finish_err(call, &err);
 		return;
 	}
-	log_begin(call, j, from, c);
+	log_begin(call, svc, j, from, c);
 }
 
 /* --- Health ------------------------------------------------------------- */

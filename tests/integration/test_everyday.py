@@ -212,7 +212,7 @@ IGNORES = "trap '' TERM; echo ready; while :; do sleep 0.1; done"
 
 def ready(rund, jid):
     """Waits until the job printed "ready" (its traps are set)."""
-    path = os.path.join(rund.state_dir, "jobs", jid, "log")
+    path = os.path.join(rund.state_dir, "jobs", jid, "log.1")  # its first segment
 
     def seen():
         try:

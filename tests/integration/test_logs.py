@@ -148,7 +148,16 @@ def test_runc_log_survives_restart(rund_factory, pb, sig):
         if len(got) > 30:
             break
     it.cancel()
+    # a reader still open when the daemon goes is told to retry
+    held = s.ReadLog(pb.LogRequest(ulid=jid, offset=len(got)), timeout=60)
+    assert next(held).offset == len(got)
     r.restart(sig=sig)
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in held:
+            pass
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+    if sig == signal.SIGTERM:
+        assert "read again" in e.value.details()
     time.sleep(0.3)
     s2 = LogStub(channel(r), pb)
     for m in s2.ReadLog(pb.LogRequest(ulid=jid, offset=len(got)), timeout=60):

@@ -223,10 +223,10 @@ def test_status_json_has_every_field(rund, pb):
     assert list(js) == ["stopped", "killed", "exit_code", "user_time", "system_time",
                         "memory_current", "state", "signal", "oom_killed", "memory_peak",
                         "start_time", "end_time", "command", "log_bytes", "log_truncated",
-                        "uid", "timed_out"]
+                        "uid", "timed_out", "log_end", "log_lost", "log_first"]
     assert js["exit_code"] == 7 and js["state"] == "EXITED" and js["signal"] == 0
     assert js["command"] == ["sh", "-c", "exit 7"]
-    for f in ("memory_current", "memory_peak", "log_bytes"):
+    for f in ("memory_current", "memory_peak", "log_bytes", "log_end", "log_lost", "log_first"):
         assert isinstance(js[f], str) and js[f].isdigit(), (f, js[f])
     for f in ("user_time", "system_time"):
         assert js[f] is None or (js[f].endswith("s") and float(js[f][:-1]) >= 0), js[f]
