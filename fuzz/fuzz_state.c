@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cgroup.h"
 #include "flags.h"
@@ -143,7 +144,8 @@ static void text_parsers(const char *s)
 	if (ulid_parse(s, strlen(s), &u) == 0) {
 		char back[ULID_LEN + 1];
 		ulid_format(&u, back);
-		CHECK(strcmp(back, s) == 0);
+		/* Ids are read in either case and written in upper case. */
+		CHECK(strcasecmp(back, s) == 0);
 	}
 	uint64_t v;
 	flags_parse_bytes(s, &v);
