@@ -101,13 +101,23 @@ static void send_packed(struct rpc_call *call, const ProtobufCMessage *m)
 		rpc_call_finish(call, GRPC_OK, NULL);
 }
 
-/* Decodes a JobIdentifier and finds the caller's job; answers the call
- * itself on failure. */
-static struct job *find_id(struct rpc_call *call, struct api *a, const char *id)
+static bool wire_field_has_nul(const uint8_t *p, size_t len, unsigned field);
+
+/* Finds the caller's job named by id, field 1 of the request message req;
+ * answers the call itself on failure. */
+static struct job *find_id(struct rpc_call *call, struct api *a, const char *id, const uint8_t *req,
+			   size_t len)
 {
 	struct err err = {0};
 	struct job *j = NULL;
 	rpc_call_set_job(call, id);
+	/* protobuf-c's string ends at a NUL: "<id>\0junk" must not name the
+	 * job <id>. */
+	if (wire_field_has_nul(req, len, 1)) {
+		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+				"malformed job id: it contains a NUL byte");
+		return NULL;
+	}
 	if (job_find(a->jobs, id, strlen(id), rpc_call_peer(call), &j, &err) < 0)
 		finish_err(call, &err);
 	return j;
@@ -120,7 +130,7 @@ static struct job *find_job(struct rpc_call *call, struct api *a, const uint8_t 
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed JobIdentifier message");
 		return NULL;
 	}
-	struct job *j = find_id(call, a, m->ulid);
+	struct job *j = find_id(call, a, m->ulid, req, len);
 	rund__job_identifier__free_unpacked(m, NULL);
 	return j;
 }
@@ -276,11 +286,15 @@ static void on_terminate(struct rpc_call *call, void *svc, const uint8_t *req, s
 	char msg[96] = "";
 	if (m->signal >= 65)
 		snprintf(msg, sizeof msg, "signal %u is not a signal (1 ... 64)", m->signal);
+	else if (m->signal == SIGSTOP)
+		/* It cannot be caught, so a confined job's init could not
+		 * forward it: it would stop the init itself. */
+		snprintf(msg, sizeof msg, "signal %u (SIGSTOP) cannot end a job", m->signal);
 	else if (m->to != RUND__JOB_TERMINATE_REQUEST__TARGET__MAIN && !how.to_group)
 		snprintf(msg, sizeof msg, "to %d is neither MAIN nor GROUP", (int)m->to);
 	else if (!duration_ns(m->grace, JOBSPEC_GRACE_MAX_NS, &how.grace_ns))
 		snprintf(msg, sizeof msg, "grace must be between 0 and 1h");
-	struct job *j = msg[0] ? NULL : find_id(call, svc, m->ulid);
+	struct job *j = msg[0] ? NULL : find_id(call, svc, m->ulid, req, len);
 	rund__job_terminate_request__free_unpacked(m, NULL);
 	if (msg[0]) {
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
@@ -570,6 +584,39 @@ static struct nul_hit start_request_nul(const uint8_t *p, size_t len)
 	return none;
 }
 
+/* True when a length-delimited occurrence of field holds a NUL byte. */
+static bool wire_field_has_nul(const uint8_t *p, size_t len, unsigned field)
+{
+	size_t off = 0;
+	while (off < len) {
+		uint64_t key, v;
+		if (!wire_varint(p, len, &off, &key))
+			return false;
+		switch (key & 7) {
+		case 0:
+			if (!wire_varint(p, len, &off, &v))
+				return false;
+			break;
+		case 1:
+			off += 8;
+			break;
+		case 5:
+			off += 4;
+			break;
+		case 2:
+			if (!wire_varint(p, len, &off, &v) || v > len - off)
+				return false;
+			if (key >> 3 == field && memchr(p + off, 0, (size_t)v))
+				return true;
+			off += (size_t)v;
+			break;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
 /* "name", "args[3]", "env[0]", "cwd" */
 static void field_name(unsigned f, size_t i, char *buf, size_t cap)
 {
@@ -617,11 +664,11 @@ static void on_start(struct rpc_call *call, void *svc, const uint8_t *req, size_
 		}
 	}
 	uint64_t run_ns, grace_ns;
-	bool run_ok = duration_ns(m->max_run_time, UINT64_MAX, &run_ns);
+	bool run_ok = duration_ns(m->max_run_time, JOBSPEC_RUN_TIME_MAX_NS, &run_ns);
 	if (!run_ok || !duration_ns(m->run_time_grace, JOBSPEC_GRACE_MAX_NS, &grace_ns)) {
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT,
 				run_ok ? "run_time_grace must be between 0 and 1h"
-				       : "max_run_time must not be negative");
+				       : "max_run_time must be between 0 and 100 years");
 		rund__job_start_request__free_unpacked(m, NULL);
 		return;
 	}
@@ -795,7 +842,7 @@ static void on_read_log(struct rpc_call *call, void *svc, const uint8_t *req, si
 		rpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed LogRequest message");
 		return;
 	}
-	struct job *j = find_id(call, svc, m->ulid);
+	struct job *j = find_id(call, svc, m->ulid, req, len);
 	struct err err = {0};
 	uint64_t from = m->offset;
 	int r = j ? 0 : -ENOENT;

@@ -134,6 +134,8 @@ struct jobspec {
  * 10 s when none is given for the run-time limit. */
 #define JOBSPEC_GRACE_MAX_NS (3600ull * 1000000000)
 #define JOBSPEC_RUN_TIME_GRACE_NS (10ull * 1000000000)
+/* The longest -max_run_time: 100 years (a deadline never overflows). */
+#define JOBSPEC_RUN_TIME_MAX_NS (100ull * 36525 * 864 * 1000000000)
 
 struct jobstart {
 	pid_t supervisor_pid;

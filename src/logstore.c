@@ -834,7 +834,7 @@ int logstore_tail(int dirfd, const char *dir, const char *base, uint64_t lines, 
 		lo = hi = 0;
 	size_t cap = (size_t)lines + 1;
 	_cleanup_free_ uint64_t *ring = xmalloc(cap * sizeof *ring);
-	uint64_t need = lines, end = 0, result = UINT64_MAX;
+	uint64_t need = lines, end = 0, result = UINT64_MAX, scanned = 0;
 	for (uint64_t seq = hi;; seq--) {
 		logreader_open(&r, dirfd, dir, base, 0);
 		r.one_segment = true;
@@ -865,7 +865,11 @@ int logstore_tail(int dirfd, const char *dir, const char *base, uint64_t lines, 
 			return 0;
 		}
 		need -= count;
-		if (seq <= lo)
+		/* The scan runs on the daemon's event loop: a log of few, long
+		 * lines starts at the oldest segment read within the bound
+		 * rather than stalling every other call. */
+		scanned += seg_end - first;
+		if (seq <= lo || scanned >= LOGSTORE_TAIL_SCAN_MAX)
 			break;
 	}
 	*off = result;

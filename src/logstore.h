@@ -182,10 +182,15 @@ int logreader_read(struct logreader *r, uint8_t *dst, size_t max, struct logchun
 void logreader_park(struct logreader *r);
 void logreader_close(struct logreader *r);
 
+/* At most this many bytes of segments are read to find the lines of a tail
+ * (beyond the newest segment, which is always read). */
+#define LOGSTORE_TAIL_SCAN_MAX (64u << 20)
+
 /* The offset where the last `lines` lines of the log start (a final line
  * without a newline counts); the first kept byte when there are fewer, the
- * end for 0. Reads the newest segments only as far as needed. 0 or
- * -errno (-ENOENT: no log yet, *off = 0). */
+ * end for 0. Reads the newest segments only as far as needed, and no more
+ * than LOGSTORE_TAIL_SCAN_MAX: where that holds fewer lines, the tail starts
+ * at the oldest segment read. 0 or -errno (-ENOENT: no log yet, *off = 0). */
 int logstore_tail(int dirfd, const char *dir, const char *base, uint64_t lines, uint64_t *off);
 
 #endif

@@ -385,6 +385,11 @@ static void check_deadlines(struct sup_job *j, uint64_t now)
 	if (j->kill_at && now >= j->kill_at) {
 		j->kill_at = 0;
 		cgroup_job_kill(&j->root, j->spec.id, NULL);
+		/* A confined job's init is outside the group: killed too, in
+		 * case a signal left it unable to reap (it takes the rest of
+		 * its PID namespace with it). */
+		if (j->pidfd >= 0)
+			sys_pidfd_send_signal(j->pidfd, SIGKILL, NULL, 0);
 	}
 }
 

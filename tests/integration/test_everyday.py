@@ -422,3 +422,31 @@ def test_help(cmd, words):
     assert r.returncode == 0
     for w in words:
         assert w.encode() in r.stdout, (cmd, w)
+
+
+def test_hostile_values_refused(rund, pb):
+    """Values a review found could wedge or mislead: each refused by name."""
+    s = stub(channel(rund))
+    x = Extra(channel(rund), pb)
+    jid = start(s, pb, "sleep", "60")
+    # SIGSTOP cannot be forwarded by a confined job's init: it would stop
+    # the init itself and the job could never end.
+    with pytest.raises(grpc.RpcError) as e:
+        x.Terminate(pb.JobTerminateRequest(ulid=jid, signal=signal.SIGSTOP), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "SIGSTOP" in e.value.details()
+    # An id followed by a NUL is not the job's id.
+    with pytest.raises(grpc.RpcError) as e:
+        s.Status(pb.JobIdentifier(ulid=jid + "\0junk"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "NUL" in e.value.details()
+    # A run-time limit that would overflow the deadline.
+    req = pb.JobStartRequest(name="sleep", args=["5"])
+    req.max_run_time.seconds = 18446744073
+    with pytest.raises(grpc.RpcError) as e:
+        s.Start(req, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_run_time" in e.value.details()
+    # The job is untouched by all of it.
+    assert s.Status(pb.JobIdentifier(ulid=jid), timeout=10).state == pb.JobStatus.RUNNING
+    s.Stop(pb.JobIdentifier(ulid=jid), timeout=20)
