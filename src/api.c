@@ -542,50 +542,12 @@ struct nul_hit {
 	size_t index;	/* for the repeated ones */
 };
 
-/* protobuf-c hands strings over NUL-terminated, so "ec\0ho" would reach
- * the job as "ec". Scans a JobStartRequest's wire bytes for a name, args,
- * env or cwd value holding a NUL: the first one found, field 0 if none. */
-static struct nul_hit start_request_nul(const uint8_t *p, size_t len)
-{
-	size_t off = 0, n_args = 0, n_env = 0;
-	struct nul_hit none = {0, 0};
-	while (off < len) {
-		uint64_t key, v;
-		if (!wire_varint(p, len, &off, &key))
-			return none;
-		switch (key & 7) {
-		case 0:
-			if (!wire_varint(p, len, &off, &v))
-				return none;
-			break;
-		case 1:
-			off += 8;
-			break;
-		case 5:
-			off += 4;
-			break;
-		case 2: {
-			if (!wire_varint(p, len, &off, &v) || v > len - off)
-				return none;
-			unsigned f = (unsigned)(key >> 3);
-			size_t *count = f == FIELD_ARGS ? &n_args : f == FIELD_ENV ? &n_env : NULL;
-			bool str = f == FIELD_NAME || f == FIELD_CWD || count;
-			if (str && memchr(p + off, 0, (size_t)v))
-				return (struct nul_hit){f, count ? *count : 0};
-			if (count)
-				(*count)++;
-			off += (size_t)v;
-			break;
-		}
-		default:
-			return none; /* groups: unpack refused them already */
-		}
-	}
-	return none;
-}
-
-/* True when a length-delimited occurrence of field holds a NUL byte. */
-static bool wire_field_has_nul(const uint8_t *p, size_t len, unsigned field)
+/* Calls fn for each length-delimited field of the message in p[0..len)
+ * until fn returns true; true if one did. Stops quietly at anything
+ * malformed (unpack has refused such input already). */
+static bool wire_each_bytes(const uint8_t *p, size_t len,
+			    bool (*fn)(void *ctx, unsigned field, const uint8_t *v, size_t n),
+			    void *ctx)
 {
 	size_t off = 0;
 	while (off < len) {
@@ -606,15 +568,54 @@ static bool wire_field_has_nul(const uint8_t *p, size_t len, unsigned field)
 		case 2:
 			if (!wire_varint(p, len, &off, &v) || v > len - off)
 				return false;
-			if (key >> 3 == field && memchr(p + off, 0, (size_t)v))
+			if (fn(ctx, (unsigned)(key >> 3), p + off, (size_t)v))
 				return true;
 			off += (size_t)v;
 			break;
 		default:
-			return false;
+			return false; /* groups */
 		}
 	}
 	return false;
+}
+
+struct nul_scan {
+	unsigned want; /* one field, or 0: the JobStartRequest strings */
+	size_t n_args, n_env;
+	struct nul_hit hit;
+};
+
+static bool nul_in_field(void *ctx, unsigned f, const uint8_t *v, size_t n)
+{
+	struct nul_scan *s = ctx;
+	if (s->want)
+		return f == s->want && memchr(v, 0, n);
+	size_t *count = f == FIELD_ARGS ? &s->n_args : f == FIELD_ENV ? &s->n_env : NULL;
+	bool str = f == FIELD_NAME || f == FIELD_CWD || count;
+	if (str && memchr(v, 0, n)) {
+		s->hit = (struct nul_hit){f, count ? *count : 0};
+		return true;
+	}
+	if (count)
+		(*count)++;
+	return false;
+}
+
+/* protobuf-c hands strings over NUL-terminated, so "ec\0ho" would reach
+ * the job as "ec". Scans a JobStartRequest's wire bytes for a name, args,
+ * env or cwd value holding a NUL: the first one found, field 0 if none. */
+static struct nul_hit start_request_nul(const uint8_t *p, size_t len)
+{
+	struct nul_scan s = {0};
+	wire_each_bytes(p, len, nul_in_field, &s);
+	return s.hit;
+}
+
+/* True when a length-delimited occurrence of field holds a NUL byte. */
+static bool wire_field_has_nul(const uint8_t *p, size_t len, unsigned field)
+{
+	struct nul_scan s = {.want = field};
+	return wire_each_bytes(p, len, nul_in_field, &s);
 }
 
 /* "name", "args[3]", "env[0]", "cwd" */

@@ -519,48 +519,48 @@ static _Noreturn void fail(int errfd, int e, int step)
 #define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
 #define DENY(e) RET(SECCOMP_RET_ERRNO | ((e)&SECCOMP_RET_DATA))
 
-/* clone3 passes its flags in memory, which a filter cannot read: it gets
- * ENOSYS, and libc falls back to clone, whose flags it can. */
+/* System calls a confined job may not make, and the errno it gets.
+ * clone3 passes its flags in memory, which a filter cannot read: it gets
+ * ENOSYS, and libc falls back to clone, whose flags the filter checks.
+ * Keyrings outlive the job and belong to its uid, whose next holder would
+ * find them. io_uring is attack surface no job needs (programs fall back
+ * on ENOSYS). */
+static const struct {
+	unsigned nr;
+	int err;
+} denied_syscalls[] = {
+	{SYS_clone3, ENOSYS},	      {SYS_setns, EPERM},
+	{SYS_keyctl, EPERM},	      {SYS_add_key, EPERM},
+	{SYS_request_key, EPERM},     {SYS_io_uring_setup, ENOSYS},
+	{SYS_io_uring_enter, ENOSYS}, {SYS_io_uring_register, ENOSYS},
+};
+
 static int seccomp_no_namespaces(void)
 {
 #ifdef SB_AUDIT_ARCH
-	struct sock_filter f[] = {
-		LD_ABS(offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SB_AUDIT_ARCH, 1, 0),
-		DENY(EPERM), /* another ABI (i386, x32 numbering differs) */
-		LD_ABS(offsetof(struct seccomp_data, nr)),
+	struct sock_filter f[32 + 2 * ARRAY_SIZE(denied_syscalls)];
+	size_t n = 0;
+	f[n++] = (struct sock_filter)LD_ABS(offsetof(struct seccomp_data, arch));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SB_AUDIT_ARCH, 1, 0);
+	f[n++] = (struct sock_filter)DENY(EPERM); /* another ABI (i386; x32 below) */
+	f[n++] = (struct sock_filter)LD_ABS(offsetof(struct seccomp_data, nr));
 #ifdef __x86_64__
-		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32 */, 0, 1),
-		DENY(EPERM),
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1);
+	f[n++] = (struct sock_filter)DENY(EPERM);
 #endif
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
-		DENY(ENOSYS),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1),
-		DENY(EPERM),
-		/* Keyrings outlive the job and belong to its uid, whose next
-		 * holder would find them; io_uring is attack surface no job
-		 * needs (programs fall back on ENOSYS). */
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 1),
-		DENY(EPERM),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_add_key, 0, 1),
-		DENY(EPERM),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_request_key, 0, 1),
-		DENY(EPERM),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1),
-		DENY(ENOSYS),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 0, 1),
-		DENY(ENOSYS),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 0, 1),
-		DENY(ENOSYS),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
-		/* unshare(flags) and clone(flags, ...) both take flags first. */
-		LD_ABS(offsetof(struct seccomp_data, args[0])),
-		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_CLONE_FLAGS, 0, 1),
-		DENY(EPERM),
-		RET(SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {.len = (unsigned short)ARRAY_SIZE(f), .filter = f};
+	for (size_t i = 0; i < ARRAY_SIZE(denied_syscalls); i++) {
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+						      denied_syscalls[i].nr, 0, 1);
+		f[n++] = (struct sock_filter)DENY(denied_syscalls[i].err);
+	}
+	/* unshare(flags) and clone(flags, ...) both take flags first. */
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0);
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3);
+	f[n++] = (struct sock_filter)LD_ABS(offsetof(struct seccomp_data, args[0]));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_CLONE_FLAGS, 0, 1);
+	f[n++] = (struct sock_filter)DENY(EPERM);
+	f[n++] = (struct sock_filter)RET(SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0 ? -errno : 0;
 #else
 	return -ENOSYS;
