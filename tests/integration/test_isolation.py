@@ -72,15 +72,8 @@ def setup(rund, pb):
     owner = stub(channel(rund, who="client3"))
     secret = "victim-secret-%d" % os.getpid()
     vid = start(owner, pb, "sh", "-c", "echo %s; echo $$ > /dev/null; sleep 300" % secret)
-    assert wait_for(lambda: status(owner, pb, vid).log_bytes > 0 or _log_has(rund, vid), 10)
+    assert wait_for(lambda: _log_says(rund, vid, secret.encode()), 10)
     return attacker, owner, vid, secret
-
-
-def _log_has(rund, jid):
-    try:
-        return os.path.getsize(os.path.join(rund.state_dir, "jobs", jid, "log.1")) > 0
-    except OSError:
-        return False
 
 
 def _log_says(rund, jid, what):
@@ -316,7 +309,9 @@ def test_signal_from_outside_reaches_main(rund, pb):
     s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; "
                                    "while :; do sleep 0.05; done")
-    assert wait_for(lambda: _log_has(rund, jid), 10)
+    # "ready" is printed once the trap is set (a segment file exists, with
+    # its header, before any output).
+    assert wait_for(lambda: _log_says(rund, jid, b"ready"), 10)
     _, init_pid = started_pids(rund, jid)
     os.kill(init_pid, signal.SIGTERM)  # to the job's init, from the host
     st = wait_end(s, pb, jid)
