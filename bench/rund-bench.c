@@ -737,8 +737,33 @@ static long rss_kib(pid_t pid)
 
 /* True when pid is a supervisor of this daemon: "<rund> execute -fifo
  * <state_dir>/...". */
-/* True for a job's init (sandbox.c names it), which shares the
- * supervisor's command line. */
+static pid_t ppid_of(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	if (read_file_at(AT_FDCWD, path, 4096, &buf, &len) < 0)
+		return -1;
+	const char *p = strrchr(buf, ')'); /* after comm, which may hold anything */
+	int ppid;
+	return p && sscanf(p + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
+/* A supervisor of the daemon -pid that runs a job: it rewrote its command
+ * line to "rund execute <ULID>" (a spare still shows its -fifo PATH). */
+static bool is_job_supervisor(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	return ppid_of(pid) == (pid_t)opt.pid &&
+	       read_file_at(AT_FDCWD, path, 4096, &buf, &len) == 0 &&
+	       strncmp(buf, "rund execute ", 13) == 0;
+}
+
+/* A job's init (sandbox.c names it), child of one of those supervisors. */
 static bool is_job_init(pid_t pid)
 {
 	char path[64];
@@ -746,28 +771,7 @@ static bool is_job_init(pid_t pid)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	return read_file_at(AT_FDCWD, path, 64, &buf, &len) == 0 &&
-	       strncmp(buf, "rund-init\n", 10) == 0;
-}
-
-static bool is_supervisor(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
-	if (read_file_at(AT_FDCWD, path, 4096, &buf, &len) < 0)
-		return false;
-	/* argv strings are NUL-separated; buf is NUL-terminated past len. */
-	const char *a = buf, *end = buf + len;
-	int idx = 0;
-	bool execute = false, ours = !opt.state_dir[0];
-	for (; a < end; a += strlen(a) + 1, idx++) {
-		if (idx == 1 && strcmp(a, "execute") == 0)
-			execute = true;
-		if (opt.state_dir[0] && strncmp(a, opt.state_dir, strlen(opt.state_dir)) == 0)
-			ours = true;
-	}
-	return execute && ours;
+	       strncmp(buf, "rund-init\n", 10) == 0 && is_job_supervisor(ppid_of(pid));
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -778,10 +782,13 @@ static int cmp_long(const void *a, const void *b)
 
 /* Median private memory (Private_Clean + Private_Dirty) and RSS of up to
  * `max` supervisors, or of their jobs' inits (init = true). */
-static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, size_t *found)
+static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, long *pss,
+			      size_t *found)
 {
 	static const char *const keys[] = {"Private_Clean", "Private_Dirty"};
+	static const char *const pss_key[] = {"Pss"};
 	long *pv = xcalloc(max, sizeof(long)), *rv = xcalloc(max, sizeof(long));
+	long *sv = xcalloc(max, sizeof(long));
 	size_t n = 0;
 	DIR *d = opendir("/proc");
 	if (!d)
@@ -790,25 +797,30 @@ static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, 
 	while (n < max && (de = readdir(d))) {
 		char *endp;
 		long pid = strtol(de->d_name, &endp, 10);
-		if (*endp || pid <= 0 || !is_supervisor((pid_t)pid) ||
-		    is_job_init((pid_t)pid) != init)
+		if (*endp || pid <= 0 ||
+		    !(init ? is_job_init((pid_t)pid) : is_job_supervisor((pid_t)pid)))
 			continue;
 		long p = proc_kib((pid_t)pid, "smaps_rollup", keys, ARRAY_SIZE(keys));
 		long r = rss_kib((pid_t)pid);
-		if (p < 0 || r < 0)
+		long ps = proc_kib((pid_t)pid, "smaps_rollup", pss_key, 1);
+		if (p < 0 || r < 0 || ps < 0)
 			continue;
 		pv[n] = p;
 		rv[n] = r;
+		sv[n] = ps;
 		n++;
 	}
 	closedir(d);
 	qsort(pv, n, sizeof(long), cmp_long);
 	qsort(rv, n, sizeof(long), cmp_long);
+	qsort(sv, n, sizeof(long), cmp_long);
 	*priv_kib = n ? pv[n / 2] : -1;
 	*rss = n ? rv[n / 2] : -1;
+	*pss = n ? sv[n / 2] : -1;
 	*found = n;
 	free(pv);
 	free(rv);
+	free(sv);
 }
 
 static int cmd_mem(void)
@@ -851,16 +863,18 @@ static int cmd_mem(void)
 		result("per_job_bytes",
 		       (double)(loaded - idle) * 1024.0 / (double)(opt.n - errors));
 
-	long priv, srss;
+	long priv, srss, pss;
 	size_t found;
-	supervisor_memory(9, false, &priv, &srss, &found);
+	supervisor_memory(9, false, &priv, &srss, &pss, &found);
 	result("supervisors_sampled", (double)found);
 	result("sup_private_kib", (double)priv);
 	result("sup_rss_kib", (double)srss);
-	supervisor_memory(9, true, &priv, &srss, &found);
+	result("sup_pss_kib", (double)pss);
+	supervisor_memory(9, true, &priv, &srss, &pss, &found);
 	result("inits_sampled", (double)found);
 	result("init_private_kib", (double)priv);
 	result("init_rss_kib", (double)srss);
+	result("init_pss_kib", (double)pss);
 
 	struct id_ctx ic = {.path = PATH_STOP, .ids = sc.ids};
 	struct work ws = {.n = opt.n, .conns = opt.conns, .item = item_id_call, .ctx = &ic};
