@@ -7,7 +7,7 @@
  * harness sends the magic). The first byte picks the size of the pieces
  * the rest is fed in, so frame boundaries and read boundaries differ.
  *
- * Built with -DFUZZ_REPLAY: a main() that runs each file named on the
+ * Its `_replay` binary links fuzz/replay.c: a main() that runs each file named on the
  * command line once (regression runs without libFuzzer). */
 #include <event2/buffer.h>
 #include <fcntl.h>
@@ -175,24 +175,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n_pending = 0;
 	return 0;
 }
-
-#ifdef FUZZ_REPLAY
-int main(int argc, char **argv)
-{
-	int failed = 0;
-	for (int i = 1; i < argc; i++) {
-		char *buf;
-		size_t len;
-		int r = read_file_at(AT_FDCWD, argv[i], 64 << 20, &buf, &len);
-		if (r < 0) {
-			fprintf(stderr, "fuzz_h2_replay: %s: %s\n", argv[i], strerror(-r));
-			failed = 1;
-			continue;
-		}
-		LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-		free(buf);
-	}
-	printf("fuzz_h2_replay: ran %d input(s)\n", argc - 1);
-	return failed;
-}
-#endif

@@ -7,7 +7,7 @@
  *   1: a report line as the daemon parses it; an error that parses must
  *      format and parse again to the same error.
  *
- * Built with -DFUZZ_REPLAY: a main() that runs each file named on the
+ * Its `_replay` binary links fuzz/replay.c: a main() that runs each file named on the
  * command line once (regression runs without libFuzzer). */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,24 +104,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		request(buf, len);
 	return 0;
 }
-
-#ifdef FUZZ_REPLAY
-int main(int argc, char **argv)
-{
-	int failed = 0;
-	for (int i = 1; i < argc; i++) {
-		char *buf;
-		size_t len;
-		int r = read_file_at(AT_FDCWD, argv[i], 64 << 20, &buf, &len);
-		if (r < 0) {
-			fprintf(stderr, "fuzz_handoff_replay: %s: %s\n", argv[i], strerror(-r));
-			failed = 1;
-			continue;
-		}
-		LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-		free(buf);
-	}
-	printf("fuzz_handoff_replay: ran %d input(s)\n", argc - 1);
-	return failed;
-}
-#endif

@@ -8,7 +8,7 @@
  * start or status that decodes must encode and decode again to the same
  * bytes (the codecs are each other's inverse).
  *
- * Built with -DFUZZ_REPLAY: a main() that runs each file named on the
+ * Its `_replay` binary links fuzz/replay.c: a main() that runs each file named on the
  * command line once (regression runs without libFuzzer). */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -206,24 +206,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	return 0;
 }
-
-#ifdef FUZZ_REPLAY
-int main(int argc, char **argv)
-{
-	int failed = 0;
-	for (int i = 1; i < argc; i++) {
-		char *buf;
-		size_t len;
-		int r = read_file_at(AT_FDCWD, argv[i], 64 << 20, &buf, &len);
-		if (r < 0) {
-			fprintf(stderr, "fuzz_state_replay: %s: %s\n", argv[i], strerror(-r));
-			failed = 1;
-			continue;
-		}
-		LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-		free(buf);
-	}
-	printf("fuzz_state_replay: ran %d input(s)\n", argc - 1);
-	return failed;
-}
-#endif

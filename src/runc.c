@@ -374,6 +374,21 @@ static int unary(const struct command *cmd, struct conn_flags *cf, const char *p
 	return 0;
 }
 
+/* Prints a JobStatus answer as one JSON line; EXIT_RPC if it does not
+ * decode. */
+static int print_status_answer(const struct command *cmd, const uint8_t *resp, size_t len)
+{
+	Rund__JobStatus *s = rund__job_status__unpack(NULL, len, resp);
+	if (!s) {
+		fail_msg(cmd->name, "cannot decode the server's JobStatus (%zu bytes)", len);
+		return EXIT_RPC;
+	}
+	print_status(stdout, s);
+	putchar('\n');
+	rund__job_status__free_unpacked(s, NULL);
+	return flush_stdout(cmd->name);
+}
+
 static int cmd_status(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
 {
 	Rund__JobIdentifier id = RUND__JOB_IDENTIFIER__INIT;
@@ -385,15 +400,7 @@ static int cmd_status(const struct command *cmd, struct conn_flags *cf, int argc
 	int r = unary(cmd, cf, path, &id.base, &resp, &len);
 	if (r)
 		return r;
-	Rund__JobStatus *s = rund__job_status__unpack(NULL, len, resp);
-	if (!s) {
-		fail_msg(cmd->name, "cannot decode the server's JobStatus (%zu bytes)", len);
-		return EXIT_RPC;
-	}
-	print_status(stdout, s);
-	putchar('\n');
-	rund__job_status__free_unpacked(s, NULL);
-	return flush_stdout(cmd->name);
+	return print_status_answer(cmd, resp, len);
 }
 
 static int follow_and_wait(const struct command *cmd, struct conn_flags *cf, const char *id);
@@ -1067,15 +1074,7 @@ static int cmd_stop(const struct command *cmd, struct conn_flags *cf, int argc, 
 	int r = unary(cmd, cf, "/rund.JobController/Terminate", &req.base, &resp, &len);
 	if (r)
 		return r;
-	Rund__JobStatus *s = rund__job_status__unpack(NULL, len, resp);
-	if (!s) {
-		fail_msg(cmd->name, "cannot decode the server's JobStatus (%zu bytes)", len);
-		return EXIT_RPC;
-	}
-	print_status(stdout, s);
-	putchar('\n');
-	rund__job_status__free_unpacked(s, NULL);
-	return flush_stdout(cmd->name);
+	return print_status_answer(cmd, resp, len);
 }
 
 static int cmd_health(const struct command *cmd, struct conn_flags *cf, int argc, char **argv)
