@@ -50,6 +50,19 @@ static void unescape_octal(char *s)
 	*w = '\0';
 }
 
+int cgroup_find_mount(char **mount, char **root, struct err *err)
+{
+	_cleanup_free_ char *mountinfo = NULL;
+	int r = read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &mountinfo, NULL);
+	if (r < 0)
+		return err_sys(err, -r, "read /proc/self/mountinfo");
+	if (cgroup_parse_mountinfo(mountinfo, mount, root) < 0)
+		return err_set(err, ENOENT, ERR_PRECONDITION,
+			       "no cgroup v2 filesystem is mounted (see /proc/self/mountinfo); "
+			       "mount one or pass -cgroup");
+	return 0;
+}
+
 int cgroup_parse_mountinfo(const char *text, char **mount, char **root)
 {
 	/* Line: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SRC SUPEROPTS */
@@ -374,14 +387,9 @@ int cgroup_root_setup(const char *override, bool daemon_stays, struct cgroup_roo
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
 			return err_sys(err, errno, "create cgroup %s", path);
 	} else {
-		_cleanup_free_ char *mountinfo = NULL, *mount = NULL, *fsroot = NULL, *self = NULL;
-		r = read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &mountinfo, NULL);
-		if (r < 0)
-			return err_sys(err, -r, "read /proc/self/mountinfo");
-		if (cgroup_parse_mountinfo(mountinfo, &mount, &fsroot) < 0)
-			return err_set(err, ENOENT, ERR_PRECONDITION,
-				       "no cgroup v2 filesystem is mounted (see "
-				       "/proc/self/mountinfo); mount one or pass -cgroup");
+		_cleanup_free_ char *mount = NULL, *fsroot = NULL, *self = NULL;
+		if ((r = cgroup_find_mount(&mount, &fsroot, err)) < 0)
+			return r;
 		_cleanup_free_ char *text = NULL;
 		r = read_file_at(AT_FDCWD, "/proc/self/cgroup", 1 << 20, &text, NULL);
 		if (r < 0)

@@ -43,6 +43,9 @@ struct cgroup_root {
  * path (malloc'd). From cgroup.controllers text: the LIMIT_BIT()s of the
  * limits whose controller it lists. 0 or -ENOENT / -EBADMSG. */
 int cgroup_parse_mountinfo(const char *text, char **mount, char **root);
+/* The same from this process's /proc/self/mountinfo. 0, or -errno with err
+ * set (ERR_PRECONDITION when no cgroup2 is mounted). */
+int cgroup_find_mount(char **mount, char **root, struct err *err);
 int cgroup_parse_self(const char *text, char **path);
 unsigned cgroup_parse_controllers(const char *text);
 

@@ -236,13 +236,9 @@ static int hide_dir_of(struct sandbox_policy *p, const char *path, struct err *e
  * only its own group); NULL when none is found. */
 static char *cgroup2_mount_point(void)
 {
-	_cleanup_free_ char *text = NULL, *root = NULL;
+	_cleanup_free_ char *root = NULL;
 	char *mnt = NULL;
-	size_t len;
-	if (read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1u << 20, &text, &len) < 0 ||
-	    cgroup_parse_mountinfo(text, &mnt, &root) < 0)
-		return NULL;
-	return mnt;
+	return cgroup_find_mount(&mnt, &root, NULL) == 0 ? mnt : NULL;
 }
 
 /* The job policy from the flags (DESIGN §10). 0, or -EINVAL with err
