@@ -266,6 +266,19 @@ class Stub:
         self.Check = ch.unary_unary("/grpc.health.v1.Health/Check",
                                     pb.HealthCheckRequest.SerializeToString,
                                     pb.HealthCheckResponse.FromString)
+        # The RPCs added after the original four.
+        self.List = ch.unary_stream(base + "List", pb.JobListRequest.SerializeToString,
+                                    pb.JobListEntry.FromString)
+        self.Wait = ch.unary_unary(base + "Wait", pb.JobIdentifier.SerializeToString,
+                                   pb.JobStatus.FromString)
+        self.Terminate = ch.unary_unary(base + "Terminate",
+                                        pb.JobTerminateRequest.SerializeToString,
+                                        pb.JobStatus.FromString)
+        self.ReadLog = ch.unary_stream(base + "ReadLog", pb.LogRequest.SerializeToString,
+                                       pb.JobLog.FromString)
+        self.Watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
+                                     pb.HealthCheckRequest.SerializeToString,
+                                     pb.HealthCheckResponse.FromString)
 
 
 def stub(ch):

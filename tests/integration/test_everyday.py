@@ -18,23 +18,6 @@ from test_jobs import start, wait_end
 EXIT_LOST = 125
 
 
-class Extra:
-    """The RPCs added by issue 12."""
-
-    def __init__(self, ch, pb):
-        base = "/rund.JobController/"
-        self.List = ch.unary_stream(base + "List", pb.JobListRequest.SerializeToString,
-                                    pb.JobListEntry.FromString)
-        self.Wait = ch.unary_unary(base + "Wait", pb.JobIdentifier.SerializeToString,
-                                   pb.JobStatus.FromString)
-        self.Terminate = ch.unary_unary(base + "Terminate",
-                                        pb.JobTerminateRequest.SerializeToString,
-                                        pb.JobStatus.FromString)
-        self.Watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
-                                     pb.HealthCheckRequest.SerializeToString,
-                                     pb.HealthCheckResponse.FromString)
-
-
 def runc_cmd(rund, *args, who="client"):
     return [RUNC, args[0], "-addr", "localhost:%d" % rund.port,
             "-ca", os.path.join(TLS, "ca.pem"),
@@ -123,10 +106,10 @@ def test_list_isolation_and_order(rund, pb):
     assert bad.returncode == 2 and b"-state" in bad.stderr
 
     # The same through grpcio.
-    x3 = Extra(channel(rund, "client3"), pb)
+    x3 = stub(channel(rund, "client3"))
     got = [e.ulid for e in x3.List(pb.JobListRequest(), timeout=10)]
     assert got == theirs[::-1]
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     got = list(x.List(pb.JobListRequest(state=pb.JobStatus.EXITED, limit=1), timeout=10))
     assert [e.ulid for e in got] == [mine[-1]]
     assert got[0].status.exit_code.value == 2
@@ -170,7 +153,7 @@ def test_wait_exit_codes(rund, pb):
     assert r.returncode == 1 and b"NOT_FOUND" in r.stderr
 
     # grpcio: Wait answers with the final status.
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", "exit 3")
     st = x.Wait(pb.JobIdentifier(ulid=jid), timeout=20)
@@ -181,7 +164,7 @@ def test_wait_exit_codes(rund, pb):
 def test_wait_across_restart(rund, pb, sig):
     jid = runc_start(rund, "sh", "-c", "sleep 3; exit 42")
     waiter = subprocess.Popen(runc_cmd(rund, "wait", jid), stderr=subprocess.PIPE)
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     fut = x.Wait.future(pb.JobIdentifier(ulid=jid))
     time.sleep(0.5)
     rund.restart(sig=sig)
@@ -190,7 +173,7 @@ def test_wait_across_restart(rund, pb, sig):
         fut.result(timeout=30)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert waiter.wait(30) == 42, waiter.stderr.read()
-    st = Extra(channel(rund), pb).Wait(pb.JobIdentifier(ulid=jid), timeout=30)
+    st = stub(channel(rund)).Wait(pb.JobIdentifier(ulid=jid), timeout=30)
     assert st.exit_code.value == 42
 
 
@@ -251,7 +234,7 @@ def test_graceful_stop_ignoring_job(rund, pb):
     assert took >= 1.4  # the grace period was given
 
     # grpcio, default target: the main process.
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", IGNORES)
     ready(rund, jid)
     st = x.Terminate(pb.JobTerminateRequest(ulid=jid, signal=signal.SIGTERM,
@@ -304,7 +287,7 @@ def test_max_run_time(rund, pb):
     req.max_run_time.FromMilliseconds(500)
     req.run_time_grace.FromMilliseconds(500)
     jid = s.Start(req, timeout=10).ulid
-    st = Extra(channel(rund), pb).Wait(pb.JobIdentifier(ulid=jid), timeout=30)
+    st = stub(channel(rund)).Wait(pb.JobIdentifier(ulid=jid), timeout=30)
     assert st.timed_out and st.signal == signal.SIGKILL
     # A job that ends in time is not timed out.
     r = runc(rund, "start", "-wait", "-max_run_time", "1h", "true")
@@ -375,14 +358,14 @@ def test_env_and_cwd_validation(rund, pb):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert msg in e.value.details(), e.value.details()
     # Nothing was left behind by the refused starts.
-    assert list(Extra(channel(rund), pb).List(pb.JobListRequest(), timeout=10)) == []
+    assert list(stub(channel(rund)).List(pb.JobListRequest(), timeout=10)) == []
 
 
 # ---- Health/Watch -------------------------------------------------------------
 
 
 def test_health_watch(rund, pb):
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     it = x.Watch(pb.HealthCheckRequest(), timeout=60)
     first = next(it)
     assert first.status == pb.HealthCheckResponse.SERVING
@@ -427,7 +410,7 @@ def test_help(cmd, words):
 def test_hostile_values_refused(rund, pb):
     """Values a review found could wedge or mislead: each refused by name."""
     s = stub(channel(rund))
-    x = Extra(channel(rund), pb)
+    x = stub(channel(rund))
     jid = start(s, pb, "sleep", "60")
     # SIGSTOP cannot be forwarded by a confined job's init: it would stop
     # the init itself and the job could never end.

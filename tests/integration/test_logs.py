@@ -15,23 +15,8 @@ import time
 import grpc
 import pytest
 
-from conftest import RUNC, TLS, Rund, channel, runc, wait_for
+from conftest import RUNC, TLS, Rund, channel, runc, stub, wait_for
 from test_jobs import start, wait_end
-
-
-class LogStub:
-    def __init__(self, ch, pb):
-        base = "/rund.JobController/"
-        self.ReadLog = ch.unary_stream(base + "ReadLog", pb.LogRequest.SerializeToString,
-                                       pb.JobLog.FromString)
-        self.Log = ch.unary_stream(base + "Log", pb.JobIdentifier.SerializeToString,
-                                   pb.JobLog.FromString)
-        self.Start = ch.unary_unary(base + "Start", pb.JobStartRequest.SerializeToString,
-                                    pb.JobIdentifier.FromString)
-        self.Status = ch.unary_unary(base + "Status", pb.JobIdentifier.SerializeToString,
-                                     pb.JobStatus.FromString)
-        self.Stop = ch.unary_unary(base + "Stop", pb.JobIdentifier.SerializeToString,
-                                   pb.JobStatus.FromString)
 
 
 def read(s, pb, timeout=60, **req):
@@ -69,7 +54,7 @@ def runc_args(r, *args):
 
 
 def test_offset_tail_follow_false_timestamps(rund, pb):
-    s = LogStub(channel(rund), pb)
+    s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", 'i=0; while [ $i -lt 100 ]; do echo "line $i"; '
                 'i=$((i+1)); done; echo err >&2; sleep 100')
     text = lines(100) + b"err\n"
@@ -133,7 +118,7 @@ def test_offset_tail_follow_false_timestamps(rund, pb):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_runc_log_survives_restart(rund_factory, pb, sig):
     r = rund_factory("-drain", "300ms")
-    s = LogStub(channel(r), pb)
+    s = stub(channel(r))
     n = 60
     jid = start(s, pb, "sh", "-c", 'i=0; while [ $i -lt %d ]; do echo "tick $i"; '
                 'i=$((i+1)); sleep 0.05; done; printf tail' % n)
@@ -159,7 +144,7 @@ def test_runc_log_survives_restart(rund_factory, pb, sig):
     if sig == signal.SIGTERM:
         assert "read again" in e.value.details()
     time.sleep(0.3)
-    s2 = LogStub(channel(r), pb)
+    s2 = stub(channel(r))
     for m in s2.ReadLog(pb.LogRequest(ulid=jid, offset=len(got)), timeout=60):
         assert m.offset == len(got)
         got += m.stdout
@@ -174,7 +159,7 @@ def test_runc_log_survives_restart(rund_factory, pb, sig):
 
 def test_cap_keeps_tail_of_100mb_job(rund_factory, pb):
     r = rund_factory("-max_log_bytes", "4M")
-    s = LogStub(channel(r), pb)
+    s = stub(channel(r))
     total = 100 * 1000 * 1000
     jid = start(s, pb, "sh", "-c", "head -c %d /dev/zero | tr '\\0' x; printf 'the end\\n'"
                 % (total - 8))
@@ -204,7 +189,7 @@ def test_cap_keeps_tail_of_100mb_job(rund_factory, pb):
 def test_version1_log_still_readable(rund, pb):
     """A job directory written before segments (log file "log", status
     without log_end/log_lost/log_first) is served as before."""
-    s = LogStub(channel(rund), pb)
+    s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", "echo new")
     wait_end(s, pb, jid)
     rund.stop()
@@ -224,7 +209,7 @@ def test_version1_log_still_readable(rund, pb):
     with open(os.path.join(d, "status"), "w") as f:
         f.write("".join(st[:-1]) + "log_bytes 21\nend\n")
     rund.start()
-    s = LogStub(channel(rund), pb)
+    s = stub(channel(rund))
     msgs = read(s, pb, ulid=jid)
     assert [(o, d) for o, d, _ in msgs] == [(0, b"old out\n"), (8, b"old err\n"), (16, b"more\n")]
     assert joined(read(s, pb, ulid=jid, offset=10)) == b"d err\nmore\n"
@@ -260,7 +245,7 @@ def test_full_disk_loss_is_visible(tiny_state, pb):
     stored are reported to readers (where and how many) and in the final
     status, and output written after space came back is all there."""
     r = tiny_state
-    s = LogStub(channel(r), pb)
+    s = stub(channel(r))
     sv = os.statvfs(r.state_dir)
     filler = os.path.join(r.state_dir, "filler")
     with open(filler, "wb") as f:
@@ -295,7 +280,7 @@ def test_full_disk_loss_is_visible(tiny_state, pb):
 def test_parked_readers_hold_no_descriptor(rund, pb):
     """Issue 11: a Log reader waiting for output holds no file descriptor
     (it reopens its segment when woken), so readers cannot exhaust them."""
-    s = LogStub(channel(rund), pb)
+    s = stub(channel(rund))
     jid = start(s, pb, "sh", "-c", "echo ready; sleep 100")
     assert wait_for(lambda: s.Status(pb.JobIdentifier(ulid=jid)).log_bytes == 6, 10)
     s.Status(pb.JobIdentifier(ulid=jid))
