@@ -10,7 +10,6 @@ import os
 import struct
 import subprocess
 import tempfile
-import time
 
 import grpc
 import pytest

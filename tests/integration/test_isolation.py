@@ -11,14 +11,12 @@ import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
-import time
 
 import grpc
 import pytest
 
-from conftest import TLS, ROOT, channel, cgroup2_mount, runc, stub, wait_for
+from conftest import TLS, channel, cgroup2_mount, runc, stub, wait_for
 
 UID_FIRST = 1900000000
 

@@ -5,7 +5,6 @@ logs; a full state disk."""
 
 import datetime
 import os
-import shutil
 import signal
 import struct
 import subprocess
