@@ -1310,7 +1310,14 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 	}
 	t->inotify_watch = loop_watch_fd(loop, t->inotify_fd, on_inotify, t);
 	t->retention_timer = loop_timer_new(loop, retention_sweep, t);
-	t->pool = suppool_new(loop, cfg->exe, t->dir.path, t->dir.run_fd);
+	/* Spares of a confined daemon prepare their job's sandbox while they
+	 * wait (sandbox.h); a root job has none to prepare. */
+	size_t warm_len = 0;
+	_cleanup_free_ char *warm =
+		cfg->sandbox && !cfg->sandbox->root
+			? jobspec_warm_encode(cfg->cgroup->path, cfg->sandbox, &warm_len)
+			: NULL;
+	t->pool = suppool_new(loop, cfg->exe, t->dir.path, t->dir.run_fd, warm, warm_len);
 
 	int fd = dup(t->dir.jobs_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

@@ -12,7 +12,6 @@
 #include "sys.h"
 #include "util.h"
 
-#define JOB_NOFILE 1024 /* the conventional soft limit jobs get back */
 /* The child cannot enter the working directory: its errno travels back
  * with this bit, through the sandbox's report, to tell it from an exec
  * failure (errno values are far below it). */
@@ -109,8 +108,7 @@ enum err_kind jobspawn_exec_kind(int e)
 
 /* ---- the child, between clone3 and execve: async-signal-safe only ---- */
 
-/* Returns only on failure, with the errno that explains it. */
-static int child_exec(void *arg)
+int jobspawn_exec(void *arg)
 {
 	const struct jobspawn_plan *p = arg;
 	bool eacces = false;
@@ -119,22 +117,12 @@ static int child_exec(void *arg)
 		return errno;
 	if (chdir(p->cwd) < 0)
 		return errno | CWD_FAILED;
-	/* exec keeps ignored signals ignored and the signal mask: give the
-	 * job pristine ones, whatever we or the daemon had. Through the
-	 * kernel: glibc's sigaction() refuses its own signals 32 and 33,
-	 * which posix_spawn left ignored in the supervisor. */
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sys_signal_default(sig);
+	/* Pristine dispositions and the conventional descriptor limit,
+	 * unless the job's init gave them already; and an empty mask (exec
+	 * keeps it). */
+	if (!p->defaults_set)
+		sandbox_job_defaults();
 	sigprocmask(SIG_SETMASK, &p->empty, NULL);
-	/* The daemon raises its descriptor limit for its own bookkeeping; the
-	 * job gets the conventional soft limit back (some programs loop over
-	 * every possible fd). */
-	struct rlimit nofile;
-	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > JOB_NOFILE) {
-		nofile.rlim_cur = JOB_NOFILE;
-		setrlimit(RLIMIT_NOFILE, &nofile);
-	}
 
 	/* Like execvp: ENOENT-like errors move on to the next directory, the
 	 * first EACCES wins if nothing runs, anything else (ENOEXEC...) is
@@ -155,7 +143,35 @@ static int child_exec(void *arg)
 	return eacces ? EACCES : e;
 }
 
+/* A root job's child: the exec, or its errno over errfd. */
+static _Noreturn void exec_or_report(const struct jobspawn_plan *p, int errfd)
+{
+	struct sandbox_report rep = {.err = jobspawn_exec((void *)p), .step = SANDBOX_STEP_EXEC};
+	ssize_t w;
+	do
+		w = write(errfd, &rep, sizeof rep);
+	while (w < 0 && errno == EINTR);
+	_exit(127);
+}
+
 /* ---- the parent ---- */
+
+int jobspawn_report_err(const struct sandbox_report *rep, const struct jobspawn_what *what,
+			struct err *err)
+{
+	if (rep->step == SANDBOX_STEP_EXEC && (rep->err & CWD_FAILED)) {
+		int e = rep->err & ~CWD_FAILED;
+		return err_set(err, e, ERR_PRECONDITION, "cwd \"%s\": the job cannot enter it: %s",
+			       what->cwd, strerror(e));
+	}
+	if (rep->step == SANDBOX_STEP_EXEC)
+		return err_set(err, rep->err, jobspawn_exec_kind(rep->err), "exec \"%s\": %s",
+			       what->argv0, strerror(rep->err));
+	char step[512];
+	return err_set(err, rep->err, ERR_INTERNAL, "sandbox: %s: %s",
+		       sandbox_step_name(what->sandbox, rep->step, step, sizeof step),
+		       strerror(rep->err));
+}
 
 int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, struct err *err)
 {
@@ -164,49 +180,34 @@ int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, st
 		return err_sys(err, errno, "pipe");
 	_cleanup_close_ int ep_r = ep[0], ep_w = ep[1];
 	int pidfd = -1;
-	struct sandbox as_we_are = {.root = true, .status_fds = {-1, -1}};
-	struct sandbox *sb = p->sandbox ? p->sandbox : &as_we_are;
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);
-	ca.flags = CLONE_PIDFD | sandbox_clone_flags(sb);
-	if (p->cgroup_fd < 0)
-		ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
-	else if (ca.flags & CLONE_INTO_CGROUP)
+	ca.flags = CLONE_PIDFD;
+	if (p->cgroup_fd >= 0) {
+		ca.flags |= CLONE_INTO_CGROUP;
 		ca.cgroup = (uint64_t)p->cgroup_fd;
+	}
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = SIGCHLD;
 	pid_t pid = sys_clone3(&ca);
 	if (pid == 0)
-		sandbox_child(sb, p->cgroup_fd, ep_w, child_exec, (void *)p);
+		exec_or_report(p, ep_w);
 	if (pid < 0)
 		return err_sys(err, errno, "clone3 for cgroup %s",
 			       p->cgroup_name ? p->cgroup_name : "(own)");
-	sandbox_after_clone(sb);
 	closep(&ep_w);
 	ep_w = -1;
 
-	/* EOF: the CLOEXEC end closed because execve succeeded (a confined
-	 * job's init closes its copy once the main process is cloned). */
+	/* EOF: the CLOEXEC end closed because execve succeeded. */
 	struct sandbox_report rep;
-	ssize_t n = read_retry(ep_r, &rep, sizeof rep);
-	if (n == (ssize_t)sizeof rep) {
+	if (sandbox_wait_report(ep_r, &rep) == 1) {
 		siginfo_t si;
 		while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
 			;
 		close(pidfd);
-		if (rep.step == SANDBOX_STEP_EXEC && (rep.err & CWD_FAILED)) {
-			int e = rep.err & ~CWD_FAILED;
-			return err_set(err, e, ERR_PRECONDITION,
-				       "cwd \"%s\": the job cannot enter it: %s", p->cwd,
-				       strerror(e));
-		}
-		if (rep.step == SANDBOX_STEP_EXEC)
-			return err_set(err, rep.err, jobspawn_exec_kind(rep.err), "exec \"%s\": %s",
-				       p->argv[0], strerror(rep.err));
-		char step[512];
-		return err_set(err, rep.err, ERR_INTERNAL, "sandbox: %s: %s",
-			       sandbox_step_name(sb, rep.step, step, sizeof step),
-			       strerror(rep.err));
+		struct sandbox none = {.root = true};
+		return jobspawn_report_err(
+			&rep, &(struct jobspawn_what){p->argv[0], p->cwd, &none}, err);
 	}
 	out->pid = pid;
 	out->pidfd = pidfd;

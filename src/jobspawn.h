@@ -1,20 +1,21 @@
 /* jobspawn: starting a job's process from a prepared exec plan.
  *
- * The plan is built (allocating, in the supervisor) before clone3, so the
- * child between clone3 and execve makes only async-signal-safe calls:
- * dup2 of the plan's descriptors onto 0-2, chdir to the plan's cwd (as
- * the job's own uid, inside its namespaces), default signal
- * dispositions and an empty mask, the conventional RLIMIT_NOFILE soft
- * limit, then an execvp-like walk over the plan's candidate paths. An
- * exec failure travels back over a CLOEXEC pipe as an errno.
+ * The plan is built (allocating) before clone3, so the child between
+ * clone3 and execve makes only async-signal-safe calls: dup2 of the plan's
+ * descriptors onto 0-2, chdir to the plan's cwd (as the job's own uid,
+ * inside its namespaces), default signal dispositions and an empty mask,
+ * the conventional RLIMIT_NOFILE soft limit, then an execvp-like walk over
+ * the plan's candidate paths. An exec failure travels back over a CLOEXEC
+ * pipe as an errno.
  *
- * The child confines itself as the plan's sandbox says (sandbox.h): a
- * confined job's first child is its init, and the exec walk runs in the
- * main process the init clones. */
+ * A root job is cloned and exec'd here (jobspawn_start). A confined job's
+ * main process is cloned by its init (sandbox.h), which then calls
+ * jobspawn_exec on the plan it built from the launch. */
 #ifndef RUND_JOBSPAWN_H
 #define RUND_JOBSPAWN_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "err.h"
@@ -38,7 +39,7 @@ struct jobspawn_plan {
 	int cgroup_fd;		 /* CLONE_INTO_CGROUP target; -1: the caller's cgroup */
 	const char *cgroup_name; /* for messages; borrowed */
 	sigset_t empty;		 /* the job's signal mask */
-	struct sandbox *sandbox; /* borrowed, prepared; NULL: exec as we are */
+	bool defaults_set;	 /* sandbox_job_defaults() already ran (in the init) */
 };
 
 /* Prepares argv's plan: a clean environment and, for a name without a
@@ -55,15 +56,30 @@ struct jobspawn_child {
 	int pidfd; /* owned by the caller */
 };
 
-/* clone3()s the job (into p->cgroup_fd when >= 0, with CLONE_PIDFD; a
- * confined job's init instead, which clones the main process into it) and
- * waits until it exec'd. out->pid and out->pidfd are the first child's. 0
- * with *out set; or -errno with err set and nothing left running: the kind
- * follows the exec errno (ENOENT ERR_NOT_FOUND; EACCES, ENOEXEC...
- * ERR_PRECONDITION; E2BIG, ENOMEM... ERR_EXHAUSTED), a working directory
- * the job cannot enter is ERR_PRECONDITION naming it, a failed clone3 or
- * sandbox step is ERR_INTERNAL naming the step. */
+/* clone3()s a root job (into p->cgroup_fd when >= 0, with CLONE_PIDFD)
+ * and waits until it exec'd. 0 with *out set; or -errno with err set
+ * (jobspawn_report_err) and nothing left running. */
 int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, struct err *err);
+
+/* The child's side: sets up stdio and the rest (top of this file) and
+ * execs plan p. Returns only on failure, with an errno; a working
+ * directory the job cannot enter adds a bit that jobspawn_report_err
+ * reads back. Async-signal-safe. */
+int jobspawn_exec(void *p);
+
+/* What a failure report is about, for its message. */
+struct jobspawn_what {
+	const char *argv0, *cwd;
+	const struct sandbox *sandbox; /* names the steps */
+};
+
+/* Turns a child's report into err: the kind follows the exec errno
+ * (ENOENT ERR_NOT_FOUND; EACCES, ENOEXEC... ERR_PRECONDITION; E2BIG,
+ * ENOMEM... ERR_EXHAUSTED), a working directory the job cannot enter is
+ * ERR_PRECONDITION naming it, a failed sandbox step ERR_INTERNAL naming
+ * the step. Returns -errno. */
+int jobspawn_report_err(const struct sandbox_report *rep, const struct jobspawn_what *what,
+			struct err *err);
 
 /* The err_kind an exec failure with errno e maps to. */
 enum err_kind jobspawn_exec_kind(int e);

@@ -251,6 +251,31 @@ static char *wb_finish(struct wbuf *w, size_t *len)
 	return w->p;
 }
 
+/* A confined job's policy, uid and gid aside. */
+static void wb_policy(struct wbuf *w, const struct sandbox_policy *sb)
+{
+	wb_u64(w, "namespaces", sb->namespaces);
+	for (size_t i = 0; i < sb->n_hide; i++)
+		wb_str(w, "hide", sb->hide[i]);
+	if (sb->rootfs)
+		wb_str(w, "rootfs", sb->rootfs);
+	if (sb->cgroup_mount)
+		wb_str(w, "cgroup_mount", sb->cgroup_mount);
+	if (sb->tmp_size)
+		wb_u64(w, "tmp_size", sb->tmp_size);
+	if (sb->max_procs)
+		wb_u64(w, "max_procs", sb->max_procs);
+}
+
+char *jobspec_warm_encode(const char *cgroup, const struct sandbox_policy *p, size_t *len)
+{
+	struct wbuf w = {0};
+	wb_put(&w, JOBSPEC_WARM_VERSION "\n", sizeof JOBSPEC_WARM_VERSION);
+	wb_str(&w, "cgroup", cgroup);
+	wb_policy(&w, p);
+	return wb_finish(&w, len);
+}
+
 char *jobspec_encode(const struct jobspec *spec, size_t *len)
 {
 	struct wbuf w = {0};
@@ -279,17 +304,7 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len)
 	if (!sb->root && sb->uid) {
 		wb_u64(&w, "uid", sb->uid);
 		wb_u64(&w, "gid", sb->gid);
-		wb_u64(&w, "namespaces", sb->namespaces);
-		for (size_t i = 0; i < sb->n_hide; i++)
-			wb_str(&w, "hide", sb->hide[i]);
-		if (sb->rootfs)
-			wb_str(&w, "rootfs", sb->rootfs);
-		if (sb->cgroup_mount)
-			wb_str(&w, "cgroup_mount", sb->cgroup_mount);
-		if (sb->tmp_size)
-			wb_u64(&w, "tmp_size", sb->tmp_size);
-		if (sb->max_procs)
-			wb_u64(&w, "max_procs", sb->max_procs);
+		wb_policy(&w, sb);
 	}
 	/* Written only when set, so specs without them read as before. */
 	for (size_t i = 0; i < spec->n_env; i++)
@@ -668,6 +683,48 @@ int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err 
 	if (e == 0 && required == 7 && (s.sandbox.uid == 0 || s.sandbox.gid == 0))
 		e = rd_bad(&r, "%s", "a confined job's uid and gid cannot be 0");
 	s.sandbox.root = required == 0;
+	if (e < 0) {
+		jobspec_free(&s);
+		return e;
+	}
+	*out = s;
+	return 0;
+}
+
+bool jobspec_is_warm(const char *buf, size_t len)
+{
+	static const char v[] = JOBSPEC_WARM_VERSION "\n";
+	return len >= sizeof v - 1 && memcmp(buf, v, sizeof v - 1) == 0;
+}
+
+int jobspec_warm_decode(const char *buf, size_t len, struct jobspec *out, struct err *err)
+{
+	struct jobspec s;
+	memset(&s, 0, sizeof s);
+	memset(out, 0, sizeof *out);
+	struct rd r = {.p = buf, .end = buf ? buf + len : buf, .what = "warm-up", .err = err};
+	bool unused = false;
+	unsigned seen_sandbox = 0;
+	/* The spec's own keys, but only those every job of a daemon shares. */
+	static const char *const keys[] = {"cgroup",	   "namespaces", "hide",     "rootfs",
+					   "cgroup_mount", "tmp_size",	 "max_procs"};
+	int e = rd_version(&r, JOBSPEC_WARM_VERSION);
+	while (e == 0) {
+		char key[32];
+		int k = rd_key(&r, key, sizeof key);
+		if (k == 2)
+			break;
+		size_t i = 0;
+		while (k >= 0 && i < ARRAY_SIZE(keys) && strcmp(key, keys[i]) != 0)
+			i++;
+		if (k >= 0 && i == ARRAY_SIZE(keys))
+			k = rd_bad(&r, "unknown key \"%s\"", key);
+		e = k < 0 ? k : spec_field(&r, key, &s, &unused, &unused, &unused, &seen_sandbox);
+	}
+	if (e == 0 && !s.cgroup)
+		e = rd_bad(&r, "%s", "missing \"cgroup\"");
+	if (e == 0 && !(seen_sandbox & 4))
+		e = rd_bad(&r, "%s", "missing \"namespaces\"");
 	if (e < 0) {
 		jobspec_free(&s);
 		return e;

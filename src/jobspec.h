@@ -184,6 +184,16 @@ char *jobspec_encode(const struct jobspec *spec, size_t *len);
 int jobspec_decode(const char *buf, size_t len, struct jobspec *out, struct err *err);
 void jobspec_free(struct jobspec *spec); /* frees members; accepts zeroed */
 
+/* The warm-up a spare supervisor reads before its job (supervisor.h):
+ * the cgroup root and the policy that confines every job of this daemon,
+ * uid and gid aside, as the spec's own keys under their own version line.
+ * Decoded into out's cgroup and sandbox (uid and gid 0). */
+#define JOBSPEC_WARM_VERSION "rund-warm 1"
+char *jobspec_warm_encode(const char *cgroup, const struct sandbox_policy *p, size_t *len);
+int jobspec_warm_decode(const char *buf, size_t len, struct jobspec *out, struct err *err);
+/* True when buf begins with the warm-up's version line. */
+bool jobspec_is_warm(const char *buf, size_t len);
+
 char *jobstart_encode(const struct jobstart *st, size_t *len);
 int jobstart_decode(const char *buf, size_t len, struct jobstart *out, struct err *err);
 

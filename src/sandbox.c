@@ -9,16 +9,20 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <inttypes.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,11 +224,18 @@ static int read_last_cap(void)
 	return CAP_LAST_CAP;
 }
 
-int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, struct sandbox *sb,
-		    struct err *err)
+static void init_fields_clear(struct sandbox *sb)
 {
+	sb->init_pid = 0;
+	sb->init_pidfd = sb->mounts_fd = -1;
+	sb->go = sb->report = sb->status = (struct sandbox_pipe){-1, -1};
+}
+
+int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct err *err)
+{
+	(void)err;
 	memset(sb, 0, sizeof *sb);
-	sb->status_fds[0] = sb->status_fds[1] = -1;
+	init_fields_clear(sb);
 	sb->root = p->root;
 	if (p->root)
 		return 0;
@@ -276,27 +287,24 @@ int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, stru
 						: xstrdup(tmp_opts);
 		if ((p->namespaces & SANDBOX_NS_IPC) && is_dir("/dev/mqueue"))
 			add_step(sb, SB_MQUEUE, "/dev/mqueue");
-		/* Mounting cgroup2 again on its own mount point is refused
-		 * (EBUSY), so the job's group is bound there instead. */
-		if (job_cgroup && p->cgroup_mount && is_dir(p->cgroup_mount))
-			add_step(sb, SB_CGROUP2, p->cgroup_mount)->src = xstrdup(job_cgroup);
 	}
 	if (p->namespaces & SANDBOX_NS_NET)
 		add_step(sb, SB_LOOPBACK_UP, NULL);
+	/* The rest needs the job: its group, and the rootfs only once the
+	 * group was opened through the host's tree. */
+	sb->n_early = sb->n_steps;
+	/* Mounting cgroup2 again on its own mount point is refused (EBUSY),
+	 * so the job's group (the launch names it) is bound there instead. */
+	if (mnt && !p->rootfs && p->cgroup_mount && is_dir(p->cgroup_mount))
+		add_step(sb, SB_CGROUP2, p->cgroup_mount);
 	if (mnt && p->rootfs)
 		add_step(sb, SB_PIVOT, p->rootfs);
-
-	if (pipe2(sb->status_fds, O_CLOEXEC) < 0) {
-		int e = errno;
-		sandbox_free(sb);
-		return err_sys(err, e, "sandbox status pipe");
-	}
-	fcntl(sb->status_fds[0], F_SETFL, O_NONBLOCK);
 	return 0;
 }
 
 void sandbox_free(struct sandbox *sb)
 {
+	sandbox_init_stop(sb);
 	for (size_t i = 0; i < sb->n_steps; i++) {
 		free(sb->steps[i].path);
 		free(sb->steps[i].src);
@@ -304,38 +312,26 @@ void sandbox_free(struct sandbox *sb)
 	}
 	free(sb->steps);
 	sb->steps = NULL;
-	sb->n_steps = 0;
-	for (int i = 0; i < 2; i++) {
-		if (sb->status_fds[i] >= 0)
-			close(sb->status_fds[i]);
-		sb->status_fds[i] = -1;
-	}
+	sb->n_steps = sb->n_early = 0;
 }
 
 uint64_t sandbox_clone_flags(const struct sandbox *sb)
 {
 	uint64_t f = 0;
 	if (sb->root)
-		return CLONE_INTO_CGROUP;
+		return 0;
 	for (size_t i = 0; i < ARRAY_SIZE(ns_table); i++)
 		if (sb->namespaces & ns_table[i].bit)
 			f |= ns_table[i].clone_flag;
 	return f;
 }
 
-void sandbox_after_clone(struct sandbox *sb)
-{
-	if (sb->status_fds[1] >= 0)
-		close(sb->status_fds[1]);
-	sb->status_fds[1] = -1;
-}
-
 void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
 {
-	if (sb->root || sb->status_fds[0] < 0)
+	if (sb->root || sb->status.r < 0)
 		return;
 	int32_t ws;
-	ssize_t n = read_retry(sb->status_fds[0], &ws, sizeof ws);
+	ssize_t n = read_retry(sb->status.r, &ws, sizeof ws);
 	if (n != (ssize_t)sizeof ws)
 		return;
 	if (WIFEXITED(ws)) {
@@ -352,6 +348,8 @@ const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, siz
 	const char *what = step == SANDBOX_STEP_EXEC	   ? "exec"
 			   : step == SANDBOX_STEP_IDENTITY ? "drop identity and privileges"
 			   : step == SANDBOX_STEP_FORK	   ? "fork the job's main process"
+			   : step == SANDBOX_STEP_LAUNCH   ? "read the job from the supervisor"
+			   : step == SANDBOX_STEP_CGROUP   ? "open the job's cgroup"
 							   : NULL;
 	if (!what && (step < 0 || (size_t)step >= sb->n_steps))
 		what = "unknown sandbox step";
@@ -567,13 +565,12 @@ static int seccomp_no_namespaces(void)
 #endif
 }
 
-/* In the job's main process, still root: become the job's uid with
- * nothing to fall back on. */
-static int drop_identity(const struct sandbox *sb)
+/* In the init, before the job is known: what the job inherits and no
+ * root process of ours needs (the init does not exec). The bounding and
+ * ambient sets only matter at exec; no_new_privs too; RLIMIT_NPROC does
+ * not bind root. */
+static int limit_early(const struct sandbox *sb)
 {
-	/* Rooted at the group it was born in: its own. */
-	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
-		return -errno;
 	for (int cap = 0; cap <= sb->last_cap; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			return -errno;
@@ -586,6 +583,16 @@ static int drop_identity(const struct sandbox *sb)
 		if (setrlimit(RLIMIT_NPROC, &rl) < 0)
 			return -errno;
 	}
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+/* In the job's main process, still root (but with the init's empty
+ * bounding set): become the job's uid with nothing to fall back on. */
+static int drop_identity(const struct sandbox *sb)
+{
+	/* Rooted at the group it was born in: its own. */
+	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		return -errno;
 	if (sys_setgroups_none() < 0 || sys_setresgid(sb->gid) < 0 || sys_setresuid(sb->uid) < 0)
 		return -errno;
 	/* The session keyring came from the daemon (possession is inherited
@@ -596,8 +603,6 @@ static int drop_identity(const struct sandbox *sb)
 	 * survives it. */
 	if (sys_capset_none() < 0)
 		return -errno;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
 	return seccomp_no_namespaces();
 }
 
@@ -605,7 +610,7 @@ static int drop_identity(const struct sandbox *sb)
  * process, reaps everything, and reports the main process's status. */
 static _Noreturn void init_loop(const struct sandbox *sb, pid_t main_pid, const sigset_t *all)
 {
-	int out = sb->status_fds[1];
+	int out = sb->status.w;
 	/* Nothing of the supervisor's stays open here: not its lock (the
 	 * daemon reads the lock as "the supervisor lives"), not the pipes. */
 	if (out > 0)
@@ -637,44 +642,362 @@ static _Noreturn void init_loop(const struct sandbox *sb, pid_t main_pid, const 
 	}
 }
 
-_Noreturn void sandbox_child(const struct sandbox *sb, int cgroup_fd, int errfd,
-			     int (*exec)(void *arg), void *arg)
+/* Reads exactly n bytes; false on EOF or error. */
+static bool read_full(int fd, void *buf, size_t n)
 {
-	if (sb->root)
-		fail(errfd, exec(arg), SANDBOX_STEP_EXEC);
+	char *p = buf;
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		p += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
 
+/* The supervisor's two messages to the init, each a uint32_t length and
+ * that many bytes: the job (sandbox_give), then its group (sandbox_launch).
+ * The first is read and described while the supervisor creates the group. */
+#define GIVE_MAX (16u << 20)
+#define GROUP_MAX 4095u
+
+/* Reads one message into a NUL-terminated buffer of its own. NULL on EOF
+ * before it, or when it is empty or longer than max; *len is its length. */
+static char *read_message(int fd, uint32_t max, uint32_t *len)
+{
+	if (!read_full(fd, len, sizeof *len) || *len == 0 || *len > max)
+		return NULL;
+	char *buf = malloc((size_t)*len + 1);
+	if (!buf || !read_full(fd, buf, *len))
+		return NULL;
+	buf[*len] = '\0';
+	return buf;
+}
+
+static int write_message(int fd, const void *data, size_t len)
+{
+	uint32_t n = (uint32_t)len;
+	struct iovec iov[2] = {{&n, sizeof n}, {(void *)data, len}};
+	size_t total = sizeof n + len;
+	/* One writev: the reader wakes once for what fits the pipe. */
+	while (total) {
+		ssize_t w = writev(fd, iov, 2);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		total -= (size_t)w;
+		for (int i = 0; i < 2 && w; i++) {
+			size_t k = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+			iov[i].iov_base = (char *)iov[i].iov_base + k;
+			iov[i].iov_len -= k;
+			w -= (ssize_t)k;
+		}
+	}
+	return 0;
+}
+
+void sandbox_job_defaults(void)
+{
+	/* exec keeps ignored signals ignored: default them all, whatever we
+	 * or the daemon had. Through the kernel: glibc's sigaction() refuses
+	 * its own signals 32 and 33, which posix_spawn left ignored in the
+	 * supervisor. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sys_signal_default(sig);
+	/* The daemon raises its descriptor limit for its own bookkeeping. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > SANDBOX_JOB_NOFILE) {
+		nofile.rlim_cur = SANDBOX_JOB_NOFILE;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
+}
+
+/* Closes every descriptor but keep[0..n) (n <= 16). */
+static void keep_only(const int *keep, size_t n)
+{
+	int k[16];
+	size_t m = 0;
+	for (size_t i = 0; i < n && m < ARRAY_SIZE(k); i++) {
+		if (keep[i] < 0)
+			continue;
+		size_t j = m++;
+		for (; j > 0 && k[j - 1] > keep[i]; j--)
+			k[j] = k[j - 1];
+		k[j] = keep[i];
+	}
+	unsigned from = 0;
+	for (size_t i = 0; i < m; i++) {
+		if ((unsigned)k[i] > from)
+			close_range(from, (unsigned)k[i] - 1, 0);
+		from = (unsigned)k[i] + 1;
+	}
+	close_range(from, ~0u, 0);
+}
+
+/* The job's main process, from its init. */
+struct main_args {
+	struct sandbox *sb;
+	const struct sandbox_job *job;
+	int errfd;
+};
+
+static int main_proc(void *arg)
+{
+	struct main_args *m = arg;
+	int r = drop_identity(m->sb);
+	if (r < 0)
+		fail(m->errfd, -r, SANDBOX_STEP_IDENTITY);
+	fail(m->errfd, m->job->exec(m->job->arg), SANDBOX_STEP_EXEC);
+}
+
+/* The stack the main process runs on until its exec. */
+#define MAIN_STACK (256u << 10)
+
+/* Clones the main process into its group. Where it can, it shares our
+ * memory until its exec, and we wait for that (CLONE_VM | CLONE_VFORK,
+ * as posix_spawn does): no copy of our address space to make on Start's
+ * path, and none to tear down at its exec. */
+static pid_t clone_main(struct main_args *m, int cgfd, void *stack)
+{
+	struct clone_args ca;
+	memset(&ca, 0, sizeof ca);
+	ca.exit_signal = SIGCHLD;
+	ca.flags = CLONE_INTO_CGROUP;
+	ca.cgroup = (uint64_t)cgfd;
+	if (SYS_HAVE_CLONE3_RUN && stack != MAP_FAILED) {
+		ca.flags |= CLONE_VM | CLONE_VFORK;
+		ca.stack = (uint64_t)(uintptr_t)stack;
+		ca.stack_size = MAIN_STACK;
+		return sys_clone3_run(&ca, main_proc, m);
+	}
+	pid_t pid = sys_clone3(&ca);
+	if (pid == 0)
+		_exit(main_proc(m));
+	return pid;
+}
+
+/* The init: the early steps, then the job. */
+static _Noreturn void init_main(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
+				const int *keep, size_t n_keep)
+{
+	int errfd = sb->report.w;
 	/* Tells the init from its supervisor in ps (both show the
 	 * supervisor's command line). */
 	prctl(PR_SET_NAME, "rund-init", 0, 0, 0);
-	for (size_t i = 0; i < sb->n_steps; i++) {
+	int mine[16 + 3];
+	size_t n = 0;
+	for (size_t i = 0; i < n_keep && i < 16; i++)
+		mine[n++] = keep[i];
+	mine[n++] = sb->go.r;
+	mine[n++] = sb->report.w;
+	mine[n++] = sb->status.w;
+	keep_only(mine, n);
+	for (size_t i = 0; i < sb->n_early; i++) {
 		int r = run_step(&sb->steps[i]);
 		if (r < 0)
 			fail(errfd, -r, (int)i);
 	}
+	int lr = limit_early(sb);
+	if (lr < 0)
+		fail(errfd, -lr, SANDBOX_STEP_IDENTITY);
 
-	/* Every signal stays pending for sigwaitinfo; the main process
-	 * restores an empty mask before exec (exec(arg) does). SIGCHLD must
-	 * not be ignored or children would reap themselves. */
+	/* Mapped now, off Start's path; the pages it uses fault in then. */
+	void *stack = mmap(NULL, MAIN_STACK, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	/* What the job starts with, set now so that its main process need
+	 * not. Our own blocked mask is set only at launch: a signal sent to a
+	 * spare's init is then dropped, not forwarded to a later job. */
+	sandbox_job_defaults();
+
+	/* Wait for the job. EOF: the supervisor is gone without one. */
+	uint32_t len;
+	if (!read_full(sb->go.r, &len, sizeof len))
+		_exit(0);
+	char *payload = malloc((size_t)len + 1);
+	if (len == 0 || len > GIVE_MAX || !payload || !read_full(sb->go.r, payload, len))
+		fail(errfd, EPROTO, SANDBOX_STEP_LAUNCH);
+	payload[len] = '\0';
+	struct sandbox_job job = {0};
+	int e = describe(ctx, payload, len, &job);
+	if (e)
+		fail(errfd, e, SANDBOX_STEP_LAUNCH);
+	sb->uid = job.uid;
+	sb->gid = job.gid;
+	/* Then its group, once the supervisor made it. */
+	char *cg = read_message(sb->go.r, GROUP_MAX, &len);
+	if (!cg)
+		fail(errfd, EPROTO, SANDBOX_STEP_LAUNCH);
+	close(sb->go.r);
+
+	/* Opened through the host's tree, before the cgroup mount is
+	 * covered and before a pivot_root. */
+	int cgfd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cgfd < 0)
+		fail(errfd, errno, SANDBOX_STEP_CGROUP);
+	for (size_t i = sb->n_early; i < sb->n_steps; i++) {
+		struct sandbox_step *st = &sb->steps[i];
+		if (st->op == SB_CGROUP2 && !st->src)
+			st->src = cg;
+		int r = run_step(st);
+		if (r < 0)
+			fail(errfd, -r, (int)i);
+	}
+
+	/* Every signal stays pending for sigwaitinfo (dispositions are all
+	 * default, so SIGCHLD is not ignored and children do not reap
+	 * themselves); the main process restores an empty mask before exec
+	 * (job.exec does). */
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
-	signal(SIGCHLD, SIG_DFL);
+
+	struct main_args m = {sb, &job, errfd};
+	pid_t pid = clone_main(&m, cgfd, stack);
+	if (pid < 0)
+		fail(errfd, errno, SANDBOX_STEP_FORK);
+	/* The stack stays mapped: unmapping it now costs a TLB shootdown on
+	 * the CPU the main process ran on, and only the few pages it touched
+	 * hold memory. */
+	close(cgfd);
+	init_loop(sb, pid, &all);
+}
+
+/* ---- the supervisor's side of the init -------------------------------- */
+
+static void pipe_close(struct sandbox_pipe *p)
+{
+	closep(&p->r);
+	closep(&p->w);
+	*p = (struct sandbox_pipe){-1, -1};
+}
+
+static int pipe_open(struct sandbox_pipe *p)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	p->r = fds[0];
+	p->w = fds[1];
+	return 0;
+}
+
+int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
+		       const int *keep, size_t n_keep, struct err *err)
+{
+	if (sb->root || sb->init_pidfd >= 0)
+		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: no init to start");
+	if (n_keep > 16)
+		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: too many fds to keep");
+	int r;
+	if ((r = pipe_open(&sb->go)) < 0 || (r = pipe_open(&sb->report)) < 0 ||
+	    (r = pipe_open(&sb->status)) < 0) {
+		sandbox_init_stop(sb);
+		return err_sys(err, -r, "sandbox pipes");
+	}
+	fcntl(sb->status.r, F_SETFL, O_NONBLOCK);
+	/* What the init copies of the host, to tell later whether it is
+	 * still the host's (see sandbox_init_fresh). Opened before the clone,
+	 * so a change during it counts. */
+	sb->mounts_fd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+	struct utsname u;
+	if (uname(&u) == 0)
+		snprintf(sb->hostname, sizeof sb->hostname, "%s", u.nodename);
 
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);
+	ca.flags = CLONE_PIDFD | sandbox_clone_flags(sb);
+	ca.pidfd = (uint64_t)(uintptr_t)&sb->init_pidfd;
 	ca.exit_signal = SIGCHLD;
-	if (cgroup_fd >= 0) {
-		ca.flags = CLONE_INTO_CGROUP;
-		ca.cgroup = (uint64_t)cgroup_fd;
-	}
 	pid_t pid = sys_clone3(&ca);
-	if (pid < 0)
-		fail(errfd, errno, SANDBOX_STEP_FORK);
-	if (pid == 0) {
-		int r = drop_identity(sb);
-		if (r < 0)
-			fail(errfd, -r, SANDBOX_STEP_IDENTITY);
-		fail(errfd, exec(arg), SANDBOX_STEP_EXEC);
+	if (pid == 0)
+		init_main(sb, describe, ctx, keep, n_keep);
+	if (pid < 0) {
+		int e = errno;
+		sb->init_pidfd = -1;
+		sandbox_init_stop(sb);
+		return err_sys(err, e, "clone3 the job's init");
 	}
-	init_loop(sb, pid, &all);
+	sb->init_pid = pid;
+	closep(&sb->go.r);
+	closep(&sb->report.w);
+	closep(&sb->status.w);
+	sb->go.r = sb->report.w = sb->status.w = -1;
+	return 0;
+}
+
+bool sandbox_init_fresh(const struct sandbox *sb)
+{
+	if (sb->init_pidfd < 0 || sb->go.w < 0 || sb->mounts_fd < 0)
+		return false;
+	struct pollfd p[2] = {{.fd = sb->init_pidfd, .events = POLLIN},
+			      {.fd = sb->mounts_fd, .events = POLLPRI}};
+	if (poll(p, 2, 0) < 0 || p[0].revents || (p[1].revents & (POLLPRI | POLLERR)))
+		return false;
+	struct utsname u;
+	return uname(&u) == 0 && strcmp(u.nodename, sb->hostname) == 0;
+}
+
+void sandbox_init_stop(struct sandbox *sb)
+{
+	if (sb->init_pidfd >= 0) {
+		sys_pidfd_send_signal(sb->init_pidfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		while (waitid(P_PIDFD, (id_t)sb->init_pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+	}
+	closep(&sb->init_pidfd);
+	closep(&sb->mounts_fd);
+	pipe_close(&sb->go);
+	pipe_close(&sb->report);
+	pipe_close(&sb->status);
+	init_fields_clear(sb);
+}
+
+int sandbox_give(struct sandbox *sb, const void *payload, size_t len, struct err *err)
+{
+	if (len == 0 || len > GIVE_MAX)
+		return err_set(err, E2BIG, ERR_INTERNAL, "sandbox: a job of %zu bytes", len);
+	/* A dead init makes this EPIPE (the supervisor ignores SIGPIPE). */
+	int r = write_message(sb->go.w, payload, len);
+	return r < 0 ? err_sys(err, -r, "hand the job to its init") : 0;
+}
+
+int sandbox_launch(struct sandbox *sb, const char *job_cgroup, struct err *err)
+{
+	size_t cl = strlen(job_cgroup);
+	if (cl == 0 || cl > GROUP_MAX)
+		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "sandbox: cgroup path too long");
+	int r = write_message(sb->go.w, job_cgroup, cl);
+	closep(&sb->go.w);
+	sb->go.w = -1;
+	return r < 0 ? err_sys(err, -r, "hand the job's cgroup to its init") : 0;
+}
+
+int sandbox_wait_report(int fd, struct sandbox_report *rep)
+{
+	ssize_t n;
+	do
+		n = read(fd, rep, sizeof *rep);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof *rep ? 1 : 0;
+}
+
+bool sandbox_policy_same(const struct sandbox_policy *a, const struct sandbox_policy *b)
+{
+	if (a->root != b->root || a->namespaces != b->namespaces || a->n_hide != b->n_hide ||
+	    a->tmp_size != b->tmp_size || a->max_procs != b->max_procs)
+		return false;
+	for (size_t i = 0; i < a->n_hide; i++)
+		if (strcmp(a->hide[i], b->hide[i]) != 0)
+			return false;
+	const char *as[] = {a->rootfs, a->cgroup_mount}, *bs[] = {b->rootfs, b->cgroup_mount};
+	for (size_t i = 0; i < ARRAY_SIZE(as); i++)
+		if ((as[i] == NULL) != (bs[i] == NULL) || (as[i] && strcmp(as[i], bs[i]) != 0))
+			return false;
+	return true;
 }

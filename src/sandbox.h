@@ -2,22 +2,26 @@
  *
  * The operator's policy (struct sandbox_policy) is decided by the daemon,
  * persisted in the job's spec and handed to the supervisor, which turns it
- * into a plan before clone3: every path checked, every string built, so
- * that the child only makes async-signal-safe calls. The child then applies
- * the plan's steps in order, as bubblewrap does with its setup ops:
+ * into a plan: every path checked, every string built before clone3. The
+ * job's init applies the plan's steps in order, as bubblewrap does with
+ * its setup ops. It does so in two moments, so that most of the work is
+ * done before a Start arrives (a spare supervisor starts its init while
+ * it waits for a job, suppool.h):
  *
- *   clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET])
+ *   sandbox_init_start: clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET])
  *   child = PID 1 of the job's PID namespace ("init"), which stays in the
  *   supervisor's cgroup, so the job's limits and accounting are the job's:
  *     mounts private; the host's whole tree read-only and nosuid;
  *     hide the state and key directories under empty read-only tmpfs;
  *     fresh /proc; private /tmp, /var/tmp, /dev/shm, /run/lock (sized),
- *     and the IPC namespace's own /dev/mqueue;
- *     the job's own cgroup bound read-only over the cgroup2 mount;
- *     [-job_network none: loopback up] [-rootfs: pivot_root into DIR]
- *     clone3 the job's main process INTO_CGROUP (the job's group), then
- *     forward signals to it and reap every orphan until it ends; report
- *     its wait status; exit (the kernel then kills the rest of the PID
+ *     and the IPC namespace's own /dev/mqueue; [-job_network none:
+ *     loopback up]; then wait.
+ *   sandbox_launch: the init learns the job (its group and a payload
+ *     that describes it), binds the job's own cgroup read-only over the
+ *     cgroup2 mount [-rootfs: pivot_root into DIR instead], clone3s the
+ *     job's main process INTO_CGROUP (the job's group), then forwards
+ *     signals to it and reaps every orphan until it ends; reports its
+ *     wait status; exits (the kernel then kills the rest of the PID
  *     namespace).
  *   main process: a new cgroup namespace rooted at its group; RLIMIT_NPROC;
  *     drop the bounding, ambient and inheritable capability sets,
@@ -25,11 +29,18 @@
  *     own; no_new_privs; a seccomp filter against new namespaces, keyrings
  *     and io_uring; then exec.
  *
+ * The supervisor is single-threaded, so the init (a copy of it) may
+ * allocate; it stays async-signal-safe anyway except in describe.
+ * An init started early copied the host's mount table and host name
+ * then: sandbox_init_fresh tells whether either changed since, and the
+ * supervisor starts a new init if so.
+ *
  * A PID namespace's init ignores signals it has no handler for, so the job
  * is never PID 1: the init is our own code, not an exec.
  *
  * With policy.root (`-job_user root`) none of this happens: the job is
- * exec'd straight from the clone3 child, as root, in the host's namespaces. */
+ * exec'd straight from the supervisor's clone3 child, as root, in the
+ * host's namespaces (jobspawn.h). */
 #ifndef RUND_SANDBOX_H
 #define RUND_SANDBOX_H
 
@@ -53,6 +64,9 @@ enum {
 };
 
 #define SANDBOX_MAX_HIDE 8
+/* The RLIMIT_NOFILE soft limit jobs get: the conventional one (some
+ * programs loop over every possible fd; the daemon raises its own). */
+#define SANDBOX_JOB_NOFILE 1024
 
 struct sandbox_policy {
 	bool root;	     /* -job_user root: no identity, no namespaces */
@@ -108,7 +122,7 @@ struct sandbox_step {
 	char *data; /* owned; SB_TMPFS: mount options */
 };
 
-/* What the child reports over the error pipe when it fails. */
+/* What a child reports over the report pipe when it fails. */
 struct sandbox_report {
 	int32_t err;  /* errno */
 	int32_t step; /* index into steps, or SANDBOX_STEP_* */
@@ -116,52 +130,114 @@ struct sandbox_report {
 #define SANDBOX_STEP_EXEC (-1)
 #define SANDBOX_STEP_IDENTITY (-2)
 #define SANDBOX_STEP_FORK (-3)
+#define SANDBOX_STEP_LAUNCH (-4) /* reading the job from the supervisor */
+#define SANDBOX_STEP_CGROUP (-5) /* opening the job's group */
+
+/* A pipe; -1 for an end this process does not hold. */
+struct sandbox_pipe {
+	int r, w;
+};
 
 struct sandbox {
 	bool root;
-	uint32_t uid, gid;
+	uint32_t uid, gid; /* the init learns them at launch */
 	unsigned namespaces;
 	struct sandbox_step *steps;
 	size_t n_steps;
+	/* Steps [0, n_early) run as soon as the init starts; the rest (the
+	 * job's cgroup, pivot_root) once it knows the job. */
+	size_t n_early;
 	int last_cap; /* /proc/sys/kernel/cap_last_cap */
 	uint64_t max_procs;
-	int status_fds[2]; /* init -> supervisor: the main process's wait status */
+
+	/* The init, from sandbox_init_start on. */
+	pid_t init_pid;
+	int init_pidfd;
+	struct sandbox_pipe go;	    /* supervisor -> init: the job (sandbox_launch) */
+	struct sandbox_pipe report; /* init, main -> supervisor: a report, or EOF at exec */
+	struct sandbox_pipe status; /* init -> supervisor: the main process's wait status */
+	/* The host's view the init copied: a poll on mounts_fd says whether
+	 * the mount table changed since; hostname is the UTS name then. */
+	int mounts_fd;
+	char hostname[65];
 };
 
-/* Builds the plan for policy p (see the top of this file); job_cgroup is
- * the absolute path of the job's own group (NULL: leave the cgroup mount
- * alone). Directories that do not exist are left out (nothing to hide or
- * cover). On success *sb owns its strings and two pipe fds. 0 or -errno
- * with err set. */
-int sandbox_prepare(const struct sandbox_policy *p, const char *job_cgroup, struct sandbox *sb,
-		    struct err *err);
-void sandbox_free(struct sandbox *sb); /* accepts zeroed and freed */
+/* What the init needs to know about the job, from the launch's payload. */
+struct sandbox_job {
+	uint32_t uid, gid;
+	/* Sets up stdio and execs (jobspawn.h); returns an errno (with
+	 * whatever bits the caller adds) only on failure. */
+	int (*exec)(void *arg);
+	void *arg;
+};
 
-/* clone3 flags for the plan's first child: its namespaces, plus
- * CLONE_INTO_CGROUP for a root job (which is exec'd from that child); a
- * confined job's init stays outside the job's group. */
+/* Runs in the init with sandbox_launch's payload; fills *job. 0 or an
+ * errno. */
+typedef int sandbox_describe_fn(void *ctx, const char *payload, size_t len, struct sandbox_job *job);
+
+/* Builds the plan for policy p (see the top of this file). Directories
+ * that do not exist are left out (nothing to hide or cover). On success
+ * *sb owns its strings; no process or fd yet. 0 or -errno with err set. */
+int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct err *err);
+/* Stops the init if it still runs (sandbox_init_stop), closes every fd and
+ * frees the plan. Accepts a prepared or freed sandbox (not a zeroed
+ * one: its fds would read as 0). */
+void sandbox_free(struct sandbox *sb);
+
+/* clone3 flags of the job's init: its namespaces (0 for a root plan). */
 uint64_t sandbox_clone_flags(const struct sandbox *sb);
 
-/* Runs in the clone3 child and never returns. cgroup_fd is the job's
- * group (a confined job's main process is cloned into it). exec(arg) must set up stdio
- * and exec; it returns errno only on failure. Any failure is written as a
- * struct sandbox_report to errfd (CLOEXEC: EOF means the exec happened).
- * Async-signal-safe throughout. */
-_Noreturn void sandbox_child(const struct sandbox *sb, int cgroup_fd, int errfd,
-			     int (*exec)(void *arg), void *arg);
+/* Starts the job's init before the job is known, in the caller's cgroup:
+ * clone3 into the plan's namespaces; the init runs the early steps, then
+ * waits for sandbox_launch (or EOF: the supervisor is gone, and the init
+ * exits). It keeps only keep[0..n_keep) of the caller's descriptors (the
+ * job's stdio) and the sandbox's own pipe ends. A failing step is not
+ * reported here but at launch, as the job's failure. describe(ctx, ...)
+ * runs in the init at launch. 0, or -errno with err set and nothing left
+ * running. */
+int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
+		       const int *keep, size_t n_keep, struct err *err);
 
-/* In the supervisor after clone3: closes the child's end of the status
- * pipe. */
-void sandbox_after_clone(struct sandbox *sb);
+/* True while the init started earlier can take a job: it still waits,
+ * and the host's mount table and host name are as it copied them (a
+ * spare's view of the host must not be older than the job). */
+bool sandbox_init_fresh(const struct sandbox *sb);
 
-/* After the clone3 child was reaped with si: when that child was the
- * job's init, replaces si's code and status with those of the job's main
- * process as the init reported them. An init that did not report (it was
- * killed with the whole group, by Stop) leaves si as it is. */
+/* Kills and reaps the init, and closes the sandbox's pipes. The plan is
+ * kept: sandbox_init_start may run again. */
+void sandbox_init_stop(struct sandbox *sb);
+
+/* Hands the init its job: payload, for describe, which the init runs
+ * while the caller goes on (creating the job's group). 0, or -errno with
+ * err set (the init is gone: its report says why). */
+int sandbox_give(struct sandbox *sb, const void *payload, size_t len, struct err *err);
+
+/* Names the job's group (absolute; it exists now): the init runs the late
+ * steps, clones the job's main process into the group and reports. 0, or
+ * -errno with err set (the init is gone: its report says why). */
+int sandbox_launch(struct sandbox *sb, const char *job_cgroup, struct err *err);
+
+/* After sandbox_launch (or a root job's clone3; fd is the report pipe's
+ * read end): waits until the job exec'd (0) or a report arrived (1, *rep
+ * set). */
+int sandbox_wait_report(int fd, struct sandbox_report *rep);
+
+/* After the init was reaped with si: replaces si's code and status with
+ * those of the job's main process as the init reported them. An init that
+ * did not report (it was killed with the whole group, by Stop) leaves si
+ * as it is. */
 void sandbox_main_status(struct sandbox *sb, siginfo_t *si);
 
 /* Describes step (an index, or SANDBOX_STEP_*) into buf, e.g. "mount
  * tmpfs on /tmp", for the failure the child reported. Returns buf. */
 const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap);
+
+/* Gives the calling process the signal dispositions (all default) and the
+ * RLIMIT_NOFILE soft limit (SANDBOX_JOB_NOFILE) a job starts with. Runs
+ * in a clone3 child: async-signal-safe. */
+void sandbox_job_defaults(void);
+
+/* True when a and b confine jobs alike (everything but uid and gid). */
+bool sandbox_policy_same(const struct sandbox_policy *a, const struct sandbox_policy *b);
 
 #endif

@@ -52,9 +52,17 @@
 struct sup_job {
 	char *state_dir; /* from the request */
 	struct jobspec spec;
+	char *spec_text; /* spec as the request carried it: the init's launch */
+	size_t spec_len;
+	/* The warm-up read before the request (cgroup and sandbox policy
+	 * only), and the cgroup root we moved into, if any. */
+	struct jobspec warm;
+	bool entered;
+	int given; /* sandbox_give's result */
+	const struct proctitle *pt;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
-	int out_r, err_r;
+	int out_r, err_r, out_w, err_w; /* the write ends until the job (or its init) has them */
 	pid_t pid;
 	struct logwriter log;
 	uint8_t *buf;
@@ -68,11 +76,12 @@ struct sup_job {
 static void sup_job_init(struct sup_job *j)
 {
 	memset(j, 0, sizeof *j);
-	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = j->out_r = j->err_r = -1;
+	j->dirfd = j->lockfd = j->cgfd = j->devnull = j->pidfd = -1;
+	j->out_r = j->err_r = j->out_w = j->err_w = -1;
 	j->sigfd = -1;
 	j->log.fd = j->log.dirfd = -1;
 	j->root.dirfd = j->root.jobs_fd = -1;
-	j->sb.status_fds[0] = j->sb.status_fds[1] = -1;
+	sandbox_prepare(&(struct sandbox_policy){.root = true}, &j->sb, NULL);
 }
 
 static void close_fd(int *fd)
@@ -86,11 +95,13 @@ static void sup_job_release(struct sup_job *j)
 	logwriter_close(&j->log);
 	cgroup_root_close(&j->root);
 	jobspec_free(&j->spec);
+	jobspec_free(&j->warm);
+	free(j->spec_text);
 	free(j->state_dir);
 	free(j->buf);
 	sandbox_free(&j->sb);
-	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r,
-		      &j->err_r, &j->dirfd,   &j->sigfd, &j->lockfd}; /* the lock last */
+	int *fds[] = {&j->cgfd,	 &j->devnull, &j->pidfd, &j->out_r, &j->err_r,
+		      &j->out_w, &j->err_w,   &j->dirfd, &j->sigfd, &j->lockfd}; /* the lock last */
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		close_fd(fds[i]);
 }
@@ -153,27 +164,35 @@ static const char *parse_args(int argc, char **argv)
 	return fifo;
 }
 
-/* Waits for the request. No timeout is needed: the daemon holds the FIFO's
- * other end, so if it dies before writing, the read sees EOF. */
-static int read_request(const char *fifo, struct sup_job *j, struct err *err)
+/* Opens the FIFO for reading. O_NONBLOCK so the open never waits for a
+ * writer: if the daemon's end is already gone, the first read sees EOF
+ * instead of hanging. Reads then block: no timeout is needed, the daemon
+ * holds the FIFO's other end, so if it dies before writing, the read sees
+ * EOF. */
+static int open_fifo(const char *fifo, struct err *err)
 {
-	/* O_NONBLOCK so the open never waits for a writer: if the daemon's end
-	 * is already gone, the first read sees EOF instead of hanging. */
-	_cleanup_close_ int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(err, errno, "open fifo %s", fifo);
-	if (fcntl(fd, F_SETFL, 0) < 0)
-		return err_sys(err, errno, "fifo %s", fifo);
-	_cleanup_(handoff_request_free) struct handoff_request req = {0};
-	int r = handoff_request_read(fd, &req, err);
-	if (r < 0)
-		return err_wrap(err, "fifo %s", fifo);
-	r = jobspec_decode(req.spec, req.spec_len, &j->spec, err);
+	if (fcntl(fd, F_SETFL, 0) < 0) {
+		int e = errno;
+		close(fd);
+		return err_sys(err, e, "fifo %s", fifo);
+	}
+	return fd;
+}
+
+/* Decodes the request (the job's spec) read from the FIFO. */
+static int take_request(struct handoff_request *req, struct sup_job *j, struct err *err)
+{
+	int r = jobspec_decode(req->spec, req->spec_len, &j->spec, err);
 	if (r < 0)
 		return err_wrap(err, "job request");
 	if (!j->spec.cgroup)
 		return err_set(err, EINVAL, ERR_INTERNAL, "job request names no cgroup root");
-	j->state_dir = steal_pointer(&req.state_dir);
+	j->state_dir = steal_pointer(&req->state_dir);
+	j->spec_len = req->spec_len;
+	j->spec_text = steal_pointer(&req->spec);
 	return 0;
 }
 
@@ -191,40 +210,170 @@ static int make_pipe(struct pipe_pair *p, bool big, struct err *err)
 	return 0;
 }
 
-/* The job's output pipes, /dev/null, the exec plan, then the job: the
- * plan is complete before clone3 (spawn.h). */
-static int spawn_into_cgroup(struct sup_job *j, struct err *err)
+/* The exec plan of spec, on the job's stdio (the plan is complete before
+ * clone3, jobspawn.h). */
+static void plan_for(const struct sup_job *j, const struct jobspec *spec,
+		     struct jobspawn_plan *plan)
 {
-	_cleanup_(pipe_pair_close) struct pipe_pair out = {-1, -1}, errp = {-1, -1};
+	jobspawn_plan_init(plan, spec->argv);
+	jobspawn_plan_env(plan, spec->env, spec->n_env);
+	if (spec->cwd)
+		plan->cwd = spec->cwd;
+	plan->stdin_fd = j->devnull;
+	plan->stdout_fd = j->out_w;
+	plan->stderr_fd = j->err_w;
+}
+
+
+/* The job's /dev/null and output pipes; ours until the job or its init
+ * holds the write ends. */
+static int open_stdio(struct sup_job *j, struct err *err)
+{
+	struct pipe_pair out, errp;
+	int r;
+	if (j->devnull < 0 && (j->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+		return err_sys(err, errno, "open /dev/null");
+	if ((r = make_pipe(&out, true, err)) < 0)
+		return r;
+	if ((r = make_pipe(&errp, true, err)) < 0) {
+		pipe_pair_close(&out);
+		return r;
+	}
+	j->out_r = out.r;
+	j->out_w = out.w;
+	j->err_r = errp.r;
+	j->err_w = errp.w;
+	return 0;
+}
+
+static void close_stdio(struct sup_job *j)
+{
+	int *fds[] = {&j->out_r, &j->out_w, &j->err_r, &j->err_w};
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+		close_fd(fds[i]);
+}
+
+/* In the job's init, at launch (sandbox.h): the job from the spec the
+ * supervisor read. Never freed: the init execs or exits. */
+static int describe_job(void *ctx, const char *payload, size_t len, struct sandbox_job *job)
+{
+	struct sup_job *j = ctx;
+	struct jobspec *spec = xcalloc(1, sizeof *spec);
+	if (jobspec_decode(payload, len, spec, NULL) < 0 || spec->sandbox.root)
+		return EPROTO;
+	struct jobspawn_plan *plan = xcalloc(1, sizeof *plan);
+	plan_for(j, spec, plan);
+	char title[64];
+	snprintf(title, sizeof title, "rund execute %s", spec->id);
+	proctitle_set(j->pt, title);
+	job->uid = spec->sandbox.uid;
+	job->gid = spec->sandbox.gid;
+	plan->defaults_set = true; /* the init's own, inherited */
+	job->exec = jobspawn_exec;
+	job->arg = plan;
+	return 0;
+}
+
+/* The job's stdio, the sandbox's plan and its init, which prepares the
+ * job's namespaces and mounts and then waits for the job. */
+static int ready_sandbox(struct sup_job *j, const struct sandbox_policy *policy, struct err *err)
+{
+	int r;
+	if ((r = open_stdio(j, err)) < 0)
+		return r;
+	if ((r = sandbox_prepare(policy, &j->sb, err)) < 0)
+		return r;
+	int keep[] = {j->devnull, j->out_w, j->err_w};
+	if ((r = sandbox_init_start(&j->sb, describe_job, j, keep, ARRAY_SIZE(keep), err)) < 0)
+		return r;
+	/* The init holds them now: the job's exit is then our EOF. */
+	close_fd(&j->out_w);
+	close_fd(&j->err_w);
+	return 0;
+}
+
+/* Drops a sandbox prepared for another policy or an older view of the
+ * host, with the stdio its init held. */
+static void drop_sandbox(struct sup_job *j)
+{
+	sandbox_free(&j->sb);
+	close_stdio(j);
+}
+
+/* A root job: cloned straight into its group and exec'd. */
+static int spawn_root(struct sup_job *j, const char *cg_name, struct err *err)
+{
 	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
 	int r;
-	j->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (j->devnull < 0)
-		return err_sys(err, errno, "open /dev/null");
-	if ((r = make_pipe(&out, true, err)) < 0 || (r = make_pipe(&errp, true, err)) < 0)
+	if ((r = open_stdio(j, err)) < 0)
 		return r;
-
-	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
-	if ((r = sandbox_prepare(&j->spec.sandbox, cg_name, &j->sb, err)) < 0)
-		return r;
-	jobspawn_plan_init(&plan, j->spec.argv);
-	jobspawn_plan_env(&plan, j->spec.env, j->spec.n_env);
-	if (j->spec.cwd)
-		plan.cwd = j->spec.cwd;
-	plan.sandbox = &j->sb;
-	plan.stdin_fd = j->devnull;
-	plan.stdout_fd = out.w;
-	plan.stderr_fd = errp.w;
+	plan_for(j, &j->spec, &plan);
 	plan.cgroup_fd = j->cgfd;
 	plan.cgroup_name = cg_name;
 	struct jobspawn_child sp;
-	if ((r = jobspawn_start(&plan, &sp, err)) < 0)
+	r = jobspawn_start(&plan, &sp, err);
+	close_fd(&j->out_w);
+	close_fd(&j->err_w);
+	if (r < 0)
 		return r;
 	j->pid = sp.pid;
 	j->pidfd = sp.pidfd;
-	j->out_r = steal_fd(&out.r);
-	j->err_r = steal_fd(&errp.r);
 	return 0;
+}
+
+/* A confined job: the init a spare prepared while it waited, if it is
+ * still right for this job, else a new one; it gets the job now and
+ * decodes it while we create the group. */
+static int give_job(struct sup_job *j, struct err *err)
+{
+	int r;
+	if (!sandbox_policy_same(&j->warm.sandbox, &j->spec.sandbox) ||
+	    !sandbox_init_fresh(&j->sb)) {
+		drop_sandbox(j);
+		if ((r = ready_sandbox(j, &j->spec.sandbox, err)) < 0)
+			return r;
+	}
+	/* A failure here (the init is gone) is reported at the launch, with
+	 * the init's own report if it left one. */
+	j->given = sandbox_give(&j->sb, j->spec_text, j->spec_len, NULL);
+	return 0;
+}
+
+/* The group exists: the init clones the job's main process into it. */
+static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *err)
+{
+	int r = j->given;
+	if (r == 0)
+		r = sandbox_launch(&j->sb, cg_name, err);
+	else
+		err_sys(err, -r, "hand the job to its init");
+	struct sandbox_report rep;
+	int wr = sandbox_wait_report(j->sb.report.r, &rep);
+	if (wr == 1) {
+		err_clear(err);
+		r = jobspawn_report_err(&rep,
+					&(struct jobspawn_what){j->spec.argv[0], j->spec.cwd
+										 ? j->spec.cwd
+										 : "/",
+								&j->sb},
+					err);
+		sandbox_init_stop(&j->sb);
+		return r;
+	}
+	if (r < 0) {
+		sandbox_init_stop(&j->sb);
+		return r;
+	}
+	j->pid = j->sb.init_pid;
+	j->pidfd = steal_fd(&j->sb.init_pidfd);
+	return 0;
+}
+
+static int spawn_into_cgroup(struct sup_job *j, struct err *err)
+{
+	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
+	return j->spec.sandbox.root ? spawn_root(j, cg_name, err)
+				    : spawn_confined(j, cg_name, err);
 }
 
 /* A job that never ran leaves no output files. */
@@ -533,23 +682,53 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
 	return r < 0 ? STATUS_UNWRITABLE : 0;
 }
 
+/* The warm-up a spare reads before its request (jobspec.h): it joins the
+ * jobs' cgroup root and prepares the sandbox now, while nobody waits.
+ * Whatever fails here is tried again once the job is known, and reported
+ * then. */
+static void warm_up(struct sup_job *j, struct handoff_request *req)
+{
+	struct err err;
+	if (jobspec_warm_decode(req->spec, req->spec_len, &j->warm, &err) < 0 ||
+	    cgroup_enter_daemon(j->warm.cgroup, &err) < 0)
+		return;
+	j->entered = true;
+	if (ready_sandbox(j, &j->warm.sandbox, &err) < 0)
+		drop_sandbox(j);
+}
+
 /* Everything from the request to "ok"; on failure err says why and
  * nothing is left but the job directory's files. */
-static int start(struct sup_job *j, const char *fifo, const struct proctitle *pt, struct err *err)
+static int start(struct sup_job *j, const char *fifo, struct err *err)
 {
 	int r;
-	if ((r = read_request(fifo, j, err)) < 0)
+	_cleanup_close_ int fd = open_fifo(fifo, err);
+	if (fd < 0)
+		return fd;
+	_cleanup_(handoff_request_free) struct handoff_request req = {0};
+	if ((r = handoff_request_read(fd, &req, err)) < 0)
+		return err_wrap(err, "fifo %s", fifo);
+	if (jobspec_is_warm(req.spec, req.spec_len)) {
+		warm_up(j, &req);
+		handoff_request_free(&req);
+		if ((r = handoff_request_read(fd, &req, err)) < 0)
+			return err_wrap(err, "fifo %s", fifo);
+	}
+	if ((r = take_request(&req, j, err)) < 0)
 		return r;
 	/* Spawned in the daemon's cgroup, which may be a systemd unit of its
 	 * own (-cgroup_daemon_stays): a supervisor belongs with the jobs'
 	 * unit, where restarting the daemon's unit never looks. */
-	if ((r = cgroup_enter_daemon(j->spec.cgroup, err)) < 0)
+	if ((!j->entered || strcmp(j->warm.cgroup, j->spec.cgroup) != 0) &&
+	    (r = cgroup_enter_daemon(j->spec.cgroup, err)) < 0)
 		return r;
 	/* The request is read: fifo (in argv) is not needed again, and ps
 	 * shows which job this supervisor runs. */
 	char title[64];
 	snprintf(title, sizeof title, "rund execute %s", j->spec.id);
-	proctitle_set(pt, title);
+	proctitle_set(j->pt, title);
+	if (!j->spec.sandbox.root && (r = give_job(j, err)) < 0)
+		return r;
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
@@ -586,9 +765,10 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 
 	_cleanup_(sup_job_release) struct sup_job j;
 	sup_job_init(&j);
+	j.pt = pt;
 	struct err err;
 	err_clear(&err);
-	if (start(&j, fifo, pt, &err) < 0) {
+	if (start(&j, fifo, &err) < 0) {
 		report(&err);
 		return 1;
 	}

@@ -28,6 +28,8 @@ struct suppool {
 	size_t n_spares;
 	struct fifo_ids fifos;
 	struct loop_timer *refill_timer;
+	char *warm; /* the warm-up every spare reads first; NULL: none */
+	size_t warm_len;
 };
 
 /* --- FIFO names ----------------------------------------------------------- */
@@ -153,6 +155,34 @@ static int spawn_supervisor(struct suppool *pool, const char *path, int report_w
 	return r;
 }
 
+/* One request frame (handoff.h) into the supervisor's FIFO, in one write
+ * that never blocks; what names it in errors. */
+static int send_frame(struct sup *sp, const char *what, const char *body, size_t len,
+		      struct err *err)
+{
+	const char *dir = sp->pool->state_dir;
+	size_t dir_len = strlen(dir);
+	char hdr[HANDOFF_HEADER_MAX];
+	int n = handoff_request_header(len, dir_len, hdr);
+	if (n < 0)
+		return err_set(err, E2BIG, ERR_EXHAUSTED,
+			       "command line too long for the request pipe: %zu bytes", len);
+	size_t total = (size_t)n + dir_len + len;
+	int cap = fcntl(sp->fifo_fd, F_GETPIPE_SZ);
+	if (cap >= 0 && (size_t)cap < total)
+		cap = fcntl(sp->fifo_fd, F_SETPIPE_SZ, (int)HANDOFF_REQUEST_MAX);
+	if (cap < 0 || (size_t)cap < total)
+		return err_set(err, E2BIG, ERR_EXHAUSTED,
+			       "command line too long for the request pipe: %zu bytes", total);
+	struct iovec iov[3] = {{hdr, (size_t)n}, {(void *)dir, dir_len}, {(void *)body, len}};
+	ssize_t w = writev(sp->fifo_fd, iov, 3);
+	if (w < 0)
+		return err_sys(err, errno, "write %s", what);
+	if ((size_t)w != total)
+		return err_set(err, EIO, ERR_INTERNAL, "short write of %s", what);
+	return 0;
+}
+
 /* Starts a supervisor on a FIFO of its own. It waits for its request, so
  * the daemon can keep one ready and take an exec off Start's path. */
 static int sup_spawn(struct suppool *pool, struct sup **out, struct err *err)
@@ -195,6 +225,12 @@ static int sup_spawn(struct suppool *pool, struct sup **out, struct err *err)
 		return r;
 	}
 	fcntl(sp->report_fd, F_SETFL, O_NONBLOCK);
+	/* Read while the spare waits: it prepares its job's sandbox now,
+	 * not on Start's path. */
+	if (pool->warm && (r = send_frame(sp, "warm-up", pool->warm, pool->warm_len, err)) < 0) {
+		sup_kill(sp);
+		return r;
+	}
 	*out = sp;
 	return 0;
 }
@@ -215,9 +251,15 @@ static void refill(void *ctx)
 	}
 }
 
-struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd)
+struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
+			    const char *warm, size_t warm_len)
 {
 	struct suppool *pool = xcalloc(1, sizeof *pool);
+	if (warm) {
+		pool->warm = xmalloc(warm_len);
+		memcpy(pool->warm, warm, warm_len);
+		pool->warm_len = warm_len;
+	}
 	pool->loop = loop;
 	pool->exe = exe;
 	pool->state_dir = state_dir;
@@ -239,6 +281,7 @@ void suppool_free(struct suppool *pool)
 	}
 	loop_timer_free(pool->refill_timer);
 	fifo_ids_free(&pool->fifos);
+	free(pool->warm);
 	free(pool);
 }
 
@@ -266,27 +309,9 @@ int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
 
 int sup_send(struct sup *sp, const char *id, const char *spec, size_t len, struct err *err)
 {
-	const char *dir = sp->pool->state_dir;
-	size_t dir_len = strlen(dir);
-	char hdr[HANDOFF_HEADER_MAX];
-	int n = handoff_request_header(len, dir_len, hdr);
-	if (n < 0)
-		return err_set(err, E2BIG, ERR_EXHAUSTED,
-			       "command line too long for the request pipe: %zu bytes", len);
-	size_t total = (size_t)n + dir_len + len;
-	int cap = fcntl(sp->fifo_fd, F_GETPIPE_SZ);
-	if (cap >= 0 && (size_t)cap < total)
-		cap = fcntl(sp->fifo_fd, F_SETPIPE_SZ, (int)HANDOFF_REQUEST_MAX);
-	if (cap < 0 || (size_t)cap < total)
-		return err_set(err, E2BIG, ERR_EXHAUSTED,
-			       "command line too long for the request pipe: %zu bytes", total);
-	struct iovec iov[3] = {{hdr, (size_t)n}, {(void *)dir, dir_len}, {(void *)spec, len}};
-	ssize_t w = writev(sp->fifo_fd, iov, 3);
-	if (w < 0)
-		return err_sys(err, errno, "write request of job %s", id);
-	if ((size_t)w != total)
-		return err_set(err, EIO, ERR_INTERNAL, "short write of request of job %s", id);
-	return 0;
+	char what[64];
+	snprintf(what, sizeof what, "request of job %s", id);
+	return send_frame(sp, what, spec, len, err);
 }
 
 bool sup_request_unread(struct sup *sp)

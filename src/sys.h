@@ -3,6 +3,7 @@
 #ifndef RUND_SYS_H
 #define RUND_SYS_H
 
+#include <errno.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,6 +20,54 @@ static inline pid_t sys_clone3(struct clone_args *args)
 {
 	return (pid_t)syscall(SYS_clone3, args, sizeof *args);
 }
+
+/* clone3 for a child that shares our memory (args->flags has CLONE_VM,
+ * usually with CLONE_VFORK) and runs fn(arg) on args' stack, exiting
+ * with its return value: the child cannot return into our frames, so it
+ * starts in fn, as glibc's clone() does. Returns the child's pid in the
+ * parent, -1/errno on error; -1/ENOSYS where no such entry is written
+ * (callers then clone3 without CLONE_VM). */
+#if defined(__x86_64__)
+#define SYS_HAVE_CLONE3_RUN 1
+static inline pid_t sys_clone3_run(struct clone_args *args, int (*fn)(void *), void *arg)
+{
+	long ret;
+	/* Callee-saved registers reach the child unchanged. */
+	register void *fn_reg __asm__("r12") = (void *)fn;
+	register void *arg_reg __asm__("r13") = arg;
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 /* The child, on its own (16-byte aligned) stack. */
+			 "xor %%ebp, %%ebp\n\t"
+			 "mov %%r13, %%rdi\n\t"
+			 "call *%%r12\n\t"
+			 "mov %%eax, %%edi\n\t"
+			 "mov $60, %%eax\n\t" /* exit */
+			 "syscall\n\t"
+			 "hlt\n\t"
+			 "1:\n\t"
+			 : "=a"(ret)
+			 : "0"((long)SYS_clone3), "D"(args), "S"(sizeof *args), "r"(fn_reg),
+			   "r"(arg_reg)
+			 : "rcx", "r11", "memory");
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return (pid_t)ret;
+}
+#else
+#define SYS_HAVE_CLONE3_RUN 0
+static inline pid_t sys_clone3_run(struct clone_args *args, int (*fn)(void *), void *arg)
+{
+	(void)args;
+	(void)fn;
+	(void)arg;
+	errno = ENOSYS;
+	return -1;
+}
+#endif
 
 static inline int sys_pidfd_open(pid_t pid, unsigned int flags)
 {

@@ -132,7 +132,7 @@ static void test_plan_default(void **state)
 	p.n_hide = 2;
 	p.cgroup_mount = NULL;
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	char buf[2048], want[2048];
 	ops(&sb, buf, sizeof buf);
 	/* Hidden before /tmp is covered; a missing directory is skipped. */
@@ -154,10 +154,14 @@ static void test_plan_default(void **state)
 	 * group; the init stays outside the job's group. */
 	assert_false(f & CLONE_NEWCGROUP);
 	assert_false(f & CLONE_INTO_CGROUP);
-	assert_true(sb.status_fds[0] >= 0 && sb.status_fds[1] >= 0);
+	/* Nothing needs the job: all of it runs before the job is known. */
+	assert_int_equal(sb.n_early, sb.n_steps);
+	/* A plan holds no process and no fd. */
+	assert_int_equal(sb.init_pidfd, -1);
+	assert_int_equal(sb.status.r, -1);
 	assert_true(sb.last_cap >= 30);
 	sandbox_free(&sb);
-	assert_int_equal(sb.status_fds[0], -1);
+	assert_int_equal(sb.n_steps, 0);
 	sandbox_free(&sb); /* twice is fine */
 	rmdir(dir);
 }
@@ -169,15 +173,19 @@ static void test_plan_cgroup(void **state)
 	struct sandbox_policy p = policy();
 	p.cgroup_mount = (char *)"/proc"; /* any existing directory */
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, "/sys/fs/cgroup/rund/jobs/X", &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	const struct sandbox_step *last = &sb.steps[sb.n_steps - 1];
 	assert_int_equal(last->op, SB_CGROUP2);
 	assert_string_equal(last->path, "/proc");
-	assert_string_equal(last->src, "/sys/fs/cgroup/rund/jobs/X");
+	/* The job's group is the launch's to name: the one late step. */
+	assert_null(last->src);
+	assert_int_equal(sb.n_early, sb.n_steps - 1);
 	sandbox_free(&sb);
-	/* Without the job's group nothing is bound. */
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	/* Without a cgroup mount nothing is bound, and nothing waits. */
+	p.cgroup_mount = NULL;
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	assert_int_not_equal(sb.steps[sb.n_steps - 1].op, SB_CGROUP2);
+	assert_int_equal(sb.n_early, sb.n_steps);
 	sandbox_free(&sb);
 }
 
@@ -188,7 +196,7 @@ static void test_plan_network_none(void **state)
 	struct sandbox_policy p = policy();
 	p.namespaces |= SANDBOX_NS_NET;
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	assert_true(sandbox_clone_flags(&sb) & CLONE_NEWNET);
 	char buf[2048];
 	ops(&sb, buf, sizeof buf);
@@ -205,7 +213,7 @@ static void test_plan_rootfs(void **state)
 	p.hide[0] = (char *)"/etc/rund";
 	p.n_hide = 1;
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	char buf[2048];
 	ops(&sb, buf, sizeof buf);
 	assert_string_equal(buf,
@@ -213,6 +221,9 @@ static void test_plan_rootfs(void **state)
 			    "read-only /srv/jobroot; mount proc on /srv/jobroot/proc; populate "
 			    "/dev in /srv/jobroot/dev; mount tmpfs on /srv/jobroot/tmp; "
 			    "pivot_root into /srv/jobroot");
+	/* The pivot waits for the launch: the job's group is opened through
+	 * the host's tree first. */
+	assert_int_equal(sb.n_early, sb.n_steps - 1);
 	sandbox_free(&sb);
 }
 
@@ -223,11 +234,14 @@ static void test_plan_root(void **state)
 	struct sandbox_policy p = policy();
 	p.root = true;
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	assert_int_equal(sb.n_steps, 0);
-	/* Exec'd from the first child, straight into its group. */
-	assert_int_equal(sandbox_clone_flags(&sb), CLONE_INTO_CGROUP);
-	assert_int_equal(sb.status_fds[0], -1);
+	/* No init and no namespaces: jobspawn execs a root job itself. */
+	assert_int_equal(sandbox_clone_flags(&sb), 0);
+	assert_int_equal(sb.init_pidfd, -1);
+	struct err e2;
+	err_clear(&e2);
+	assert_int_equal(sandbox_init_start(&sb, NULL, NULL, NULL, 0, &e2), -EINVAL);
 	sandbox_free(&sb);
 }
 
@@ -237,11 +251,14 @@ static void test_main_status(void **state)
 	struct err err;
 	struct sandbox_policy p = policy();
 	struct sandbox sb;
-	assert_int_equal(sandbox_prepare(&p, NULL, &sb, &err), 0);
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	sb.status = (struct sandbox_pipe){fds[0], -1};
 	/* What the init reports replaces the init's own status. */
 	int32_t ws = 6 | 0x80; /* killed by SIGABRT, core dumped */
-	assert_int_equal(write(sb.status_fds[1], &ws, sizeof ws), (ssize_t)sizeof ws);
-	sandbox_after_clone(&sb);
+	assert_int_equal(write(fds[1], &ws, sizeof ws), (ssize_t)sizeof ws);
+	close(fds[1]);
 	siginfo_t si;
 	memset(&si, 0, sizeof si);
 	si.si_code = CLD_EXITED;
