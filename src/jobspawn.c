@@ -206,8 +206,8 @@ int jobspawn_start(const struct jobspawn_plan *p, struct jobspawn_child *out, st
 			;
 		close(pidfd);
 		struct sandbox none = {.root = true};
-		return jobspawn_report_err(
-			&rep, &(struct jobspawn_what){p->argv[0], p->cwd, &none}, err);
+		return jobspawn_report_err(&rep, &(struct jobspawn_what){p->argv[0], p->cwd, &none},
+					   err);
 	}
 	out->pid = pid;
 	out->pidfd = pidfd;

@@ -180,8 +180,10 @@ void sandbox_policy_copy(struct sandbox_policy *dst, const struct sandbox_policy
 
 static const char *const op_names[] = {
 	[SB_MOUNT_PRIVATE] = "make mounts private",
-	[SB_ROOT_RO] = "make read-only and nosuid",
+	[SB_ROOT_RO] = "make private, read-only and nosuid",
 	[SB_MQUEUE] = "mount mqueue on",
+	[SB_SCRATCH] = "make the job's tmpfs at",
+	[SB_PRIVATE] = "bind a private directory on",
 	[SB_HIDE] = "hide",
 	[SB_PROC] = "mount proc on",
 	[SB_TMPFS] = "mount tmpfs on",
@@ -208,6 +210,18 @@ static bool is_dir(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* True when another directory to hide is hide[i] or above it: hiding
+ * that one hides hide[i] too (and hide[i]'s path is gone under it). The
+ * first of two equal ones is kept. */
+static bool hidden_by_other(const struct sandbox_policy *p, size_t i)
+{
+	for (size_t k = 0; k < p->n_hide; k++)
+		if (k != i && covers(p->hide[k], p->hide[i]) &&
+		    (strcmp(p->hide[k], p->hide[i]) != 0 || k < i))
+			return true;
+	return false;
 }
 
 static int read_last_cap(void)
@@ -245,19 +259,16 @@ int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct e
 	sb->last_cap = read_last_cap();
 	sb->max_procs = p->max_procs;
 
-	/* Private writable mounts hold at most tmp_size each (tmpfs's own
-	 * default is half of RAM per mount); /run/lock only ever holds lock
-	 * files. */
-	_cleanup_free_ char *tmp_opts = p->tmp_size
-						? xasprintf("mode=1777,size=%" PRIu64, p->tmp_size)
-						: xstrdup("mode=1777");
+	/* The job's private directories share one tmpfs of at most tmp_size
+	 * (tmpfs's own default is half of RAM). */
+	_cleanup_free_ char *tmp_opts =
+		p->tmp_size ? xasprintf("size=%" PRIu64, p->tmp_size) : xstrdup("");
 	bool mnt = p->namespaces & SANDBOX_NS_MOUNT;
-	if (mnt)
-		add_step(sb, SB_MOUNT_PRIVATE, "/");
 	if (mnt && p->rootfs) {
 		_cleanup_free_ char *proc = xasprintf("%s/proc", p->rootfs);
 		_cleanup_free_ char *dev = xasprintf("%s/dev", p->rootfs);
 		_cleanup_free_ char *tmp = xasprintf("%s/tmp", p->rootfs);
+		add_step(sb, SB_MOUNT_PRIVATE, "/");
 		/* Read-only, nosuid and nodev down the whole tree first; the
 		 * mounts made on top afterwards are the job's own. */
 		add_step(sb, SB_ROOTFS_BIND, p->rootfs);
@@ -265,26 +276,39 @@ int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct e
 		if (p->namespaces & SANDBOX_NS_PID)
 			add_step(sb, SB_PROC, proc);
 		add_step(sb, SB_DEV, dev);
-		add_step(sb, SB_TMPFS, tmp)->data = xstrdup(tmp_opts);
+		add_step(sb, SB_TMPFS, tmp)->data =
+			p->tmp_size ? xasprintf("mode=1777,%s", tmp_opts) : xstrdup("mode=1777");
 	} else if (mnt) {
-		/* The host's tree read-only: nothing a job writes outlives it
-		 * outside the private mounts below (world-writable host
-		 * directories would be a channel between jobs and to a later
-		 * holder of the same uid). */
+		/* The host's tree private and read-only: nothing propagates
+		 * back, and nothing a job writes outlives it outside its
+		 * private directories (world-writable host directories would be
+		 * a channel between jobs and to a later holder of the same
+		 * uid). */
 		add_step(sb, SB_ROOT_RO, "/");
-		/* Hidden next: a state directory below /tmp is then covered
+		/* One tmpfs (one superblock to make and tear down per job, not
+		 * one per directory), attached first at a directory the job
+		 * will not see (a hidden one, else the first private one),
+		 * then bound where it is needed; the last bind over that
+		 * directory covers its root. */
+		const char *at = NULL;
+		for (size_t i = 0; i < p->n_hide && !at; i++)
+			if (is_dir(p->hide[i]) && !hidden_by_other(p, i))
+				at = p->hide[i];
+		for (size_t i = 0; i < ARRAY_SIZE(tmp_dirs) && !at; i++)
+			if (is_dir(tmp_dirs[i]))
+				at = tmp_dirs[i];
+		if (at)
+			add_step(sb, SB_SCRATCH, at)->data = xstrdup(tmp_opts);
+		/* Hidden first: a state directory below /tmp is then covered
 		 * twice, which is harmless. */
 		for (size_t i = 0; i < p->n_hide; i++)
-			if (is_dir(p->hide[i]))
+			if (is_dir(p->hide[i]) && !hidden_by_other(p, i))
 				add_step(sb, SB_HIDE, p->hide[i]);
 		if (p->namespaces & SANDBOX_NS_PID)
 			add_step(sb, SB_PROC, "/proc");
-		for (size_t i = 0; i < ARRAY_SIZE(tmp_dirs); i++)
+		for (size_t i = 0, k = 0; i < ARRAY_SIZE(tmp_dirs); i++)
 			if (is_dir(tmp_dirs[i]))
-				add_step(sb, SB_TMPFS, tmp_dirs[i])->data =
-					strcmp(tmp_dirs[i], "/run/lock") == 0
-						? xstrdup("mode=1777,size=1m")
-						: xstrdup(tmp_opts);
+				add_step(sb, SB_PRIVATE, tmp_dirs[i])->src = xasprintf("%zu", k++);
 		if ((p->namespaces & SANDBOX_NS_IPC) && is_dir("/dev/mqueue"))
 			add_step(sb, SB_MQUEUE, "/dev/mqueue");
 	}
@@ -326,14 +350,14 @@ uint64_t sandbox_clone_flags(const struct sandbox *sb)
 	return f;
 }
 
-void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
+bool sandbox_take_status(struct sandbox *sb, siginfo_t *si)
 {
 	if (sb->root || sb->status.r < 0)
-		return;
+		return false;
 	int32_t ws;
 	ssize_t n = read_retry(sb->status.r, &ws, sizeof ws);
 	if (n != (ssize_t)sizeof ws)
-		return;
+		return false;
 	if (WIFEXITED(ws)) {
 		si->si_code = CLD_EXITED;
 		si->si_status = WEXITSTATUS(ws);
@@ -341,6 +365,14 @@ void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
 		si->si_code = WCOREDUMP(ws) ? CLD_DUMPED : CLD_KILLED;
 		si->si_status = WTERMSIG(ws);
 	}
+	closep(&sb->status.r);
+	sb->status.r = -1;
+	return true;
+}
+
+void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
+{
+	sandbox_take_status(sb, si);
 }
 
 const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap)
@@ -373,6 +405,17 @@ static bool join(char *dst, size_t cap, const char *a, const char *b)
 	memcpy(dst, a, la);
 	memcpy(dst + la, b, lb + 1);
 	return true;
+}
+
+/* dst = a + "/" + b. False if it does not fit. */
+static bool join3(char *dst, size_t cap, const char *a, const char *b)
+{
+	size_t la = strlen(a);
+	if (la + 1 >= cap)
+		return false;
+	memcpy(dst, a, la);
+	dst[la] = '/';
+	return join(dst + la + 1, cap - la - 1, "", b);
 }
 
 static int mnt(const char *src, const char *dst, const char *type, unsigned long flags,
@@ -447,7 +490,107 @@ static int pivot_into(const char *root)
 	return chdir("/") < 0 ? -errno : 0;
 }
 
-static int run_step(const struct sandbox_step *s)
+/* The scratch tmpfs's directory for what cannot be seen. */
+#define SCRATCH_EMPTY "empty"
+#define SCRATCH_MAX (SANDBOX_MAX_HIDE + 8)
+
+/* What the steps hand on to later steps, in the init. */
+struct step_state {
+	const struct sandbox *sb;
+	size_t i; /* the running step */
+	/* SB_SCRATCH's detached clones, one per later SB_HIDE or SB_PRIVATE
+	 * in plan order; next is the one the next such step attaches. */
+	int clones[SCRATCH_MAX];
+	size_t n_clones, next;
+};
+
+/* A detached clone of dir, read-only and noexec when ro. fd or -errno. */
+static int clone_dir(const char *dir, bool ro)
+{
+	int t = open_tree(AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (t < 0)
+		return -errno;
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC};
+	if (ro && mount_setattr(t, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+		int e = errno;
+		close(t);
+		return -e;
+	}
+	return t;
+}
+
+/* The job's one private tmpfs (s->data: its size option, or ""),
+ * attached at s->path, with a directory per later SB_PRIVATE (mode 1777,
+ * named by its src) and an empty one (0555); then a detached clone of
+ * the directory each later SB_HIDE or SB_PRIVATE attaches, made now,
+ * while all of them can still be reached by path. */
+static int make_scratch(const struct sandbox_step *s, struct step_state *st)
+{
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	int r = 0;
+	const char *eq = strchr(s->data, '=');
+	char key[16];
+	if (eq && (size_t)(eq - s->data) < sizeof key) {
+		memcpy(key, s->data, (size_t)(eq - s->data));
+		key[eq - s->data] = '\0';
+		if (fsconfig(fs, FSCONFIG_SET_STRING, key, eq + 1, 0) < 0)
+			r = -errno;
+	} else if (s->data[0]) {
+		r = -EINVAL;
+	}
+	if (r == 0 && (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+		       fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0))
+		r = -errno;
+	int m = r == 0 ? fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) : -1;
+	if (r == 0 && m < 0)
+		r = -errno;
+	close(fs);
+	if (r < 0)
+		return r;
+	const struct sandbox *sb = st->sb;
+	for (size_t k = st->i + 1; k < sb->n_steps && r == 0; k++) {
+		const struct sandbox_step *t = &sb->steps[k];
+		/* chmod after mkdir: the umask would take the sticky and
+		 * world bits away. */
+		if (t->op == SB_PRIVATE &&
+		    (mkdirat(m, t->src, 0755) < 0 || fchmodat(m, t->src, 01777, 0) < 0))
+			r = -errno;
+	}
+	if (r == 0 && mkdirat(m, SCRATCH_EMPTY, 0555) < 0)
+		r = -errno;
+	if (r == 0 && move_mount(m, "", AT_FDCWD, s->path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		r = -errno;
+	close(m);
+	char dir[4096];
+	for (size_t k = st->i + 1; k < sb->n_steps && r == 0; k++) {
+		const struct sandbox_step *t = &sb->steps[k];
+		if (t->op != SB_PRIVATE && t->op != SB_HIDE)
+			continue;
+		if (st->n_clones == SCRATCH_MAX ||
+		    !join3(dir, sizeof dir, s->path, t->op == SB_HIDE ? SCRATCH_EMPTY : t->src))
+			return -ENAMETOOLONG;
+		int c = clone_dir(dir, t->op == SB_HIDE);
+		if (c < 0)
+			return c;
+		st->clones[st->n_clones++] = c;
+	}
+	return r;
+}
+
+/* Attaches the next clone SB_SCRATCH made over path. */
+static int attach_clone(struct step_state *st, const char *path)
+{
+	if (st->next == st->n_clones)
+		return -EBADF;
+	int c = st->clones[st->next++];
+	int r = move_mount(c, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0 ? -errno : 0;
+	close(c);
+	return r;
+}
+
+static int run_step(const struct sandbox_step *s, struct step_state *st)
 {
 	const unsigned long safe = MS_NOSUID | MS_NODEV;
 	switch (s->op) {
@@ -455,14 +598,17 @@ static int run_step(const struct sandbox_step *s)
 		return mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	case SB_ROOT_RO:
 		return sys_mount_setattr_tree(s->path,
-					      SYS_MOUNT_ATTR_RDONLY | SYS_MOUNT_ATTR_NOSUID) < 0
+					      SYS_MOUNT_ATTR_RDONLY | SYS_MOUNT_ATTR_NOSUID,
+					      MS_PRIVATE) < 0
 			       ? -errno
 			       : 0;
 	case SB_MQUEUE:
 		return mnt("mqueue", s->path, "mqueue", safe | MS_NOEXEC, NULL);
+	case SB_SCRATCH:
+		return make_scratch(s, st);
+	case SB_PRIVATE:
 	case SB_HIDE:
-		return mnt("tmpfs", s->path, "tmpfs", safe | MS_NOEXEC | MS_RDONLY,
-			   "mode=0555,size=4k,nr_inodes=1");
+		return attach_clone(st, s->path);
 	case SB_PROC:
 		return mnt("proc", s->path, "proc", safe | MS_NOEXEC, NULL);
 	case SB_TMPFS:
@@ -480,9 +626,10 @@ static int run_step(const struct sandbox_step *s)
 	case SB_DEV:
 		return populate_dev(s->path);
 	case SB_ROOTFS_RO:
-		return sys_mount_setattr_tree(s->path, SYS_MOUNT_ATTR_RDONLY |
-							       SYS_MOUNT_ATTR_NOSUID |
-							       SYS_MOUNT_ATTR_NODEV) < 0
+		return sys_mount_setattr_tree(s->path,
+					      SYS_MOUNT_ATTR_RDONLY | SYS_MOUNT_ATTR_NOSUID |
+						      SYS_MOUNT_ATTR_NODEV,
+					      0) < 0
 			       ? -errno
 			       : 0;
 	case SB_PIVOT:
@@ -636,7 +783,10 @@ static _Noreturn void init_loop(const struct sandbox *sb, pid_t main_pid, const 
 				w = write(out, &v, sizeof v);
 			while (w < 0 && errno == EINTR);
 			/* Our exit takes the rest of the namespace with it,
-			 * as a job's end always has. */
+			 * as a job's end always has (the supervisor kills the
+			 * job's group too). Tearing the namespaces down is
+			 * nobody's wait: at the lowest priority. */
+			setpriority(PRIO_PROCESS, 0, 19);
 			_exit(0);
 		}
 	}
@@ -797,8 +947,10 @@ static _Noreturn void init_main(struct sandbox *sb, sandbox_describe_fn *describ
 	mine[n++] = sb->report.w;
 	mine[n++] = sb->status.w;
 	keep_only(mine, n);
+	struct step_state st = {.sb = sb};
 	for (size_t i = 0; i < sb->n_early; i++) {
-		int r = run_step(&sb->steps[i]);
+		st.i = i;
+		int r = run_step(&sb->steps[i], &st);
 		if (r < 0)
 			fail(errfd, -r, (int)i);
 	}
@@ -840,10 +992,11 @@ static _Noreturn void init_main(struct sandbox *sb, sandbox_describe_fn *describ
 	if (cgfd < 0)
 		fail(errfd, errno, SANDBOX_STEP_CGROUP);
 	for (size_t i = sb->n_early; i < sb->n_steps; i++) {
-		struct sandbox_step *st = &sb->steps[i];
-		if (st->op == SB_CGROUP2 && !st->src)
-			st->src = cg;
-		int r = run_step(st);
+		struct sandbox_step *step = &sb->steps[i];
+		if (step->op == SB_CGROUP2 && !step->src)
+			step->src = cg;
+		st.i = i;
+		int r = run_step(step, &st);
 		if (r < 0)
 			fail(errfd, -r, (int)i);
 	}

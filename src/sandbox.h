@@ -11,11 +11,11 @@
  *   sandbox_init_start: clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET])
  *   child = PID 1 of the job's PID namespace ("init"), which stays in the
  *   supervisor's cgroup, so the job's limits and accounting are the job's:
- *     mounts private; the host's whole tree read-only and nosuid;
- *     hide the state and key directories under empty read-only tmpfs;
- *     fresh /proc; private /tmp, /var/tmp, /dev/shm, /run/lock (sized),
- *     and the IPC namespace's own /dev/mqueue; [-job_network none:
- *     loopback up]; then wait.
+ *     the host's whole tree private, read-only and nosuid; hide the state
+ *     and key directories under an empty read-only directory; fresh
+ *     /proc; private /tmp, /var/tmp, /dev/shm, /run/lock (directories of
+ *     one tmpfs, which holds -job_tmp_size in all); the IPC namespace's
+ *     own /dev/mqueue; [-job_network none: loopback up]; then wait.
  *   sandbox_launch: the init learns the job (its group and a payload
  *     that describes it), binds the job's own cgroup read-only over the
  *     cgroup2 mount [-rootfs: pivot_root into DIR instead], clone3s the
@@ -102,11 +102,15 @@ void sandbox_policy_copy(struct sandbox_policy *dst, const struct sandbox_policy
 
 enum sandbox_op {
 	SB_MOUNT_PRIVATE, /* make every mount private: nothing propagates back */
-	SB_ROOT_RO,	  /* the whole host tree read-only and nosuid for the job */
+	SB_ROOT_RO,	  /* the whole host tree private, read-only and nosuid */
 	SB_MQUEUE,	  /* the IPC namespace's own message queues on /dev/mqueue */
-	SB_HIDE,	  /* empty read-only tmpfs over a directory */
+	SB_SCRATCH,	  /* the job's one private tmpfs, not attached anywhere:
+			   * its directory src (mode 1777) or "empty" (0555) is
+			   * what each SB_PRIVATE and SB_HIDE binds */
+	SB_PRIVATE,	  /* a private writable directory of the scratch tmpfs */
+	SB_HIDE,	  /* the scratch's empty directory, read-only, over a directory */
 	SB_PROC,	  /* fresh procfs */
-	SB_TMPFS,	  /* private writable tmpfs, mode 1777 */
+	SB_TMPFS,	  /* private writable tmpfs, mode 1777 (-rootfs's /tmp) */
 	SB_CGROUP2,	  /* the job's own group, bound read-only on the cgroup2 mount */
 	SB_LOOPBACK_UP,
 	SB_ROOTFS_BIND, /* bind DIR on itself, later made read-only */
@@ -118,8 +122,9 @@ enum sandbox_op {
 struct sandbox_step {
 	enum sandbox_op op;
 	char *path; /* owned */
-	char *src;  /* owned; SB_CGROUP2: the job's group */
-	char *data; /* owned; SB_TMPFS: mount options */
+	char *src;  /* owned; SB_CGROUP2: the job's group; SB_PRIVATE: the
+		     * scratch directory */
+	char *data; /* owned; SB_TMPFS, SB_SCRATCH: mount options */
 };
 
 /* What a child reports over the report pipe when it fails. */
@@ -173,7 +178,8 @@ struct sandbox_job {
 
 /* Runs in the init with sandbox_launch's payload; fills *job. 0 or an
  * errno. */
-typedef int sandbox_describe_fn(void *ctx, const char *payload, size_t len, struct sandbox_job *job);
+typedef int sandbox_describe_fn(void *ctx, const char *payload, size_t len,
+				struct sandbox_job *job);
 
 /* Builds the plan for policy p (see the top of this file). Directories
  * that do not exist are left out (nothing to hide or cover). On success
@@ -221,6 +227,10 @@ int sandbox_launch(struct sandbox *sb, const char *job_cgroup, struct err *err);
  * read end): waits until the job exec'd (0) or a report arrived (1, *rep
  * set). */
 int sandbox_wait_report(int fd, struct sandbox_report *rep);
+
+/* The init's report of the main process's end, if it has come: true with
+ * si's code and status set as for a reaped child. Reads it once. */
+bool sandbox_take_status(struct sandbox *sb, siginfo_t *si);
 
 /* After the init was reaped with si: replaces si's code and status with
  * those of the job's main process as the init reported them. An init that

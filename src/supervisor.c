@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,6 +61,7 @@ struct sup_job {
 	bool entered;
 	int given; /* sandbox_give's result */
 	const struct proctitle *pt;
+	uint64_t t_req, t_give, t_cg, t_launch, t_eof;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
 	int out_r, err_r, out_w, err_w; /* the write ends until the job (or its init) has them */
@@ -224,7 +226,6 @@ static void plan_for(const struct sup_job *j, const struct jobspec *spec,
 	plan->stderr_fd = j->err_w;
 }
 
-
 /* The job's /dev/null and output pipes; ours until the job or its init
  * holds the write ends. */
 static int open_stdio(struct sup_job *j, struct err *err)
@@ -333,6 +334,9 @@ static int give_job(struct sup_job *j, struct err *err)
 		if ((r = ready_sandbox(j, &j->spec.sandbox, err)) < 0)
 			return r;
 	}
+	/* Started while we were an idle spare (suppool.h): the job must not
+	 * run idle. */
+	sched_setscheduler(j->sb.init_pid, SCHED_OTHER, &(struct sched_param){0});
 	/* A failure here (the init is gone) is reported at the launch, with
 	 * the init's own report if it left one. */
 	j->given = sandbox_give(&j->sb, j->spec_text, j->spec_len, NULL);
@@ -352,9 +356,8 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 	if (wr == 1) {
 		err_clear(err);
 		r = jobspawn_report_err(&rep,
-					&(struct jobspawn_what){j->spec.argv[0], j->spec.cwd
-										 ? j->spec.cwd
-										 : "/",
+					&(struct jobspawn_what){j->spec.argv[0],
+								j->spec.cwd ? j->spec.cwd : "/",
 								&j->sb},
 					err);
 		sandbox_init_stop(&j->sb);
@@ -371,9 +374,9 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 
 static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 {
+	j->t_cg = now_mono_ns();
 	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
-	return j->spec.sandbox.root ? spawn_root(j, cg_name, err)
-				    : spawn_confined(j, cg_name, err);
+	return j->spec.sandbox.root ? spawn_root(j, cg_name, err) : spawn_confined(j, cg_name, err);
 }
 
 /* A job that never ran leaves no output files. */
@@ -568,6 +571,23 @@ static bool pump(struct sup_job *j, int fd, enum log_stream stream)
 	return true;
 }
 
+/* The job's main process ended with si (a confined job's init reported
+ * it, or the job's first child was reaped). */
+static void job_ended(struct sup_job *j, struct jobstatus *st, const siginfo_t *si, bool known)
+{
+	st->end_ns = now_real_ns();
+	if (known && si->si_code == CLD_EXITED) {
+		st->exited = true;
+		st->exit_code = si->si_status;
+	} else if (known) {
+		st->exited = false;
+		st->signal = si->si_status;
+	}
+	/* Whatever the job left running dies with it, or a daemonized
+	 * grandchild holding the pipes would keep us here forever. */
+	cgroup_job_kill(&j->root, j->spec.id, NULL);
+}
+
 static void run_job(struct sup_job *j, struct jobstatus *st)
 {
 	bool exited = false;
@@ -576,8 +596,8 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 	j->buf = xmalloc(READ_CHUNK);
 
 	while (j->out_r >= 0 || j->err_r >= 0 || !exited) {
-		struct pollfd pfd[4];
-		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1, i_dir = -1;
+		struct pollfd pfd[5];
+		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1, i_dir = -1, i_st = -1;
 		if (j->out_r >= 0) {
 			i_out = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->out_r, .events = POLLIN};
@@ -589,6 +609,13 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 		if (!exited) {
 			i_pid = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->pidfd, .events = POLLIN};
+		}
+		/* A confined job's init reports the main process's end before
+		 * it exits; its exit, the namespaces' teardown, is nobody's to
+		 * wait for. */
+		if (!exited && j->sb.status.r >= 0) {
+			i_st = nfd;
+			pfd[nfd++] = (struct pollfd){.fd = j->sb.status.r, .events = POLLIN};
 		}
 		if (!exited && j->sigfd >= 0) {
 			i_dir = nfd;
@@ -608,30 +635,26 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			close_fd(&j->out_r);
 		if (pr > 0 && i_err >= 0 && pfd[i_err].revents && !pump(j, j->err_r, LOG_STDERR))
 			close_fd(&j->err_r);
-		if (pr > 0 && i_pid >= 0 && pfd[i_pid].revents) {
-			siginfo_t si;
-			memset(&si, 0, sizeof si);
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		if (pr > 0 && i_st >= 0 && pfd[i_st].revents && sandbox_take_status(&j->sb, &si)) {
+			exit_mono = now_mono_ns();
+			exited = true;
+			job_ended(j, st, &si, true);
+		} else if (pr > 0 && ((i_pid >= 0 && pfd[i_pid].revents) ||
+				      (i_st >= 0 && pfd[i_st].revents))) {
+			/* The init (or a root job) is gone: reaped here. An init
+			 * killed with its group reported nothing. */
 			int w;
 			while ((w = waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED)) < 0 &&
 			       errno == EINTR)
 				;
-			st->end_ns = now_real_ns();
 			exit_mono = now_mono_ns();
 			exited = true;
 			if (w == 0)
 				sandbox_main_status(&j->sb, &si);
-			if (w == 0 && si.si_code == CLD_EXITED) {
-				st->exited = true;
-				st->exit_code = si.si_status;
-			} else if (w == 0) {
-				st->exited = false;
-				st->signal = si.si_status;
-			}
 			close_fd(&j->pidfd);
-			/* Whatever the job left running dies with it, or a
-			 * daemonized grandchild holding the pipes would keep us
-			 * here forever. */
-			cgroup_job_kill(&j->root, j->spec.id, NULL);
+			job_ended(j, st, &si, w == 0);
 		}
 		if (exited && (j->out_r >= 0 || j->err_r >= 0)) {
 			uint64_t ms = (now_mono_ns() - exit_mono) / 1000000u;
@@ -714,6 +737,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 		if ((r = handoff_request_read(fd, &req, err)) < 0)
 			return err_wrap(err, "fifo %s", fifo);
 	}
+	j->t_req = now_mono_ns();
 	if ((r = take_request(&req, j, err)) < 0)
 		return r;
 	/* Spawned in the daemon's cgroup, which may be a systemd unit of its
@@ -729,6 +753,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	proctitle_set(j->pt, title);
 	if (!j->spec.sandbox.root && (r = give_job(j, err)) < 0)
 		return r;
+	j->t_give = now_mono_ns();
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
@@ -739,6 +764,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 			       jobdir_files[JOBDIR_STATUS].max, j->state_dir, j->spec.id);
 	if ((r = start_job(j, err)) < 0)
 		return r;
+	j->t_eof = now_mono_ns();
 	if (j->spec.max_run_time_ns)
 		j->run_deadline = now_mono_ns() + j->spec.max_run_time_ns;
 	/* Before the daemon learns that the job runs: no Stop can come
@@ -772,6 +798,19 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 		report(&err);
 		return 1;
 	}
+	{
+		uint64_t t = now_mono_ns();
+		int fd = open("/dev/shm/tsup", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+		char bb[160];
+		int n = snprintf(bb, sizeof bb, "give %lu cg %lu spawn %lu started %lu total %lu\n",
+				 (unsigned long)(j.t_give - j.t_req) / 1000,
+				 (unsigned long)(j.t_cg - j.t_give) / 1000,
+				 (unsigned long)(j.t_eof - j.t_cg) / 1000,
+				 (unsigned long)(t - j.t_eof) / 1000,
+				 (unsigned long)(t - j.t_req) / 1000);
+		write(fd, bb, (size_t)n);
+		close(fd);
+	}
 	report(NULL);
 	/* From here on nobody reads our stdout/stderr. */
 	dup2(j.devnull, STDOUT_FILENO);
@@ -780,5 +819,11 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 	struct jobstatus st;
 	memset(&st, 0, sizeof st);
 	run_job(&j, &st);
-	return record_status(&j, &st);
+	int code = record_status(&j, &st);
+	/* A confined job's init, still tearing its namespaces down. */
+	if (j.pidfd >= 0)
+		while (waitid(P_PIDFD, (id_t)j.pidfd, &(siginfo_t){0}, WEXITED) < 0 &&
+		       errno == EINTR)
+			;
+	return code;
 }

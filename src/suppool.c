@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -115,7 +116,8 @@ static void on_spare_exit(void *ctx)
 /* posix_spawn's view of `rund execute -fifo path`: stdin /dev/null,
  * stdout the report pipe, an empty signal mask, default dispositions for
  * what the daemon changed. */
-static int spawn_supervisor(struct suppool *pool, const char *path, int report_w, pid_t *pid)
+static int spawn_supervisor(struct suppool *pool, const char *path, int report_w, bool idle,
+			    pid_t *pid)
 {
 	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", (char *)path, NULL};
 	/* A clean environment; sanitizer settings pass through so that an
@@ -146,7 +148,13 @@ static int spawn_supervisor(struct suppool *pool, const char *path, int report_w
 	sigaddset(&dfl, SIGTERM);
 	sigaddset(&dfl, SIGCHLD);
 	posix_spawnattr_setsigdefault(&attr, &dfl);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	if (idle) {
+		posix_spawnattr_setschedpolicy(&attr, SCHED_IDLE);
+		posix_spawnattr_setschedparam(&attr, &(struct sched_param){0});
+		flags |= POSIX_SPAWN_SETSCHEDULER;
+	}
+	posix_spawnattr_setflags(&attr, flags);
 	int r = posix_spawn(pid, pool->exe, &fa, &attr, argv, envp);
 	for (size_t i = 1; i < ne; i++)
 		free(envp[i]);
@@ -185,7 +193,7 @@ static int send_frame(struct sup *sp, const char *what, const char *body, size_t
 
 /* Starts a supervisor on a FIFO of its own. It waits for its request, so
  * the daemon can keep one ready and take an exec off Start's path. */
-static int sup_spawn(struct suppool *pool, struct sup **out, struct err *err)
+static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct err *err)
 {
 	struct sup *sp = xcalloc(1, sizeof *sp);
 	sp->pool = pool;
@@ -211,7 +219,7 @@ static int sup_spawn(struct suppool *pool, struct sup **out, struct err *err)
 		return r;
 	}
 	sp->report_fd = pipefd[0];
-	r = spawn_supervisor(pool, path, pipefd[1], &sp->pid);
+	r = spawn_supervisor(pool, path, pipefd[1], idle, &sp->pid);
 	close(pipefd[1]);
 	if (r != 0) {
 		r = err_sys(err, r, "spawn supervisor %s", pool->exe);
@@ -241,7 +249,7 @@ static void refill(void *ctx)
 	while (pool->n_spares < SUPPOOL_SPARES) {
 		struct sup *sp;
 		struct err err = {0};
-		if (sup_spawn(pool, &sp, &err) < 0) {
+		if (sup_spawn(pool, true, &sp, &err) < 0) {
 			fprintf(stderr, "rund: cannot prepare a spare supervisor: %s\n", err.msg);
 			return;
 		}
@@ -296,9 +304,11 @@ int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
 	}
 	if (sp) {
 		spare_remove(sp);
+		/* Its job is waited for now. Best effort: at worst it runs idle. */
+		sched_setscheduler(sp->pid, SCHED_OTHER, &(struct sched_param){0});
 		*out = sp;
 	} else {
-		int r = sup_spawn(pool, out, err);
+		int r = sup_spawn(pool, false, out, err);
 		if (r < 0)
 			return r;
 	}

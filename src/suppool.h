@@ -7,7 +7,12 @@
  * deleting an inode per Start showed up as ext4 inode allocation at the
  * top of the Start profile). A spare that dies is reaped and forgotten;
  * the pool is refilled after the next take, not at once, so a supervisor
- * that cannot start at all does not make the daemon spin. */
+ * that cannot start at all does not make the daemon spin.
+ *
+ * Spares start as SCHED_IDLE: what they prepare ahead (their exec, a
+ * confined job's namespaces and mounts) runs on CPU time nobody else
+ * wants, so it never slows the Starts being served. The one taken for a
+ * Start is raised to SCHED_OTHER first, and raises its job's init. */
 #ifndef RUND_SUPPOOL_H
 #define RUND_SUPPOOL_H
 

@@ -110,17 +110,18 @@ static inline int sys_capset_none(void)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
-/* mount_setattr(2) over a whole mount tree (AT_RECURSIVE): sets and
- * clears MOUNT_ATTR_* bits. Declared here: <linux/mount.h> and glibc
- * 2.36's <sys/mount.h> cannot be included together. */
+/* mount_setattr(2) over a whole mount tree (AT_RECURSIVE): sets
+ * MOUNT_ATTR_* bits, and the propagation (MS_PRIVATE...; 0 leaves it).
+ * Declared here: <linux/mount.h> and glibc 2.36's <sys/mount.h> cannot be
+ * included together. */
 #define SYS_MOUNT_ATTR_RDONLY 0x1u
 #define SYS_MOUNT_ATTR_NOSUID 0x2u
 #define SYS_MOUNT_ATTR_NODEV 0x4u
-static inline int sys_mount_setattr_tree(const char *path, uint64_t set)
+static inline int sys_mount_setattr_tree(const char *path, uint64_t set, uint64_t propagation)
 {
 	struct {
 		uint64_t attr_set, attr_clr, propagation, userns_fd;
-	} attr = {set, 0, 0, 0};
+	} attr = {set, 0, propagation, 0};
 	return (int)syscall(SYS_mount_setattr, -100 /* AT_FDCWD */, path, 0x8000 /* AT_RECURSIVE */,
 			    &attr, sizeof attr);
 }

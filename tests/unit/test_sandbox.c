@@ -135,12 +135,12 @@ static void test_plan_default(void **state)
 	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	char buf[2048], want[2048];
 	ops(&sb, buf, sizeof buf);
-	/* Hidden before /tmp is covered; a missing directory is skipped. */
-	snprintf(
-		want, sizeof want,
-		"make mounts private /; make read-only and nosuid /; hide %s; mount proc on /proc; "
-		"mount tmpfs on /tmp",
-		dir);
+	/* One tmpfs, attached first where it is then hidden; hidden before
+	 * /tmp is covered; a missing directory is skipped. */
+	snprintf(want, sizeof want,
+		 "make private, read-only and nosuid /; make the job's tmpfs at %s; hide %s; "
+		 "mount proc on /proc; bind a private directory on /tmp",
+		 dir, dir);
 	assert_true(strncmp(buf, want, strlen(want)) == 0);
 	assert_null(strstr(buf, "nonexistent"));
 	assert_null(strstr(buf, "loopback"));
@@ -163,6 +163,49 @@ static void test_plan_default(void **state)
 	sandbox_free(&sb);
 	assert_int_equal(sb.n_steps, 0);
 	sandbox_free(&sb); /* twice is fine */
+	rmdir(dir);
+}
+
+/* A directory inside another hidden one is hidden with it: its own step
+ * would find no path to cover. Without one to hide, the job's tmpfs is
+ * attached at /tmp, which its own directory then covers. */
+static void test_plan_nested_hide_and_no_hide(void **state)
+{
+	(void)state;
+	struct err err;
+	char dir[] = "/tmp/rund-test-nest.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	_cleanup_free_ char *inner = xasprintf("%s/tls", dir);
+	assert_int_equal(mkdir(inner, 0700), 0);
+	struct sandbox_policy p = policy();
+	p.hide[0] = inner;
+	p.hide[1] = dir;
+	p.hide[2] = dir; /* twice: one step */
+	p.n_hide = 3;
+	struct sandbox sb;
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
+	size_t hides = 0, scratch = 0;
+	for (size_t i = 0; i < sb.n_steps; i++) {
+		hides += sb.steps[i].op == SB_HIDE;
+		if (sb.steps[i].op == SB_SCRATCH) {
+			scratch++;
+			assert_string_equal(sb.steps[i].path, dir);
+		}
+		if (sb.steps[i].op == SB_HIDE)
+			assert_string_equal(sb.steps[i].path, dir);
+	}
+	assert_int_equal(hides, 1);
+	assert_int_equal(scratch, 1);
+	sandbox_free(&sb);
+
+	p.n_hide = 0;
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
+	char buf[2048];
+	ops(&sb, buf, sizeof buf);
+	assert_non_null(strstr(buf, "make the job's tmpfs at /tmp; "));
+	assert_null(strstr(buf, "hide"));
+	sandbox_free(&sb);
+	rmdir(inner);
 	rmdir(dir);
 }
 
@@ -282,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_policy_check),
 		cmocka_unit_test(test_rootfs_check),
 		cmocka_unit_test(test_plan_default),
+		cmocka_unit_test(test_plan_nested_hide_and_no_hide),
 		cmocka_unit_test(test_plan_cgroup),
 		cmocka_unit_test(test_plan_network_none),
 		cmocka_unit_test(test_plan_rootfs),
