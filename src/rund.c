@@ -21,6 +21,7 @@
 #include "config.h"
 #include "flags.h"
 #include "job.h"
+#include "forkserver.h"
 #include "proctitle.h"
 #include "sandbox.h"
 #include "server.h"
@@ -63,6 +64,7 @@ static void usage_main(FILE *out)
 		"usage: rund serve [flags]          run the daemon\n"
 		"       rund --version\n"
 		"       rund execute -fifo PATH     per-job supervisor (started by the daemon)\n"
+		"       rund execute -spares        forks supervisors (started by the daemon)\n"
 		"Run \"rund serve -h\" for the daemon's flags.\n");
 }
 
@@ -634,6 +636,8 @@ int main(int argc, char **argv)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(argv[1], "execute") == 0) {
 		struct proctitle title = proctitle_init(argc, argv);
+		if (argc == 3 && strcmp(argv[2], "-spares") == 0)
+			return forkserver_main(&title, supervisor_main);
 		return supervisor_main(argc - 1, argv + 1, &title);
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version")) {

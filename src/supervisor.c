@@ -61,7 +61,6 @@ struct sup_job {
 	bool entered;
 	int given; /* sandbox_give's result */
 	const struct proctitle *pt;
-	uint64_t t_req, t_give, t_cg, t_launch, t_eof;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
 	int out_r, err_r, out_w, err_w; /* the write ends until the job (or its init) has them */
@@ -374,7 +373,6 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 
 static int spawn_into_cgroup(struct sup_job *j, struct err *err)
 {
-	j->t_cg = now_mono_ns();
 	_cleanup_free_ char *cg_name = xasprintf("%s/jobs/%s", j->root.path, j->spec.id);
 	return j->spec.sandbox.root ? spawn_root(j, cg_name, err) : spawn_confined(j, cg_name, err);
 }
@@ -737,7 +735,6 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 		if ((r = handoff_request_read(fd, &req, err)) < 0)
 			return err_wrap(err, "fifo %s", fifo);
 	}
-	j->t_req = now_mono_ns();
 	if ((r = take_request(&req, j, err)) < 0)
 		return r;
 	/* Spawned in the daemon's cgroup, which may be a systemd unit of its
@@ -753,7 +750,6 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	proctitle_set(j->pt, title);
 	if (!j->spec.sandbox.root && (r = give_job(j, err)) < 0)
 		return r;
-	j->t_give = now_mono_ns();
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
@@ -764,7 +760,6 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 			       jobdir_files[JOBDIR_STATUS].max, j->state_dir, j->spec.id);
 	if ((r = start_job(j, err)) < 0)
 		return r;
-	j->t_eof = now_mono_ns();
 	if (j->spec.max_run_time_ns)
 		j->run_deadline = now_mono_ns() + j->spec.max_run_time_ns;
 	/* Before the daemon learns that the job runs: no Stop can come
@@ -797,19 +792,6 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 	if (start(&j, fifo, &err) < 0) {
 		report(&err);
 		return 1;
-	}
-	{
-		uint64_t t = now_mono_ns();
-		int fd = open("/dev/shm/tsup", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-		char bb[160];
-		int n = snprintf(bb, sizeof bb, "give %lu cg %lu spawn %lu started %lu total %lu\n",
-				 (unsigned long)(j.t_give - j.t_req) / 1000,
-				 (unsigned long)(j.t_cg - j.t_give) / 1000,
-				 (unsigned long)(j.t_eof - j.t_cg) / 1000,
-				 (unsigned long)(t - j.t_eof) / 1000,
-				 (unsigned long)(t - j.t_req) / 1000);
-		write(fd, bb, (size_t)n);
-		close(fd);
 	}
 	report(NULL);
 	/* From here on nobody reads our stdout/stderr. */

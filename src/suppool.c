@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "forkserver.h"
 #include "handoff.h"
 #include "jobdir.h"
 #include "sys.h"
@@ -31,7 +33,16 @@ struct suppool {
 	struct loop_timer *refill_timer;
 	char *warm; /* the warm-up every spare reads first; NULL: none */
 	size_t warm_len;
+	/* The fork server (forkserver.h), when the pool uses one: its
+	 * socket, or -1 while there is none (then spares are spawned). */
+	bool use_forkserver;
+	int fs_sock, fs_pidfd;
+	pid_t fs_pid;
+	unsigned fs_starts; /* how many were started: bounded, so a broken one is not respawned forever */
 };
+
+#define FORKSERVER_STARTS 8	   /* then spawn every supervisor */
+#define FORKSERVER_TIMEOUT_MS 5000 /* its answer to one request */
 
 /* --- FIFO names ----------------------------------------------------------- */
 
@@ -116,10 +127,9 @@ static void on_spare_exit(void *ctx)
 /* posix_spawn's view of `rund execute -fifo path`: stdin /dev/null,
  * stdout the report pipe, an empty signal mask, default dispositions for
  * what the daemon changed. */
-static int spawn_supervisor(struct suppool *pool, const char *path, int report_w, bool idle,
-			    pid_t *pid)
+static int spawn_rund(struct suppool *pool, char **argv, int stdin_fd, int stdout_fd, bool idle,
+		      pid_t *pid)
 {
-	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", (char *)path, NULL};
 	/* A clean environment; sanitizer settings pass through so that an
 	 * instrumented supervisor reports where the test lane looks. */
 	static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
@@ -134,8 +144,14 @@ static int spawn_supervisor(struct suppool *pool, const char *path, int report_w
 	envp[ne] = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, report_w, 1);
+	if (stdin_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (stdout_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, stdout_fd, 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
 	sigset_t none;
@@ -160,6 +176,71 @@ static int spawn_supervisor(struct suppool *pool, const char *path, int report_w
 		free(envp[i]);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
+	return r;
+}
+
+/* posix_spawn's view of `rund execute -fifo path` (see spawn_rund). */
+static int spawn_supervisor(struct suppool *pool, const char *path, int report_w, bool idle,
+			    pid_t *pid)
+{
+	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", (char *)path, NULL};
+	return spawn_rund(pool, argv, -1, report_w, idle, pid);
+}
+
+/* --- the fork server ------------------------------------------------------ */
+
+static void forkserver_stop(struct suppool *pool)
+{
+	if (pool->fs_sock < 0)
+		return;
+	/* EOF ends it; the kill covers one that does not listen. */
+	closep(&pool->fs_sock);
+	pool->fs_sock = -1;
+	sys_pidfd_send_signal(pool->fs_pidfd, SIGKILL, NULL, 0);
+	while (waitpid(pool->fs_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	closep(&pool->fs_pidfd);
+	pool->fs_pidfd = -1;
+}
+
+static void forkserver_start(struct suppool *pool)
+{
+	if (!pool->use_forkserver || pool->fs_sock >= 0 || pool->fs_starts >= FORKSERVER_STARTS)
+		return;
+	pool->fs_starts++;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		fprintf(stderr, "rund: fork server: socketpair: %s\n", strerror(errno));
+		return;
+	}
+	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-spares", NULL};
+	int r = spawn_rund(pool, argv, sv[1], -1, false, &pool->fs_pid);
+	close(sv[1]);
+	if (r != 0) {
+		fprintf(stderr, "rund: fork server: spawn %s: %s\n", pool->exe, strerror(r));
+		close(sv[0]);
+		return;
+	}
+	pool->fs_pidfd = sys_pidfd_open(pool->fs_pid, 0);
+	pool->fs_sock = sv[0];
+}
+
+/* A supervisor from the fork server; on any failure the server is stopped
+ * and the caller spawns one instead. */
+static int forkserver_spawn(struct suppool *pool, const char *path, int report_w, bool idle,
+			    pid_t *pid)
+{
+	forkserver_start(pool);
+	if (pool->fs_sock < 0)
+		return -ENOENT;
+	struct err err;
+	err_clear(&err);
+	int r = forkserver_request(pool->fs_sock, path, report_w, idle, FORKSERVER_TIMEOUT_MS, pid,
+				   &err);
+	if (r < 0) {
+		fprintf(stderr, "rund: fork server: %s; spawning supervisors instead\n", err.msg);
+		forkserver_stop(pool);
+	}
 	return r;
 }
 
@@ -219,7 +300,9 @@ static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct e
 		return r;
 	}
 	sp->report_fd = pipefd[0];
-	r = spawn_supervisor(pool, path, pipefd[1], idle, &sp->pid);
+	r = forkserver_spawn(pool, path, pipefd[1], idle, &sp->pid) == 0
+		    ? 0
+		    : spawn_supervisor(pool, path, pipefd[1], idle, &sp->pid);
 	close(pipefd[1]);
 	if (r != 0) {
 		r = err_sys(err, r, "spawn supervisor %s", pool->exe);
@@ -260,9 +343,11 @@ static void refill(void *ctx)
 }
 
 struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
-			    const char *warm, size_t warm_len)
+			    const char *warm, size_t warm_len, bool forkserver)
 {
 	struct suppool *pool = xcalloc(1, sizeof *pool);
+	pool->use_forkserver = forkserver;
+	pool->fs_sock = pool->fs_pidfd = -1;
 	if (warm) {
 		pool->warm = xmalloc(warm_len);
 		memcpy(pool->warm, warm, warm_len);
@@ -287,6 +372,7 @@ void suppool_free(struct suppool *pool)
 		spare_remove(sp);
 		sup_release(sp, false);
 	}
+	forkserver_stop(pool);
 	loop_timer_free(pool->refill_timer);
 	fifo_ids_free(&pool->fifos);
 	free(pool->warm);

@@ -59,9 +59,12 @@ struct sup {
  * the pool (run_fd is <state_dir>/run). warm (copied; NULL for none) is
  * written to every spare as its first frame, before any request
  * (jobspec_warm_encode): it then prepares its job's sandbox while it
- * waits. Spares are prepared from the loop, not inside this call. */
+ * waits. With forkserver, supervisors are forked by `exe execute
+ * -spares` (forkserver.h), started when first needed; if it fails they
+ * are spawned, and it is started again, a bounded number of times. Spares
+ * are prepared from the loop, not inside this call. */
 struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
-			    const char *warm, size_t warm_len);
+			    const char *warm, size_t warm_len, bool forkserver);
 /* Idle spares see EOF on their FIFO and exit on their own. */
 void suppool_free(struct suppool *pool);
 

@@ -37,6 +37,8 @@ def _private_tls():
 
 
 TLS = _private_tls()
+# Spare supervisors the daemon keeps (SUPPOOL_SPARES in src/suppool.h).
+SPARES = 2
 RUND = os.path.join(BUILD, "rund")
 RUNC = os.path.join(BUILD, "runc")
 ENFORCE = os.environ.get("RUND_ENFORCE") == "1"
@@ -124,6 +126,10 @@ class Rund:
             m = re.search(r"listening on \S+:(\d+)", self.log())
             if m:
                 self.port = int(m.group(1))
+                # The pool of spare supervisors fills from the loop, just
+                # after this line: counts of the daemon's descriptors and
+                # processes start from a full pool.
+                wait_for(lambda: self.spares() >= SPARES, timeout=10)
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("rund exited %s: %s" % (self.proc.returncode, self.log()))
@@ -142,6 +148,23 @@ class Rund:
         with open(self.errfile, "rb") as f:
             f.seek(self._err_start)
             return f.read().decode(errors="replace")
+
+    def spares(self):
+        """Supervisors waiting for a job: the daemon's children still
+        called `rund execute -fifo PATH`."""
+        n = 0
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                kids = f.read().split()
+        except OSError:
+            return 0
+        for k in kids:
+            try:
+                with open("/proc/%s/cmdline" % k, "rb") as f:
+                    n += b"-fifo" in f.read()
+            except OSError:
+                pass
+        return n
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
