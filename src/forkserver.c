@@ -57,8 +57,8 @@ int forkserver_request(int sock, const char *fifo, int report_w, bool idle, int 
 		pr = poll(&pfd, 1, timeout_ms);
 	while (pr < 0 && errno == EINTR);
 	if (pr == 0)
-		return err_set(err, ETIMEDOUT, ERR_INTERNAL, "the fork server did not answer in %d ms",
-			       timeout_ms);
+		return err_set(err, ETIMEDOUT, ERR_INTERNAL,
+			       "the fork server did not answer in %d ms", timeout_ms);
 	int32_t reply;
 	do
 		n = recv(sock, &reply, sizeof reply, 0);
@@ -136,7 +136,8 @@ int forkserver_main(const struct proctitle *pt, forkserver_run_fn *run)
 		int32_t reply;
 		if (n < 0)
 			reply = (int32_t)n;
-		else if (n != (ssize_t)sizeof req || fd < 0 || !memchr(req.fifo, '\0', sizeof req.fifo))
+		else if (n != (ssize_t)sizeof req || fd < 0 ||
+			 !memchr(req.fifo, '\0', sizeof req.fifo))
 			reply = -EPROTO;
 		else {
 			/* CLONE_PARENT: the daemon's child, not ours. clone3

@@ -31,7 +31,7 @@ struct proctitle;
 #define FORKSERVER_IDLE 1u /* the supervisor starts as SCHED_IDLE (a spare) */
 
 struct forkserver_req {
-	uint32_t flags;	      /* FORKSERVER_* */
+	uint32_t flags;	     /* FORKSERVER_* */
 	char fifo[PATH_MAX]; /* NUL-terminated: the supervisor's -fifo */
 };
 

@@ -121,7 +121,7 @@ int jobspawn_exec(void *arg)
 	 * unless the job's init gave them already; and an empty mask (exec
 	 * keeps it). */
 	if (!p->defaults_set)
-		sandbox_job_defaults();
+		sandbox_job_defaults(0);
 	sigprocmask(SIG_SETMASK, &p->empty, NULL);
 
 	/* Like execvp: ENOENT-like errors move on to the next directory, the

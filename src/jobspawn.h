@@ -39,7 +39,7 @@ struct jobspawn_plan {
 	int cgroup_fd;		 /* CLONE_INTO_CGROUP target; -1: the caller's cgroup */
 	const char *cgroup_name; /* for messages; borrowed */
 	sigset_t empty;		 /* the job's signal mask */
-	bool defaults_set;	 /* sandbox_job_defaults() already ran (in the init) */
+	bool defaults_set;	 /* dispositions and NOFILE are the job's already (sandbox.h) */
 };
 
 /* Prepares argv's plan: a clean environment and, for a name without a

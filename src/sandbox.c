@@ -242,7 +242,7 @@ static void init_fields_clear(struct sandbox *sb)
 {
 	sb->init_pid = 0;
 	sb->init_pidfd = sb->mounts_fd = -1;
-	sb->go = sb->report = sb->status = (struct sandbox_pipe){-1, -1};
+	sb->report = (struct sandbox_pipe){-1, -1};
 }
 
 int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct err *err)
@@ -253,8 +253,6 @@ int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct e
 	sb->root = p->root;
 	if (p->root)
 		return 0;
-	sb->uid = p->uid;
-	sb->gid = p->gid;
 	sb->namespaces = p->namespaces;
 	sb->last_cap = read_last_cap();
 	sb->max_procs = p->max_procs;
@@ -314,21 +312,23 @@ int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct e
 	}
 	if (p->namespaces & SANDBOX_NS_NET)
 		add_step(sb, SB_LOOPBACK_UP, NULL);
-	/* The rest needs the job: its group, and the rootfs only once the
-	 * group was opened through the host's tree. */
-	sb->n_early = sb->n_steps;
-	/* Mounting cgroup2 again on its own mount point is refused (EBUSY),
-	 * so the job's group (the launch names it) is bound there instead. */
-	if (mnt && !p->rootfs && p->cgroup_mount && is_dir(p->cgroup_mount))
-		add_step(sb, SB_CGROUP2, p->cgroup_mount);
 	if (mnt && p->rootfs)
 		add_step(sb, SB_PIVOT, p->rootfs);
+	/* The rest needs the job, and is the main process's to do. */
+	sb->n_early = sb->n_steps;
+	/* Mounting cgroup2 again on its own mount point is refused (EBUSY),
+	 * so the job's group is bound there instead. */
+	if (mnt && !p->rootfs && p->cgroup_mount && is_dir(p->cgroup_mount))
+		add_step(sb, SB_CGROUP2, p->cgroup_mount);
 	return 0;
 }
 
 void sandbox_free(struct sandbox *sb)
 {
 	sandbox_init_stop(sb);
+	if (sb->stack)
+		munmap(sb->stack, SANDBOX_MAIN_STACK);
+	sb->stack = NULL;
 	for (size_t i = 0; i < sb->n_steps; i++) {
 		free(sb->steps[i].path);
 		free(sb->steps[i].src);
@@ -350,38 +350,13 @@ uint64_t sandbox_clone_flags(const struct sandbox *sb)
 	return f;
 }
 
-bool sandbox_take_status(struct sandbox *sb, siginfo_t *si)
-{
-	if (sb->root || sb->status.r < 0)
-		return false;
-	int32_t ws;
-	ssize_t n = read_retry(sb->status.r, &ws, sizeof ws);
-	if (n != (ssize_t)sizeof ws)
-		return false;
-	if (WIFEXITED(ws)) {
-		si->si_code = CLD_EXITED;
-		si->si_status = WEXITSTATUS(ws);
-	} else if (WIFSIGNALED(ws)) {
-		si->si_code = WCOREDUMP(ws) ? CLD_DUMPED : CLD_KILLED;
-		si->si_status = WTERMSIG(ws);
-	}
-	closep(&sb->status.r);
-	sb->status.r = -1;
-	return true;
-}
-
-void sandbox_main_status(struct sandbox *sb, siginfo_t *si)
-{
-	sandbox_take_status(sb, si);
-}
-
 const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap)
 {
 	const char *what = step == SANDBOX_STEP_EXEC	   ? "exec"
 			   : step == SANDBOX_STEP_IDENTITY ? "drop identity and privileges"
 			   : step == SANDBOX_STEP_FORK	   ? "fork the job's main process"
-			   : step == SANDBOX_STEP_LAUNCH   ? "read the job from the supervisor"
-			   : step == SANDBOX_STEP_CGROUP   ? "open the job's cgroup"
+			   : step == SANDBOX_STEP_ENTER	   ? "enter the job's namespaces"
+			   : step == SANDBOX_STEP_READY	   ? "start the job's init"
 							   : NULL;
 	if (!what && (step < 0 || (size_t)step >= sb->n_steps))
 		what = "unknown sandbox step";
@@ -638,16 +613,6 @@ static int run_step(const struct sandbox_step *s, struct step_state *st)
 	return -EINVAL;
 }
 
-static _Noreturn void fail(int errfd, int e, int step)
-{
-	struct sandbox_report rep = {.err = e, .step = step};
-	ssize_t w;
-	do
-		w = write(errfd, &rep, sizeof rep);
-	while (w < 0 && errno == EINTR);
-	_exit(127);
-}
-
 /* Namespace-creating flags: without capabilities only a user namespace
  * could still be made, and inside one a job would be root again. */
 #define NS_CLONE_FLAGS                                                                             \
@@ -712,152 +677,14 @@ static int seccomp_no_namespaces(void)
 #endif
 }
 
-/* In the init, before the job is known: what the job inherits and no
- * root process of ours needs (the init does not exec). The bounding and
- * ambient sets only matter at exec; no_new_privs too; RLIMIT_NPROC does
- * not bind root. */
-static int limit_early(const struct sandbox *sb)
-{
-	for (int cap = 0; cap <= sb->last_cap; cap++)
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-			return -errno;
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-		return -errno;
-	/* Counted per uid, and the uid is the job's alone: a bound on its
-	 * processes even where there is no pids controller. */
-	if (sb->max_procs) {
-		struct rlimit rl = {sb->max_procs, sb->max_procs};
-		if (setrlimit(RLIMIT_NPROC, &rl) < 0)
-			return -errno;
-	}
-	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
-}
-
-/* In the job's main process, still root (but with the init's empty
- * bounding set): become the job's uid with nothing to fall back on. */
-static int drop_identity(const struct sandbox *sb)
-{
-	/* Rooted at the group it was born in: its own. */
-	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
-		return -errno;
-	if (sys_setgroups_none() < 0 || sys_setresgid(sb->gid) < 0 || sys_setresuid(sb->uid) < 0)
-		return -errno;
-	/* The session keyring came from the daemon (possession is inherited
-	 * across fork and setuid): start from an empty one of our own. */
-	if (sys_new_session_keyring() < 0 && errno != ENOSYS)
-		return -errno;
-	/* The uid change cleared effective and permitted; inheritable
-	 * survives it. */
-	if (sys_capset_none() < 0)
-		return -errno;
-	return seccomp_no_namespaces();
-}
-
-/* The job's PID 1: forwards every signal it can catch to the main
- * process, reaps everything, and reports the main process's status. */
-static _Noreturn void init_loop(const struct sandbox *sb, pid_t main_pid, const sigset_t *all)
-{
-	int out = sb->status.w;
-	/* Nothing of the supervisor's stays open here: not its lock (the
-	 * daemon reads the lock as "the supervisor lives"), not the pipes. */
-	if (out > 0)
-		close_range(0, (unsigned)out - 1, 0);
-	close_range((unsigned)out + 1, ~0u, 0);
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(all, &si);
-		if (sig < 0)
-			continue;
-		if (sig != SIGCHLD) {
-			kill(main_pid, sig);
-			continue;
-		}
-		int ws;
-		pid_t p;
-		while ((p = waitpid(-1, &ws, WNOHANG)) > 0) {
-			if (p != main_pid)
-				continue;
-			int32_t v = ws;
-			ssize_t w;
-			do
-				w = write(out, &v, sizeof v);
-			while (w < 0 && errno == EINTR);
-			/* Our exit takes the rest of the namespace with it,
-			 * as a job's end always has (the supervisor kills the
-			 * job's group too). Tearing the namespaces down is
-			 * nobody's wait: at the lowest priority. */
-			setpriority(PRIO_PROCESS, 0, 19);
-			_exit(0);
-		}
-	}
-}
-
-/* Reads exactly n bytes; false on EOF or error. */
-static bool read_full(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-	while (n) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
-/* The supervisor's two messages to the init, each a uint32_t length and
- * that many bytes: the job (sandbox_give), then its group (sandbox_launch).
- * The first is read and described while the supervisor creates the group. */
-#define GIVE_MAX (16u << 20)
-#define GROUP_MAX 4095u
-
-/* Reads one message into a NUL-terminated buffer of its own. NULL on EOF
- * before it, or when it is empty or longer than max; *len is its length. */
-static char *read_message(int fd, uint32_t max, uint32_t *len)
-{
-	if (!read_full(fd, len, sizeof *len) || *len == 0 || *len > max)
-		return NULL;
-	char *buf = malloc((size_t)*len + 1);
-	if (!buf || !read_full(fd, buf, *len))
-		return NULL;
-	buf[*len] = '\0';
-	return buf;
-}
-
-static int write_message(int fd, const void *data, size_t len)
-{
-	uint32_t n = (uint32_t)len;
-	struct iovec iov[2] = {{&n, sizeof n}, {(void *)data, len}};
-	size_t total = sizeof n + len;
-	/* One writev: the reader wakes once for what fits the pipe. */
-	while (total) {
-		ssize_t w = writev(fd, iov, 2);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		total -= (size_t)w;
-		for (int i = 0; i < 2 && w; i++) {
-			size_t k = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
-			iov[i].iov_base = (char *)iov[i].iov_base + k;
-			iov[i].iov_len -= k;
-			w -= (ssize_t)k;
-		}
-	}
-	return 0;
-}
-
-void sandbox_job_defaults(void)
+void sandbox_job_defaults(int except)
 {
 	/* exec keeps ignored signals ignored: default them all, whatever we
 	 * or the daemon had. Through the kernel: glibc's sigaction() refuses
 	 * its own signals 32 and 33, which posix_spawn left ignored in the
 	 * supervisor. */
 	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
+		if (sig != SIGKILL && sig != SIGSTOP && sig != except)
 			sys_signal_default(sig);
 	/* The daemon raises its descriptor limit for its own bookkeeping. */
 	struct rlimit nofile;
@@ -867,10 +694,58 @@ void sandbox_job_defaults(void)
 	}
 }
 
-/* Closes every descriptor but keep[0..n) (n <= 16). */
+int sandbox_limit_self(const struct sandbox *sb, struct err *err)
+{
+	if (sb->root)
+		return 0;
+	for (int cap = 0; cap <= sb->last_cap; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			return err_sys(err, errno, "drop capability %d from the bounding set", cap);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return err_sys(err, errno, "clear the ambient capabilities");
+	/* Counted per uid, and the uid is the job's alone: a bound on its
+	 * processes even where there is no pids controller. It does not
+	 * bind root, so not us. */
+	if (sb->max_procs) {
+		struct rlimit rl = {sb->max_procs, sb->max_procs};
+		if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+			return err_sys(err, errno, "RLIMIT_NPROC %" PRIu64, sb->max_procs);
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return err_sys(err, errno, "no_new_privs");
+	/* We need SIGPIPE ignored (the daemon may be gone); the job gets it
+	 * back by default in drop_identity. */
+	sandbox_job_defaults(SIGPIPE);
+	return 0;
+}
+
+/* In the job's main process, still root (with the supervisor's empty
+ * bounding set, see sandbox_limit_self): become the job's uid with nothing
+ * to fall back on. */
+static int drop_identity(const struct sandbox *sb, uint32_t uid, uint32_t gid)
+{
+	/* Rooted at the group it was born in: its own. */
+	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		return -errno;
+	if (sys_setgroups_none() < 0 || sys_setresgid(gid) < 0 || sys_setresuid(uid) < 0)
+		return -errno;
+	/* The session keyring came from the daemon (possession is inherited
+	 * across fork and setuid): start from an empty one of our own. */
+	if (sys_new_session_keyring() < 0 && errno != ENOSYS)
+		return -errno;
+	/* The uid change cleared effective and permitted; inheritable
+	 * survives it. */
+	if (sys_capset_none() < 0)
+		return -errno;
+	if (sys_signal_default(SIGPIPE) < 0)
+		return -errno;
+	return seccomp_no_namespaces();
+}
+
+/* Closes every descriptor but keep[0..n) (n <= 4). */
 static void keep_only(const int *keep, size_t n)
 {
-	int k[16];
+	int k[4];
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < ARRAY_SIZE(k); i++) {
 		if (keep[i] < 0)
@@ -889,138 +764,69 @@ static void keep_only(const int *keep, size_t n)
 	close_range(from, ~0u, 0);
 }
 
-/* The job's main process, from its init. */
-struct main_args {
-	struct sandbox *sb;
-	const struct sandbox_job *job;
-	int errfd;
-};
-
-static int main_proc(void *arg)
+static void report_to(int fd, int e, int step)
 {
-	struct main_args *m = arg;
-	int r = drop_identity(m->sb);
-	if (r < 0)
-		fail(m->errfd, -r, SANDBOX_STEP_IDENTITY);
-	fail(m->errfd, m->job->exec(m->job->arg), SANDBOX_STEP_EXEC);
+	struct sandbox_report rep = {.err = e, .step = step};
+	ssize_t w;
+	do
+		w = write(fd, &rep, sizeof rep);
+	while (w < 0 && errno == EINTR);
 }
 
-/* The stack the main process runs on until its exec. */
-#define MAIN_STACK (256u << 10)
+/* The job's main process is the first process made in the PID namespace
+ * after the init: pid 2 there, always (the init never forks). */
+#define MAIN_PID 2
 
-/* Clones the main process into its group. Where it can, it shares our
- * memory until its exec, and we wait for that (CLONE_VM | CLONE_VFORK,
- * as posix_spawn does): no copy of our address space to make on Start's
- * path, and none to tear down at its exec. */
-static pid_t clone_main(struct main_args *m, int cgfd, void *stack)
+/* The init: PID 1 of the job's PID namespace and holder of its other
+ * namespaces. It makes the job's view (the early steps), says so, then
+ * forwards every signal it can catch to the main process and reaps the
+ * orphans the job leaves, until its supervisor kills it (the job's end)
+ * or dies (PR_SET_PDEATHSIG). */
+static _Noreturn void init_main(struct sandbox *sb)
 {
-	struct clone_args ca;
-	memset(&ca, 0, sizeof ca);
-	ca.exit_signal = SIGCHLD;
-	ca.flags = CLONE_INTO_CGROUP;
-	ca.cgroup = (uint64_t)cgfd;
-	if (SYS_HAVE_CLONE3_RUN && stack != MAP_FAILED) {
-		ca.flags |= CLONE_VM | CLONE_VFORK;
-		ca.stack = (uint64_t)(uintptr_t)stack;
-		ca.stack_size = MAIN_STACK;
-		return sys_clone3_run(&ca, main_proc, m);
-	}
-	pid_t pid = sys_clone3(&ca);
-	if (pid == 0)
-		_exit(main_proc(m));
-	return pid;
-}
-
-/* The init: the early steps, then the job. */
-static _Noreturn void init_main(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
-				const int *keep, size_t n_keep)
-{
-	int errfd = sb->report.w;
+	int out = sb->report.w;
 	/* Tells the init from its supervisor in ps (both show the
 	 * supervisor's command line). */
 	prctl(PR_SET_NAME, "rund-init", 0, 0, 0);
-	int mine[16 + 3];
-	size_t n = 0;
-	for (size_t i = 0; i < n_keep && i < 16; i++)
-		mine[n++] = keep[i];
-	mine[n++] = sb->go.r;
-	mine[n++] = sb->report.w;
-	mine[n++] = sb->status.w;
-	keep_only(mine, n);
+	/* A supervisor that died before this line is seen at "ready": nobody
+	 * reads it (EPIPE). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		_exit(127);
+	keep_only(&out, 1);
+	/* Signals wait for sigwaitinfo from now on (dispositions are all
+	 * default, so SIGCHLD is not ignored and orphans do not reap
+	 * themselves). */
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
 	struct step_state st = {.sb = sb};
 	for (size_t i = 0; i < sb->n_early; i++) {
 		st.i = i;
 		int r = run_step(&sb->steps[i], &st);
-		if (r < 0)
-			fail(errfd, -r, (int)i);
+		if (r < 0) {
+			report_to(out, -r, (int)i);
+			_exit(127);
+		}
 	}
-	int lr = limit_early(sb);
-	if (lr < 0)
-		fail(errfd, -lr, SANDBOX_STEP_IDENTITY);
-
-	/* Mapped now, off Start's path; the pages it uses fault in then. */
-	void *stack = mmap(NULL, MAIN_STACK, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	/* What the job starts with, set now so that its main process need
-	 * not. Our own blocked mask is set only at launch: a signal sent to a
-	 * spare's init is then dropped, not forwarded to a later job. */
-	sandbox_job_defaults();
-
-	/* Wait for the job. EOF: the supervisor is gone without one. */
-	uint32_t len;
-	if (!read_full(sb->go.r, &len, sizeof len))
+	struct sandbox_report ready = {.err = 0, .step = SANDBOX_STEP_READY};
+	if (write(out, &ready, sizeof ready) != (ssize_t)sizeof ready)
 		_exit(0);
-	char *payload = malloc((size_t)len + 1);
-	if (len == 0 || len > GIVE_MAX || !payload || !read_full(sb->go.r, payload, len))
-		fail(errfd, EPROTO, SANDBOX_STEP_LAUNCH);
-	payload[len] = '\0';
-	struct sandbox_job job = {0};
-	int e = describe(ctx, payload, len, &job);
-	if (e)
-		fail(errfd, e, SANDBOX_STEP_LAUNCH);
-	sb->uid = job.uid;
-	sb->gid = job.gid;
-	/* Then its group, once the supervisor made it. */
-	char *cg = read_message(sb->go.r, GROUP_MAX, &len);
-	if (!cg)
-		fail(errfd, EPROTO, SANDBOX_STEP_LAUNCH);
-	close(sb->go.r);
-
-	/* Opened through the host's tree, before the cgroup mount is
-	 * covered and before a pivot_root. */
-	int cgfd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cgfd < 0)
-		fail(errfd, errno, SANDBOX_STEP_CGROUP);
-	for (size_t i = sb->n_early; i < sb->n_steps; i++) {
-		struct sandbox_step *step = &sb->steps[i];
-		if (step->op == SB_CGROUP2 && !step->src)
-			step->src = cg;
-		st.i = i;
-		int r = run_step(step, &st);
-		if (r < 0)
-			fail(errfd, -r, (int)i);
+	close(out);
+	/* What is left is waiting: it need not compete with anyone. */
+	sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0});
+	setpriority(PRIO_PROCESS, 0, 19);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&all, &si);
+		if (sig == SIGCHLD)
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+		else if (sig > 0)
+			kill(MAIN_PID, sig);
 	}
-
-	/* Every signal stays pending for sigwaitinfo (dispositions are all
-	 * default, so SIGCHLD is not ignored and children do not reap
-	 * themselves); the main process restores an empty mask before exec
-	 * (job.exec does). */
-	sigset_t all;
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-
-	struct main_args m = {sb, &job, errfd};
-	pid_t pid = clone_main(&m, cgfd, stack);
-	if (pid < 0)
-		fail(errfd, errno, SANDBOX_STEP_FORK);
-	/* The stack stays mapped: unmapping it now costs a TLB shootdown on
-	 * the CPU the main process ran on, and only the few pages it touched
-	 * hold memory. */
-	close(cgfd);
-	init_loop(sb, pid, &all);
 }
 
-/* ---- the supervisor's side of the init -------------------------------- */
+/* ---- the supervisor's side -------------------------------------------- */
 
 static void pipe_close(struct sandbox_pipe *p)
 {
@@ -1039,20 +845,22 @@ static int pipe_open(struct sandbox_pipe *p)
 	return 0;
 }
 
-int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
-		       const int *keep, size_t n_keep, struct err *err)
+int sandbox_wait_report(int fd, struct sandbox_report *rep)
+{
+	ssize_t n;
+	do
+		n = read(fd, rep, sizeof *rep);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof *rep ? 1 : 0;
+}
+
+int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct err *err)
 {
 	if (sb->root || sb->init_pidfd >= 0)
 		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: no init to start");
-	if (n_keep > 16)
-		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: too many fds to keep");
-	int r;
-	if ((r = pipe_open(&sb->go)) < 0 || (r = pipe_open(&sb->report)) < 0 ||
-	    (r = pipe_open(&sb->status)) < 0) {
-		sandbox_init_stop(sb);
-		return err_sys(err, -r, "sandbox pipes");
-	}
-	fcntl(sb->status.r, F_SETFL, O_NONBLOCK);
+	int r = pipe_open(&sb->report);
+	if (r < 0)
+		return err_sys(err, -r, "sandbox pipe");
 	/* What the init copies of the host, to tell later whether it is
 	 * still the host's (see sandbox_init_fresh). Opened before the clone,
 	 * so a change during it counts. */
@@ -1060,6 +868,11 @@ int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *
 	struct utsname u;
 	if (uname(&u) == 0)
 		snprintf(sb->hostname, sizeof sb->hostname, "%s", u.nodename);
+	if (!sb->stack)
+		sb->stack = mmap(NULL, SANDBOX_MAIN_STACK, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (sb->stack == MAP_FAILED)
+		sb->stack = NULL;
 
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);
@@ -1068,7 +881,7 @@ int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *
 	ca.exit_signal = SIGCHLD;
 	pid_t pid = sys_clone3(&ca);
 	if (pid == 0)
-		init_main(sb, describe, ctx, keep, n_keep);
+		init_main(sb);
 	if (pid < 0) {
 		int e = errno;
 		sb->init_pidfd = -1;
@@ -1076,16 +889,23 @@ int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *
 		return err_sys(err, e, "clone3 the job's init");
 	}
 	sb->init_pid = pid;
-	closep(&sb->go.r);
 	closep(&sb->report.w);
-	closep(&sb->status.w);
-	sb->go.r = sb->report.w = sb->status.w = -1;
-	return 0;
+	sb->report.w = -1;
+	/* Ready, or why not. EOF: it died before either. */
+	struct sandbox_report got = {.err = EPIPE, .step = SANDBOX_STEP_READY};
+	if (sandbox_wait_report(sb->report.r, &got) == 1 && got.step == SANDBOX_STEP_READY &&
+	    got.err == 0) {
+		pipe_close(&sb->report);
+		return 0;
+	}
+	*rep = got;
+	sandbox_init_stop(sb);
+	return 1;
 }
 
 bool sandbox_init_fresh(const struct sandbox *sb)
 {
-	if (sb->init_pidfd < 0 || sb->go.w < 0 || sb->mounts_fd < 0)
+	if (sb->init_pidfd < 0 || sb->mounts_fd < 0)
 		return false;
 	struct pollfd p[2] = {{.fd = sb->init_pidfd, .events = POLLIN},
 			      {.fd = sb->mounts_fd, .events = POLLPRI}};
@@ -1105,39 +925,103 @@ void sandbox_init_stop(struct sandbox *sb)
 	}
 	closep(&sb->init_pidfd);
 	closep(&sb->mounts_fd);
-	pipe_close(&sb->go);
 	pipe_close(&sb->report);
-	pipe_close(&sb->status);
-	init_fields_clear(sb);
+	sb->init_pid = 0;
+	sb->init_pidfd = sb->mounts_fd = -1;
 }
 
-int sandbox_give(struct sandbox *sb, const void *payload, size_t len, struct err *err)
+void sandbox_init_kill(struct sandbox *sb)
 {
-	if (len == 0 || len > GIVE_MAX)
-		return err_set(err, E2BIG, ERR_INTERNAL, "sandbox: a job of %zu bytes", len);
-	/* A dead init makes this EPIPE (the supervisor ignores SIGPIPE). */
-	int r = write_message(sb->go.w, payload, len);
-	return r < 0 ? err_sys(err, -r, "hand the job to its init") : 0;
+	if (sb->init_pidfd >= 0)
+		sys_pidfd_send_signal(sb->init_pidfd, SIGKILL, NULL, 0);
 }
 
-int sandbox_launch(struct sandbox *sb, const char *job_cgroup, struct err *err)
+/* The main process, from its first instruction to its exec. */
+struct main_args {
+	const struct sandbox *sb;
+	const struct sandbox_job *job;
+	const char *job_cgroup;
+	int errfd;
+};
+
+static int main_proc(void *arg)
 {
-	size_t cl = strlen(job_cgroup);
-	if (cl == 0 || cl > GROUP_MAX)
-		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "sandbox: cgroup path too long");
-	int r = write_message(sb->go.w, job_cgroup, cl);
-	closep(&sb->go.w);
-	sb->go.w = -1;
-	return r < 0 ? err_sys(err, -r, "hand the job's cgroup to its init") : 0;
+	const struct main_args *m = arg;
+	const struct sandbox *sb = m->sb;
+	/* The init's namespaces but the PID one, which we were born in. */
+	unsigned ns = (unsigned)sandbox_clone_flags(sb) & ~(unsigned)CLONE_NEWPID;
+	if (ns && setns(sb->init_pidfd, (int)ns) < 0)
+		report_to(m->errfd, errno, SANDBOX_STEP_ENTER), _exit(127);
+	struct step_state st = {.sb = sb};
+	for (size_t i = sb->n_early; i < sb->n_steps; i++) {
+		struct sandbox_step step = sb->steps[i];
+		if (step.op == SB_CGROUP2)
+			step.src = (char *)m->job_cgroup;
+		st.i = i;
+		int r = run_step(&step, &st);
+		if (r < 0)
+			report_to(m->errfd, -r, (int)i), _exit(127);
+	}
+	int r = drop_identity(sb, m->job->uid, m->job->gid);
+	if (r < 0)
+		report_to(m->errfd, -r, SANDBOX_STEP_IDENTITY), _exit(127);
+	report_to(m->errfd, m->job->exec(m->job->arg), SANDBOX_STEP_EXEC);
+	_exit(127);
 }
 
-int sandbox_wait_report(int fd, struct sandbox_report *rep)
+int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char *job_cgroup,
+		  int cgroup_fd, struct sandbox_child *out, struct sandbox_report *rep,
+		  struct err *err)
 {
-	ssize_t n;
-	do
-		n = read(fd, rep, sizeof *rep);
-	while (n < 0 && errno == EINTR);
-	return n == (ssize_t)sizeof *rep ? 1 : 0;
+	if (sb->root || sb->init_pidfd < 0)
+		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: no init to spawn into");
+	/* Our next child is born in the job's PID namespace. */
+	if ((sb->namespaces & SANDBOX_NS_PID) && setns(sb->init_pidfd, CLONE_NEWPID) < 0)
+		return err_sys(err, errno, "enter the job's PID namespace");
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return err_sys(err, errno, "pipe");
+	struct main_args m = {sb, job, job_cgroup, ep[1]};
+	int pidfd = -1;
+	struct clone_args ca;
+	memset(&ca, 0, sizeof ca);
+	ca.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
+	ca.cgroup = (uint64_t)cgroup_fd;
+	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	ca.exit_signal = SIGCHLD;
+	pid_t pid;
+	if (SYS_HAVE_CLONE3_RUN && sb->stack) {
+		/* It shares our memory until its exec and we wait for that
+		 * (as posix_spawn does): no copy of our address space to make,
+		 * and none to tear down at its exec. */
+		ca.flags |= CLONE_VM | CLONE_VFORK;
+		ca.stack = (uint64_t)(uintptr_t)sb->stack;
+		ca.stack_size = SANDBOX_MAIN_STACK;
+		pid = sys_clone3_run(&ca, main_proc, &m);
+	} else {
+		pid = sys_clone3(&ca);
+		if (pid == 0)
+			main_proc(&m);
+	}
+	int e = errno;
+	close(ep[1]);
+	if (pid < 0) {
+		close(ep[0]);
+		return err_sys(err, e, "clone3 the job's main process");
+	}
+	/* EOF: its exec closed the CLOEXEC end. */
+	int got = sandbox_wait_report(ep[0], rep);
+	close(ep[0]);
+	if (got == 1) {
+		siginfo_t si;
+		while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+		close(pidfd);
+		return 1;
+	}
+	out->pid = pid;
+	out->pidfd = pidfd;
+	return 0;
 }
 
 bool sandbox_policy_same(const struct sandbox_policy *a, const struct sandbox_policy *b)

@@ -3,40 +3,45 @@
  * The operator's policy (struct sandbox_policy) is decided by the daemon,
  * persisted in the job's spec and handed to the supervisor, which turns it
  * into a plan: every path checked, every string built before clone3. The
- * job's init applies the plan's steps in order, as bubblewrap does with
- * its setup ops. It does so in two moments, so that most of the work is
- * done before a Start arrives (a spare supervisor starts its init while
- * it waits for a job, suppool.h):
+ * plan's steps run in order, as bubblewrap's setup ops do, in two
+ * processes and at two moments, so that most of the work is done before
+ * a Start arrives (a spare supervisor prepares its job's sandbox while it
+ * waits, suppool.h):
  *
- *   sandbox_init_start: clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET])
- *   child = PID 1 of the job's PID namespace ("init"), which stays in the
- *   supervisor's cgroup, so the job's limits and accounting are the job's:
- *     the host's whole tree private, read-only and nosuid; hide the state
- *     and key directories under an empty read-only directory; fresh
- *     /proc; private /tmp, /var/tmp, /dev/shm, /run/lock (directories of
- *     one tmpfs, which holds -job_tmp_size in all); the IPC namespace's
- *     own /dev/mqueue; [-job_network none: loopback up]; then wait.
- *   sandbox_launch: the init learns the job (its group and a payload
- *     that describes it), binds the job's own cgroup read-only over the
- *     cgroup2 mount [-rootfs: pivot_root into DIR instead], clone3s the
- *     job's main process INTO_CGROUP (the job's group), then forwards
- *     signals to it and reaps every orphan until it ends; reports its
- *     wait status; exits (the kernel then kills the rest of the PID
- *     namespace).
- *   main process: a new cgroup namespace rooted at its group; RLIMIT_NPROC;
- *     drop the bounding, ambient and inheritable capability sets,
- *     setgroups(0), setresgid, setresuid; an empty session keyring of its
- *     own; no_new_privs; a seccomp filter against new namespaces, keyrings
- *     and io_uring; then exec.
- *
- * The supervisor is single-threaded, so the init (a copy of it) may
- * allocate; it stays async-signal-safe anyway except in describe.
- * An init started early copied the host's mount table and host name
- * then: sandbox_init_fresh tells whether either changed since, and the
- * supervisor starts a new init if so.
+ *   sandbox_init_start, before the job is known:
+ *     clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET]) the job's init, PID 1
+ *     of its PID namespace, which stays in the supervisor's cgroup (so
+ *     the job's limits and accounting are the job's) and holds the job's
+ *     namespaces. It makes the job's view: the host's whole tree private,
+ *     read-only and nosuid; the state and key directories hidden under an
+ *     empty read-only directory; a fresh /proc; private /tmp, /var/tmp,
+ *     /dev/shm and /run/lock (directories of one tmpfs, which holds
+ *     -job_tmp_size in all); the IPC namespace's own /dev/mqueue;
+ *     [-job_network none: loopback up] [-rootfs: pivot_root into DIR].
+ *     Then it forwards the signals it gets to the main process and reaps
+ *     the job's orphans, until its supervisor kills it at the job's end
+ *     (or dies: PR_SET_PDEATHSIG).
+ *   sandbox_spawn, at the Start: the supervisor clones the job's main
+ *     process INTO_CGROUP (the job's group) in the init's PID namespace,
+ *     sharing its memory until the exec (CLONE_VM | CLONE_VFORK). The
+ *     main process enters the init's other namespaces (setns on its
+ *     pidfd), binds its own group read-only over the cgroup2 mount, takes
+ *     a new cgroup namespace rooted there, setgroups(0), setresgid,
+ *     setresuid, an empty session keyring of its own, empty capability
+ *     sets, default SIGPIPE, a seccomp filter against new namespaces,
+ *     keyrings and io_uring; then execs. What it needs from the
+ *     supervisor (an empty bounding set, no_new_privs, RLIMIT_NPROC,
+ *     default signal dispositions) the supervisor gave itself before the
+ *     job (sandbox_limit_self), as it never execs.
  *
  * A PID namespace's init ignores signals it has no handler for, so the job
- * is never PID 1: the init is our own code, not an exec.
+ * is never PID 1: the init is our own code, not an exec. The main process
+ * is the supervisor's child (it reaps it and reads its status), pid 2 in
+ * the namespace.
+ *
+ * An init started early copied the host's mount table and host name
+ * then: sandbox_init_fresh tells whether either changed since, and the
+ * supervisor starts a new one if so.
  *
  * With policy.root (`-job_user root`) none of this happens: the job is
  * exec'd straight from the supervisor's clone3 child, as root, in the
@@ -127,7 +132,7 @@ struct sandbox_step {
 	char *data; /* owned; SB_TMPFS, SB_SCRATCH: mount options */
 };
 
-/* What a child reports over the report pipe when it fails. */
+/* What a child reports over a report pipe. */
 struct sandbox_report {
 	int32_t err;  /* errno */
 	int32_t step; /* index into steps, or SANDBOX_STEP_* */
@@ -135,22 +140,24 @@ struct sandbox_report {
 #define SANDBOX_STEP_EXEC (-1)
 #define SANDBOX_STEP_IDENTITY (-2)
 #define SANDBOX_STEP_FORK (-3)
-#define SANDBOX_STEP_LAUNCH (-4) /* reading the job from the supervisor */
-#define SANDBOX_STEP_CGROUP (-5) /* opening the job's group */
+#define SANDBOX_STEP_ENTER (-4) /* the main process entering the init's namespaces */
+#define SANDBOX_STEP_READY (-5) /* the init is ready (err 0), or died first */
 
 /* A pipe; -1 for an end this process does not hold. */
 struct sandbox_pipe {
 	int r, w;
 };
 
+/* The stack a confined job's main process runs on until its exec. */
+#define SANDBOX_MAIN_STACK (256u << 10)
+
 struct sandbox {
 	bool root;
-	uint32_t uid, gid; /* the init learns them at launch */
 	unsigned namespaces;
 	struct sandbox_step *steps;
 	size_t n_steps;
-	/* Steps [0, n_early) run as soon as the init starts; the rest (the
-	 * job's cgroup, pivot_root) once it knows the job. */
+	/* Steps [0, n_early) are the init's, before the job is known; the
+	 * rest (the job's cgroup) the main process's. */
 	size_t n_early;
 	int last_cap; /* /proc/sys/kernel/cap_last_cap */
 	uint64_t max_procs;
@@ -158,94 +165,86 @@ struct sandbox {
 	/* The init, from sandbox_init_start on. */
 	pid_t init_pid;
 	int init_pidfd;
-	struct sandbox_pipe go;	    /* supervisor -> init: the job (sandbox_launch) */
-	struct sandbox_pipe report; /* init, main -> supervisor: a report, or EOF at exec */
-	struct sandbox_pipe status; /* init -> supervisor: the main process's wait status */
+	struct sandbox_pipe report; /* the init's "ready", while it starts */
 	/* The host's view the init copied: a poll on mounts_fd says whether
 	 * the mount table changed since; hostname is the UTS name then. */
 	int mounts_fd;
 	char hostname[65];
+	void *stack; /* SANDBOX_MAIN_STACK bytes, or NULL */
 };
-
-/* What the init needs to know about the job, from the launch's payload. */
-struct sandbox_job {
-	uint32_t uid, gid;
-	/* Sets up stdio and execs (jobspawn.h); returns an errno (with
-	 * whatever bits the caller adds) only on failure. */
-	int (*exec)(void *arg);
-	void *arg;
-};
-
-/* Runs in the init with sandbox_launch's payload; fills *job. 0 or an
- * errno. */
-typedef int sandbox_describe_fn(void *ctx, const char *payload, size_t len,
-				struct sandbox_job *job);
 
 /* Builds the plan for policy p (see the top of this file). Directories
  * that do not exist are left out (nothing to hide or cover). On success
  * *sb owns its strings; no process or fd yet. 0 or -errno with err set. */
 int sandbox_prepare(const struct sandbox_policy *p, struct sandbox *sb, struct err *err);
-/* Stops the init if it still runs (sandbox_init_stop), closes every fd and
- * frees the plan. Accepts a prepared or freed sandbox (not a zeroed
- * one: its fds would read as 0). */
+/* Stops the init if it still runs (sandbox_init_stop), closes every fd,
+ * unmaps the stack and frees the plan. Accepts a prepared or freed sandbox
+ * (not a zeroed one: its fds would read as 0). */
 void sandbox_free(struct sandbox *sb);
 
 /* clone3 flags of the job's init: its namespaces (0 for a root plan). */
 uint64_t sandbox_clone_flags(const struct sandbox *sb);
 
-/* Starts the job's init before the job is known, in the caller's cgroup:
- * clone3 into the plan's namespaces; the init runs the early steps, then
- * waits for sandbox_launch (or EOF: the supervisor is gone, and the init
- * exits). It keeps only keep[0..n_keep) of the caller's descriptors (the
- * job's stdio) and the sandbox's own pipe ends. A failing step is not
- * reported here but at launch, as the job's failure. describe(ctx, ...)
- * runs in the init at launch. 0, or -errno with err set and nothing left
- * running. */
-int sandbox_init_start(struct sandbox *sb, sandbox_describe_fn *describe, void *ctx,
-		       const int *keep, size_t n_keep, struct err *err);
+/* For the supervisor of a confined job, which never execs: what its job's
+ * main process inherits from it and it needs none of. The bounding and
+ * ambient capability sets emptied, no_new_privs, RLIMIT_NPROC (which does
+ * not bind root), every signal disposition but SIGPIPE's default, the
+ * job's RLIMIT_NOFILE. 0 or -errno with err set. */
+int sandbox_limit_self(const struct sandbox *sb, struct err *err);
 
-/* True while the init started earlier can take a job: it still waits,
- * and the host's mount table and host name are as it copied them (a
- * spare's view of the host must not be older than the job). */
+/* Starts the job's init, before the job is known, in the caller's cgroup,
+ * and waits until it made the job's view (the early steps). 0; 1 when the
+ * init failed, with *rep saying at which step (nothing is left running);
+ * or -errno with err set. */
+int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct err *err);
+
+/* True while the init started earlier can take a job: it lives, and the
+ * host's mount table and host name are as it copied them (a spare's view
+ * of the host must not be older than the job). */
 bool sandbox_init_fresh(const struct sandbox *sb);
 
-/* Kills and reaps the init, and closes the sandbox's pipes. The plan is
- * kept: sandbox_init_start may run again. */
+/* Kills and reaps the init and closes what it left; the plan is kept, so
+ * sandbox_init_start may run again. */
 void sandbox_init_stop(struct sandbox *sb);
+/* Kills the init without waiting (the job ended: its namespaces go). */
+void sandbox_init_kill(struct sandbox *sb);
 
-/* Hands the init its job: payload, for describe, which the init runs
- * while the caller goes on (creating the job's group). 0, or -errno with
- * err set (the init is gone: its report says why). */
-int sandbox_give(struct sandbox *sb, const void *payload, size_t len, struct err *err);
+/* What the main process runs as, and runs. */
+struct sandbox_job {
+	uint32_t uid, gid;
+	/* Sets up stdio and execs (jobspawn.h); returns an errno (with
+	 * whatever bits the caller adds) only on failure. Async-signal-safe. */
+	int (*exec)(void *arg);
+	void *arg;
+};
 
-/* Names the job's group (absolute; it exists now): the init runs the late
- * steps, clones the job's main process into the group and reports. 0, or
- * -errno with err set (the init is gone: its report says why). */
-int sandbox_launch(struct sandbox *sb, const char *job_cgroup, struct err *err);
+struct sandbox_child {
+	pid_t pid;
+	int pidfd; /* the caller's */
+};
 
-/* After sandbox_launch (or a root job's clone3; fd is the report pipe's
- * read end): waits until the job exec'd (0) or a report arrived (1, *rep
- * set). */
+/* Clones the job's main process into cgroup_fd (job_cgroup is that
+ * group's path), in the init's PID namespace, as our child; it enters the
+ * init's other namespaces, binds its group, drops its identity and
+ * execs. Returns once it exec'd (0, *out set) or failed (1, *rep says at
+ * which step, the child reaped), or -errno with err set. The caller must
+ * ignore SIGPIPE, be single-threaded, and have run sandbox_limit_self. */
+int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char *job_cgroup,
+		  int cgroup_fd, struct sandbox_child *out, struct sandbox_report *rep,
+		  struct err *err);
+
+/* Reads a struct sandbox_report from fd: 1 with *rep set, 0 at EOF (the
+ * exec happened). */
 int sandbox_wait_report(int fd, struct sandbox_report *rep);
 
-/* The init's report of the main process's end, if it has come: true with
- * si's code and status set as for a reaped child. Reads it once. */
-bool sandbox_take_status(struct sandbox *sb, siginfo_t *si);
-
-/* After the init was reaped with si: replaces si's code and status with
- * those of the job's main process as the init reported them. An init that
- * did not report (it was killed with the whole group, by Stop) leaves si
- * as it is. */
-void sandbox_main_status(struct sandbox *sb, siginfo_t *si);
+/* Gives the calling process every default signal disposition but
+ * except's (0: all) and the RLIMIT_NOFILE soft limit a job starts with
+ * (SANDBOX_JOB_NOFILE). Async-signal-safe. */
+void sandbox_job_defaults(int except);
 
 /* Describes step (an index, or SANDBOX_STEP_*) into buf, e.g. "mount
  * tmpfs on /tmp", for the failure the child reported. Returns buf. */
 const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, size_t cap);
-
-/* Gives the calling process the signal dispositions (all default) and the
- * RLIMIT_NOFILE soft limit (SANDBOX_JOB_NOFILE) a job starts with. Runs
- * in a clone3 child: async-signal-safe. */
-void sandbox_job_defaults(void);
 
 /* True when a and b confine jobs alike (everything but uid and gid). */
 bool sandbox_policy_same(const struct sandbox_policy *a, const struct sandbox_policy *b);

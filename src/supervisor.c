@@ -59,7 +59,6 @@ struct sup_job {
 	 * only), and the cgroup root we moved into, if any. */
 	struct jobspec warm;
 	bool entered;
-	int given; /* sandbox_give's result */
 	const struct proctitle *pt;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
@@ -253,47 +252,21 @@ static void close_stdio(struct sup_job *j)
 		close_fd(fds[i]);
 }
 
-/* In the job's init, at launch (sandbox.h): the job from the spec the
- * supervisor read. Never freed: the init execs or exits. */
-static int describe_job(void *ctx, const char *payload, size_t len, struct sandbox_job *job)
-{
-	struct sup_job *j = ctx;
-	struct jobspec *spec = xcalloc(1, sizeof *spec);
-	if (jobspec_decode(payload, len, spec, NULL) < 0 || spec->sandbox.root)
-		return EPROTO;
-	struct jobspawn_plan *plan = xcalloc(1, sizeof *plan);
-	plan_for(j, spec, plan);
-	char title[64];
-	snprintf(title, sizeof title, "rund execute %s", spec->id);
-	proctitle_set(j->pt, title);
-	job->uid = spec->sandbox.uid;
-	job->gid = spec->sandbox.gid;
-	plan->defaults_set = true; /* the init's own, inherited */
-	job->exec = jobspawn_exec;
-	job->arg = plan;
-	return 0;
-}
-
-/* The job's stdio, the sandbox's plan and its init, which prepares the
- * job's namespaces and mounts and then waits for the job. */
-static int ready_sandbox(struct sup_job *j, const struct sandbox_policy *policy, struct err *err)
+/* The job's stdio, the sandbox's plan, our own limits and the job's init,
+ * which makes the job's view of the host and waits (sandbox.h). 1 with
+ * *rep when the init failed at a step. */
+static int ready_sandbox(struct sup_job *j, const struct sandbox_policy *policy,
+			 struct sandbox_report *rep, struct err *err)
 {
 	int r;
-	if ((r = open_stdio(j, err)) < 0)
+	if ((r = open_stdio(j, err)) < 0 || (r = sandbox_prepare(policy, &j->sb, err)) < 0 ||
+	    (r = sandbox_limit_self(&j->sb, err)) < 0)
 		return r;
-	if ((r = sandbox_prepare(policy, &j->sb, err)) < 0)
-		return r;
-	int keep[] = {j->devnull, j->out_w, j->err_w};
-	if ((r = sandbox_init_start(&j->sb, describe_job, j, keep, ARRAY_SIZE(keep), err)) < 0)
-		return r;
-	/* The init holds them now: the job's exit is then our EOF. */
-	close_fd(&j->out_w);
-	close_fd(&j->err_w);
-	return 0;
+	return sandbox_init_start(&j->sb, rep, err);
 }
 
 /* Drops a sandbox prepared for another policy or an older view of the
- * host, with the stdio its init held. */
+ * host. */
 static void drop_sandbox(struct sup_job *j)
 {
 	sandbox_free(&j->sb);
@@ -321,53 +294,39 @@ static int spawn_root(struct sup_job *j, const char *cg_name, struct err *err)
 	return 0;
 }
 
-/* A confined job: the init a spare prepared while it waited, if it is
- * still right for this job, else a new one; it gets the job now and
- * decodes it while we create the group. */
-static int give_job(struct sup_job *j, struct err *err)
+/* A confined job: into the init a spare prepared while it waited, if it
+ * is still right for this job, else a new one. */
+static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *err)
 {
+	struct sandbox_report rep;
+	struct jobspawn_what what = {j->spec.argv[0], j->spec.cwd ? j->spec.cwd : "/", &j->sb};
 	int r;
 	if (!sandbox_policy_same(&j->warm.sandbox, &j->spec.sandbox) ||
 	    !sandbox_init_fresh(&j->sb)) {
 		drop_sandbox(j);
-		if ((r = ready_sandbox(j, &j->spec.sandbox, err)) < 0)
+		r = ready_sandbox(j, &j->spec.sandbox, &rep, err);
+		if (r == 1)
+			return jobspawn_report_err(&rep, &what, err);
+		if (r < 0)
 			return r;
 	}
-	/* Started while we were an idle spare (suppool.h): the job must not
-	 * run idle. */
-	sched_setscheduler(j->sb.init_pid, SCHED_OTHER, &(struct sched_param){0});
-	/* A failure here (the init is gone) is reported at the launch, with
-	 * the init's own report if it left one. */
-	j->given = sandbox_give(&j->sb, j->spec_text, j->spec_len, NULL);
-	return 0;
-}
-
-/* The group exists: the init clones the job's main process into it. */
-static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *err)
-{
-	int r = j->given;
-	if (r == 0)
-		r = sandbox_launch(&j->sb, cg_name, err);
-	else
-		err_sys(err, -r, "hand the job to its init");
-	struct sandbox_report rep;
-	int wr = sandbox_wait_report(j->sb.report.r, &rep);
-	if (wr == 1) {
-		err_clear(err);
-		r = jobspawn_report_err(&rep,
-					&(struct jobspawn_what){j->spec.argv[0],
-								j->spec.cwd ? j->spec.cwd : "/",
-								&j->sb},
-					err);
-		sandbox_init_stop(&j->sb);
+	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
+	plan_for(j, &j->spec, &plan);
+	plan.defaults_set = true; /* ours, but SIGPIPE's (sandbox_limit_self) */
+	struct sandbox_job job = {.uid = j->spec.sandbox.uid,
+				  .gid = j->spec.sandbox.gid,
+				  .exec = jobspawn_exec,
+				  .arg = &plan};
+	struct sandbox_child child;
+	r = sandbox_spawn(&j->sb, &job, cg_name, j->cgfd, &child, &rep, err);
+	close_fd(&j->out_w);
+	close_fd(&j->err_w);
+	if (r == 1)
+		return jobspawn_report_err(&rep, &what, err);
+	if (r < 0)
 		return r;
-	}
-	if (r < 0) {
-		sandbox_init_stop(&j->sb);
-		return r;
-	}
-	j->pid = j->sb.init_pid;
-	j->pidfd = steal_fd(&j->sb.init_pidfd);
+	j->pid = child.pid;
+	j->pidfd = child.pidfd;
 	return 0;
 }
 
@@ -535,11 +494,9 @@ static void check_deadlines(struct sup_job *j, uint64_t now)
 	if (j->kill_at && now >= j->kill_at) {
 		j->kill_at = 0;
 		cgroup_job_kill(&j->root, j->spec.id, NULL);
-		/* A confined job's init is outside the group: killed too, in
-		 * case a signal left it unable to reap (it takes the rest of
-		 * its PID namespace with it). */
-		if (j->pidfd >= 0)
-			sys_pidfd_send_signal(j->pidfd, SIGKILL, NULL, 0);
+		/* A confined job's init is outside the group: killed too (it
+		 * takes the rest of its PID namespace with it). */
+		sandbox_init_kill(&j->sb);
 	}
 }
 
@@ -569,8 +526,8 @@ static bool pump(struct sup_job *j, int fd, enum log_stream stream)
 	return true;
 }
 
-/* The job's main process ended with si (a confined job's init reported
- * it, or the job's first child was reaped). */
+/* The job's main process ended with si (reaped; known false when the
+ * wait failed). */
 static void job_ended(struct sup_job *j, struct jobstatus *st, const siginfo_t *si, bool known)
 {
 	st->end_ns = now_real_ns();
@@ -582,8 +539,10 @@ static void job_ended(struct sup_job *j, struct jobstatus *st, const siginfo_t *
 		st->signal = si->si_status;
 	}
 	/* Whatever the job left running dies with it, or a daemonized
-	 * grandchild holding the pipes would keep us here forever. */
+	 * grandchild holding the pipes would keep us here forever; with a
+	 * confined job's init (outside the group) go its namespaces. */
 	cgroup_job_kill(&j->root, j->spec.id, NULL);
+	sandbox_init_kill(&j->sb);
 }
 
 static void run_job(struct sup_job *j, struct jobstatus *st)
@@ -594,8 +553,8 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 	j->buf = xmalloc(READ_CHUNK);
 
 	while (j->out_r >= 0 || j->err_r >= 0 || !exited) {
-		struct pollfd pfd[5];
-		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1, i_dir = -1, i_st = -1;
+		struct pollfd pfd[4];
+		int nfd = 0, i_out = -1, i_err = -1, i_pid = -1, i_dir = -1;
 		if (j->out_r >= 0) {
 			i_out = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->out_r, .events = POLLIN};
@@ -607,13 +566,6 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 		if (!exited) {
 			i_pid = nfd;
 			pfd[nfd++] = (struct pollfd){.fd = j->pidfd, .events = POLLIN};
-		}
-		/* A confined job's init reports the main process's end before
-		 * it exits; its exit, the namespaces' teardown, is nobody's to
-		 * wait for. */
-		if (!exited && j->sb.status.r >= 0) {
-			i_st = nfd;
-			pfd[nfd++] = (struct pollfd){.fd = j->sb.status.r, .events = POLLIN};
 		}
 		if (!exited && j->sigfd >= 0) {
 			i_dir = nfd;
@@ -633,24 +585,15 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			close_fd(&j->out_r);
 		if (pr > 0 && i_err >= 0 && pfd[i_err].revents && !pump(j, j->err_r, LOG_STDERR))
 			close_fd(&j->err_r);
-		siginfo_t si;
-		memset(&si, 0, sizeof si);
-		if (pr > 0 && i_st >= 0 && pfd[i_st].revents && sandbox_take_status(&j->sb, &si)) {
-			exit_mono = now_mono_ns();
-			exited = true;
-			job_ended(j, st, &si, true);
-		} else if (pr > 0 && ((i_pid >= 0 && pfd[i_pid].revents) ||
-				      (i_st >= 0 && pfd[i_st].revents))) {
-			/* The init (or a root job) is gone: reaped here. An init
-			 * killed with its group reported nothing. */
+		if (pr > 0 && i_pid >= 0 && pfd[i_pid].revents) {
+			siginfo_t si;
+			memset(&si, 0, sizeof si);
 			int w;
 			while ((w = waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED)) < 0 &&
 			       errno == EINTR)
 				;
 			exit_mono = now_mono_ns();
 			exited = true;
-			if (w == 0)
-				sandbox_main_status(&j->sb, &si);
 			close_fd(&j->pidfd);
 			job_ended(j, st, &si, w == 0);
 		}
@@ -714,7 +657,8 @@ static void warm_up(struct sup_job *j, struct handoff_request *req)
 	    cgroup_enter_daemon(j->warm.cgroup, &err) < 0)
 		return;
 	j->entered = true;
-	if (ready_sandbox(j, &j->warm.sandbox, &err) < 0)
+	struct sandbox_report rep;
+	if (ready_sandbox(j, &j->warm.sandbox, &rep, &err) != 0)
 		drop_sandbox(j);
 }
 
@@ -748,8 +692,6 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	char title[64];
 	snprintf(title, sizeof title, "rund execute %s", j->spec.id);
 	proctitle_set(j->pt, title);
-	if (!j->spec.sandbox.root && (r = give_job(j, err)) < 0)
-		return r;
 	if ((j->dirfd = jobdir_open_path(j->state_dir, j->spec.id, err)) < 0)
 		return j->dirfd;
 	if ((j->lockfd = jobdir_lock(j->dirfd, err)) < 0)
@@ -801,11 +743,7 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 	struct jobstatus st;
 	memset(&st, 0, sizeof st);
 	run_job(&j, &st);
-	int code = record_status(&j, &st);
-	/* A confined job's init, still tearing its namespaces down. */
-	if (j.pidfd >= 0)
-		while (waitid(P_PIDFD, (id_t)j.pidfd, &(siginfo_t){0}, WEXITED) < 0 &&
-		       errno == EINTR)
-			;
-	return code;
+	/* A confined job's init, still tearing its namespaces down, is
+	 * reaped with the rest (sup_job_release). */
+	return record_status(&j, &st);
 }

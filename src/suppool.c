@@ -38,7 +38,8 @@ struct suppool {
 	bool use_forkserver;
 	int fs_sock, fs_pidfd;
 	pid_t fs_pid;
-	unsigned fs_starts; /* how many were started: bounded, so a broken one is not respawned forever */
+	unsigned fs_starts; /* how many were started: bounded, so a broken one is not respawned
+			       forever */
 };
 
 #define FORKSERVER_STARTS 8	   /* then spawn every supervisor */

@@ -154,13 +154,15 @@ def test_cannot_kill_daemon_supervisor_or_other_job(rund, pb, setup):
     for pid in (rund.pid, sup_pid, job_pid):
         st, out, err = attack(attacker, pb, 'kill -9 "$1" && echo ATTACK-OK', pid)
         assert st.exit_code.value != 0, (pid, out, err)
-    # The job's own init (its parent, PID 1 of its namespace) is root's: out
-    # of reach too. Addressed as the shell's parent, so the signal can only
-    # ever reach a process this test started, whatever the sandbox does.
-    st, out, err = attack(attacker, pb, 'p=$PPID; echo "parent $p $(cat /proc/$p/comm)"; '
-                          'kill -9 "$p" && echo ATTACK-OK; kill -TERM "$p" && echo ATTACK-OK; '
-                          'true')
-    assert "parent 1 rund-init" in out, out
+    # The job's own init (PID 1 of its namespace) is root's: out of reach
+    # too. The job is pid 2 there; its parent, the supervisor, is outside
+    # the namespace (PPID 0, as for a process entered with nsenter). PID 1
+    # is only signalled once it is known to be our init, so the signal can
+    # never reach the host's init, whatever the sandbox does.
+    st, out, err = attack(attacker, pb, 'c=$(cat /proc/1/comm); echo "pid1 $c self $$ ppid $PPID"; '
+                          'if [ "$c" = rund-init ]; then kill -9 1 && echo ATTACK-OK; '
+                          'kill -TERM 1 && echo ATTACK-OK; fi; true')
+    assert "pid1 rund-init self 2 ppid 0" in out, out
     assert rund.proc.poll() is None
     victim_intact(rund, owner, pb, vid, secret)
     assert os.path.exists("/proc/%d" % sup_pid)

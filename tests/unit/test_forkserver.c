@@ -29,8 +29,8 @@ static int run_stub(int argc, char **argv, const struct proctitle *pt)
 {
 	(void)pt;
 	char line[512];
-	int n = snprintf(line, sizeof line, "%d %s %s %s ppid=%d idle=%d\n", argc, argv[0],
-			 argv[1], argv[2], (int)getppid(), sched_getscheduler(0) == SCHED_IDLE);
+	int n = snprintf(line, sizeof line, "%d %s %s %s ppid=%d idle=%d\n", argc, argv[0], argv[1],
+			 argv[2], (int)getppid(), sched_getscheduler(0) == SCHED_IDLE);
 	write_all(STDOUT_FILENO, line, (size_t)n);
 	return 7;
 }
@@ -89,9 +89,9 @@ static void test_forks_our_child(void **state)
 		pid_t pid = 0;
 		struct err err;
 		err_clear(&err);
-		assert_int_equal(forkserver_request(s.sock, "/state/run/3", p[1], idle, 10000, &pid,
-						    &err),
-				 0);
+		assert_int_equal(
+			forkserver_request(s.sock, "/state/run/3", p[1], idle, 10000, &pid, &err),
+			0);
 		close(p[1]);
 		char line[512], want[512];
 		read_line(p[0], line, sizeof line);

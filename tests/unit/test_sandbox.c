@@ -10,9 +10,11 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,7 +160,7 @@ static void test_plan_default(void **state)
 	assert_int_equal(sb.n_early, sb.n_steps);
 	/* A plan holds no process and no fd. */
 	assert_int_equal(sb.init_pidfd, -1);
-	assert_int_equal(sb.status.r, -1);
+	assert_int_equal(sb.report.r, -1);
 	assert_true(sb.last_cap >= 30);
 	sandbox_free(&sb);
 	assert_int_equal(sb.n_steps, 0);
@@ -264,9 +266,9 @@ static void test_plan_rootfs(void **state)
 			    "read-only /srv/jobroot; mount proc on /srv/jobroot/proc; populate "
 			    "/dev in /srv/jobroot/dev; mount tmpfs on /srv/jobroot/tmp; "
 			    "pivot_root into /srv/jobroot");
-	/* The pivot waits for the launch: the job's group is opened through
-	 * the host's tree first. */
-	assert_int_equal(sb.n_early, sb.n_steps - 1);
+	/* All of it the init's, the pivot too: the main process enters the
+	 * mount namespace, whose root is then the rootfs. */
+	assert_int_equal(sb.n_early, sb.n_steps);
 	sandbox_free(&sb);
 }
 
@@ -284,37 +286,77 @@ static void test_plan_root(void **state)
 	assert_int_equal(sb.init_pidfd, -1);
 	struct err e2;
 	err_clear(&e2);
-	assert_int_equal(sandbox_init_start(&sb, NULL, NULL, NULL, 0, &e2), -EINVAL);
+	struct sandbox_report rep;
+	assert_int_equal(sandbox_init_start(&sb, &rep, &e2), -EINVAL);
 	sandbox_free(&sb);
 }
 
-static void test_main_status(void **state)
+/* Namespace inode of process pid (0: ours) for ns, e.g. "pid". */
+static unsigned long ns_ino(pid_t pid, const char *ns)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/ns/%s", pid ? (int)pid : (int)getpid(), ns);
+	struct stat st;
+	return stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+/* A real init (root only): it makes its namespaces and says so; it goes
+ * stale when the host's mount table changes; it dies with stop; an early
+ * step that fails is reported with its index and leaves nothing. */
+static void test_init_lifecycle(void **state)
 {
 	(void)state;
+	if (geteuid() != 0)
+		skip();
 	struct err err;
+	struct sandbox_report rep;
+	char dir[] = "/tmp/rund-test-init.XXXXXX";
+	assert_non_null(mkdtemp(dir));
 	struct sandbox_policy p = policy();
+	p.hide[0] = dir;
+	p.n_hide = 1;
 	struct sandbox sb;
 	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	sb.status = (struct sandbox_pipe){fds[0], -1};
-	/* What the init reports replaces the init's own status. */
-	int32_t ws = 6 | 0x80; /* killed by SIGABRT, core dumped */
-	assert_int_equal(write(fds[1], &ws, sizeof ws), (ssize_t)sizeof ws);
-	close(fds[1]);
-	siginfo_t si;
-	memset(&si, 0, sizeof si);
-	si.si_code = CLD_EXITED;
-	si.si_status = 0;
-	sandbox_main_status(&sb, &si);
-	assert_int_equal(si.si_code, CLD_DUMPED);
-	assert_int_equal(si.si_status, 6);
-	/* Nothing more: an init killed with its group leaves si alone. */
-	si.si_code = CLD_KILLED;
-	si.si_status = 9;
-	sandbox_main_status(&sb, &si);
-	assert_int_equal(si.si_code, CLD_KILLED);
-	assert_int_equal(si.si_status, 9);
+	err_clear(&err);
+	int started = sandbox_init_start(&sb, &rep, &err);
+	if (started != 0) {
+		char name[256];
+		print_message("init: %d %s; step %d (%s): %s\n", started, err.msg, rep.step,
+			      sandbox_step_name(&sb, rep.step, name, sizeof name),
+			      strerror(rep.err));
+	}
+	assert_int_equal(started, 0);
+	pid_t init = sb.init_pid;
+	assert_true(init > 0);
+	assert_int_not_equal(ns_ino(init, "pid_for_children"), 0);
+	assert_int_not_equal(ns_ino(init, "mnt"), ns_ino(0, "mnt"));
+	assert_int_not_equal(ns_ino(init, "ipc"), ns_ino(0, "ipc"));
+	assert_true(sandbox_init_fresh(&sb));
+	/* The host's mounts change: the init's copy is stale. */
+	_cleanup_free_ char *sub = xasprintf("%s/m", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, "size=4k"), 0);
+	assert_false(sandbox_init_fresh(&sb));
+	assert_int_equal(umount(sub), 0);
+	rmdir(sub);
+	sandbox_init_stop(&sb);
+	assert_int_equal(sb.init_pidfd, -1);
+	assert_true(kill(init, 0) < 0 && errno == ESRCH); /* reaped, gone */
+
+	/* Started again from the same plan: fresh again. */
+	assert_int_equal(sandbox_init_start(&sb, &rep, &err), 0);
+	assert_true(sandbox_init_fresh(&sb));
+	sandbox_free(&sb);
+
+	/* The directory to hide is gone by the time the init runs. */
+	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
+	rmdir(dir);
+	assert_int_equal(sandbox_init_start(&sb, &rep, &err), 1);
+	assert_int_equal(rep.err, ENOENT);
+	assert_true(rep.step >= 0 && (size_t)rep.step < sb.n_early);
+	assert_int_equal(sb.init_pidfd, -1);
+	char name[256];
+	assert_non_null(strstr(sandbox_step_name(&sb, rep.step, name, sizeof name), dir));
 	sandbox_free(&sb);
 }
 
@@ -330,7 +372,7 @@ int main(void)
 		cmocka_unit_test(test_plan_network_none),
 		cmocka_unit_test(test_plan_rootfs),
 		cmocka_unit_test(test_plan_root),
-		cmocka_unit_test(test_main_status),
+		cmocka_unit_test(test_init_lifecycle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
