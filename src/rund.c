@@ -435,8 +435,8 @@ static int serve(int argc, char **argv)
 		 "start even though -ca is the repository's example CA (public key!) and -addr is "
 		 "not loopback"},
 		{"job_tmp_size", FLAG_BYTES, &o.job_tmp_size,
-		 "size of each confined job's private /tmp, /var/tmp and /dev/shm (K/M/G; 0 = "
-		 "tmpfs's default, half of RAM each)"},
+		 "bytes a confined job's private /tmp, /var/tmp, /dev/shm and /run/lock hold "
+		 "together (K/M/G; 0 = tmpfs's default, half of RAM)"},
 		{"job_max_procs", FLAG_U64, &o.job_max_procs,
 		 "processes and threads a confined job may have (RLIMIT_NPROC of its uid; 0 = "
 		 "inherited); max_pids limits it further where the pids controller exists"},

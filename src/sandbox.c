@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -241,7 +242,7 @@ static int read_last_cap(void)
 static void init_fields_clear(struct sandbox *sb)
 {
 	sb->init_pid = 0;
-	sb->init_pidfd = sb->mounts_fd = -1;
+	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = -1;
 	sb->report = (struct sandbox_pipe){-1, -1};
 }
 
@@ -865,6 +866,8 @@ int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct er
 	 * still the host's (see sandbox_init_fresh). Opened before the clone,
 	 * so a change during it counts. */
 	sb->mounts_fd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+	if (sb->own_pidns < 0)
+		sb->own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
 	struct utsname u;
 	if (uname(&u) == 0)
 		snprintf(sb->hostname, sizeof sb->hostname, "%s", u.nodename);
@@ -925,9 +928,10 @@ void sandbox_init_stop(struct sandbox *sb)
 	}
 	closep(&sb->init_pidfd);
 	closep(&sb->mounts_fd);
+	closep(&sb->own_pidns);
 	pipe_close(&sb->report);
 	sb->init_pid = 0;
-	sb->init_pidfd = sb->mounts_fd = -1;
+	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = -1;
 }
 
 void sandbox_init_kill(struct sandbox *sb)
@@ -975,9 +979,13 @@ int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char 
 {
 	if (sb->root || sb->init_pidfd < 0)
 		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: no init to spawn into");
-	/* Our next child is born in the job's PID namespace. */
-	if ((sb->namespaces & SANDBOX_NS_PID) && setns(sb->init_pidfd, CLONE_NEWPID) < 0)
-		return err_sys(err, errno, "enter the job's PID namespace");
+	/* Our next child is born in the job's PID namespace (ours again right
+	 * after: nothing else of ours belongs there, not even the tracer a
+	 * sanitizer forks at our exit). */
+	bool pidns = sb->namespaces & SANDBOX_NS_PID;
+	if (pidns && (sb->own_pidns < 0 || setns(sb->init_pidfd, CLONE_NEWPID) < 0))
+		return err_sys(err, sb->own_pidns < 0 ? EBADF : errno,
+			       "enter the job's PID namespace");
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		return err_sys(err, errno, "pipe");
@@ -1004,6 +1012,9 @@ int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char 
 			main_proc(&m);
 	}
 	int e = errno;
+	/* Cannot fail: it is our own active namespace. */
+	if (pidns)
+		(void)setns(sb->own_pidns, CLONE_NEWPID);
 	close(ep[1]);
 	if (pid < 0) {
 		close(ep[0]);

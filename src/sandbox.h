@@ -170,7 +170,8 @@ struct sandbox {
 	 * the mount table changed since; hostname is the UTS name then. */
 	int mounts_fd;
 	char hostname[65];
-	void *stack; /* SANDBOX_MAIN_STACK bytes, or NULL */
+	int own_pidns; /* our own PID namespace, to return to after a spawn */
+	void *stack;   /* SANDBOX_MAIN_STACK bytes, or NULL */
 };
 
 /* Builds the plan for policy p (see the top of this file). Directories

@@ -1,19 +1,21 @@
 /* supervisor: `rund execute -fifo PATH`, one process per job (protocol in
  * supervisor.h).
  *
- * Life: read the spec from the FIFO, detach (setsid), lock the job
- * directory, create the cgroup, clone3() the job straight into it and exec
- * it, report "ok" or "err ..." to the daemon, then copy output into the log
- * until the job and everything it left behind are gone, record the final
- * status and remove the cgroup. Single-threaded; the only blocking points
- * are the FIFO read (ended by EOF if the daemon dies) and poll().
+ * Life: detach (setsid); a confined daemon's warm-up first (join the
+ * daemon group, prepare the job's sandbox, sandbox.h); read the spec from
+ * the FIFO, lock the job directory, create the cgroup, clone3() the job
+ * straight into it and exec it, report "ok" or "err ..." to the daemon,
+ * then copy output into the log until the job and everything it left
+ * behind are gone, record the final status and remove the cgroup.
+ * Single-threaded; the only blocking points are the FIFO read (ended by
+ * EOF if the daemon dies) and poll().
  *
  * Graceful stops and the run-time limit live here, not in the daemon, so a
  * daemon restart changes nothing about them: the daemon writes a jobstop
  * into the job's "stop" file and wakes us (supervisor.h), we send the signal
- * (to the job's first child, whose init forwards it to the main process,
- * or to every process of the job's group) and kill the whole group once
- * the grace period is over. The run-time limit does the same with SIGTERM
+ * (to the job's main process, our child, or to every process of the job's
+ * group) and kill the whole group, and a confined job's init, once the
+ * grace period is over. The run-time limit does the same with SIGTERM
  * to the main process at start + max_run_time. */
 #include "supervisor.h"
 
@@ -66,7 +68,7 @@ struct sup_job {
 	pid_t pid;
 	struct logwriter log;
 	uint8_t *buf;
-	struct sandbox sb;     /* pidfd is the job's init when confined */
+	struct sandbox sb;     /* a confined job's plan and init */
 	int sigfd;	       /* SUPERVISOR_STOP_SIGNAL: the daemon wrote a "stop" file */
 	uint64_t run_deadline; /* mono ns: start + max_run_time; 0 = none */
 	uint64_t kill_at;      /* mono ns: the grace period ends; 0 = none */

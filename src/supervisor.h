@@ -3,9 +3,14 @@
  * Protocol with the daemon (the bytes are handoff.h's, the paths
  * jobdir.h's). The daemon creates the FIFO <state_dir>/run/<n>, opens it
  * read-write (so neither side ever blocks in open, and written data
- * survives until it is read), and spawns `rund execute -fifo PATH` with
- * stdout a pipe to itself (suppool.h). The supervisor starts a new session
- * and waits for its request: the state directory and the encoded jobspec.
+ * survives until it is read), and starts `rund execute -fifo PATH` with
+ * stdout a pipe to itself (suppool.h; forked by the fork server,
+ * forkserver.h). The supervisor starts a new session and waits for its
+ * request: the state directory and the encoded jobspec. A confined daemon
+ * first writes a warm-up in the same framing (its body "rund-warm 1", the
+ * cgroup root and the policy, jobspec.h): the supervisor then joins the
+ * cgroup root's daemon group and prepares the job's sandbox while it waits
+ * (sandbox.h), and at the request checks that it still fits.
  * The daemon writes it when a Start arrives, after writing
  * <state_dir>/jobs/<id>/spec; until then the supervisor is a "spare" the
  * daemon keeps ready so that Start does not wait for an exec. If the

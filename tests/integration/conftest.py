@@ -98,7 +98,10 @@ def pb():
 class Rund:
     """One running daemon. Keeps its state dir and cgroup across restarts."""
 
-    def __init__(self, tmp, extra_args=()):
+    def __init__(self, tmp, extra_args=(), prefix=()):
+        # prefix: a command that execs the daemon in place (same pid), such
+        # as `unshare --uts`.
+        self.prefix = list(prefix)
         self.state_dir = os.path.join(tmp, "state")
         self.cgroup = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
         self.extra_args = list(extra_args)
@@ -110,7 +113,7 @@ class Rund:
     def start(self, extra_args=None):
         if extra_args is not None:
             self.extra_args = list(extra_args)
-        args = [RUND, "serve",
+        args = self.prefix + [RUND, "serve",
                 "-addr", "127.0.0.1:%d" % self.port,
                 "-ca", os.path.join(TLS, "ca.pem"),
                 "-cert", os.path.join(TLS, "server.pem"),
@@ -149,22 +152,14 @@ class Rund:
             f.seek(self._err_start)
             return f.read().decode(errors="replace")
 
+    def children(self, marker):
+        """The daemon's children whose command line contains marker:
+        b"-fifo" for spare supervisors, b"-spares" for the fork server."""
+        return children_of(self.pid, marker)
+
     def spares(self):
-        """Supervisors waiting for a job: the daemon's children still
-        called `rund execute -fifo PATH`."""
-        n = 0
-        try:
-            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
-                kids = f.read().split()
-        except OSError:
-            return 0
-        for k in kids:
-            try:
-                with open("/proc/%s/cmdline" % k, "rb") as f:
-                    n += b"-fifo" in f.read()
-            except OSError:
-                pass
-        return n
+        """Supervisors waiting for a job."""
+        return len(self.children(b"-fifo"))
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
@@ -229,9 +224,9 @@ class Rund:
 def rund_factory(tmp_path):
     made = []
 
-    def make(*extra_args):
+    def make(*extra_args, prefix=()):
         d = tempfile.mkdtemp(prefix="rund-", dir=str(tmp_path))
-        r = Rund(d, extra_args)
+        r = Rund(d, extra_args, prefix)
         made.append(r)
         return r
 
@@ -315,6 +310,24 @@ def runc(rund, *args, who="client", timeout=30, cert=None, key=None, input=None)
            "-cert", cert or os.path.join(TLS, who + ".pem"),
            "-key", key or os.path.join(TLS, who + "-key.pem")] + list(args[1:])
     return subprocess.run(cmd, capture_output=True, timeout=timeout, input=input)
+
+
+def children_of(pid, marker=b""):
+    """Pids of pid's children whose command line contains marker."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    found = []
+    for k in kids:
+        try:
+            with open("/proc/%d/cmdline" % k, "rb") as f:
+                if marker in f.read():
+                    found.append(k)
+        except OSError:
+            pass
+    return found
 
 
 def wait_for(pred, timeout=10, interval=0.02):

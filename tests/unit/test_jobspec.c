@@ -538,6 +538,61 @@ static void test_everyday_keys(void **state)
 
 /* Random bytes and random mutations of a valid file: the decoders must
  * return cleanly (ASan/valgrind catch what a plain run would not). */
+/* The warm-up: the policy every job of a daemon shares, round trip;
+ * anything job-specific, or a spec, refused by name. */
+static void test_warm(void **state)
+{
+	(void)state;
+	struct sandbox_policy p;
+	memset(&p, 0, sizeof p);
+	p.namespaces = SANDBOX_NS_DEFAULT | SANDBOX_NS_NET;
+	p.hide[0] = (char *)"/var/lib/rund";
+	p.hide[1] = (char *)"/etc/rund";
+	p.n_hide = 2;
+	p.cgroup_mount = (char *)"/sys/fs/cgroup";
+	p.tmp_size = 1u << 30;
+	p.max_procs = 4096;
+	size_t len;
+	_cleanup_free_ char *text = jobspec_warm_encode("/sys/fs/cgroup/rund", &p, &len);
+	assert_true(jobspec_is_warm(text, len));
+	struct jobspec w;
+	struct err err;
+	assert_int_equal(jobspec_warm_decode(text, len, &w, &err), 0);
+	assert_string_equal(w.cgroup, "/sys/fs/cgroup/rund");
+	assert_true(sandbox_policy_same(&w.sandbox, &p));
+	assert_int_equal(w.sandbox.uid, 0);
+	jobspec_free(&w);
+
+	/* A spec is not a warm-up, and a warm-up is not a spec. */
+	struct jobspec spec;
+	memset(&spec, 0, sizeof spec);
+	memcpy(spec.id, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 27);
+	char *argv[] = {(char *)"true", NULL};
+	spec.argv = argv;
+	spec.argc = 1;
+	_cleanup_free_ char *stext = jobspec_encode(&spec, &len);
+	assert_false(jobspec_is_warm(stext, len));
+	err_clear(&err);
+	assert_int_equal(jobspec_warm_decode(stext, len, &w, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "rund-warm 1"));
+	assert_int_equal(jobspec_decode(text, strlen(text), &w, &err), -EBADMSG);
+
+	static const char *const bad[][2] = {
+		{"rund-warm 1\ncgroup 2 /x\nnamespaces 1\nuid 5\nend\n", "uid"},
+		{"rund-warm 1\ncgroup 2 /x\nnamespaces 1\narg 4 true\nend\n", "arg"},
+		{"rund-warm 1\nnamespaces 1\nend\n", "cgroup"},
+		{"rund-warm 1\ncgroup 2 /x\nend\n", "namespaces"},
+		{"rund-warm 1\ncgroup 2 /x\nnamespaces 1\n", "end"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		err_clear(&err);
+		assert_int_equal(jobspec_warm_decode(bad[i][0], strlen(bad[i][0]), &w, &err),
+				 -EBADMSG);
+		assert_non_null(strstr(err.msg, bad[i][1]));
+		assert_null(w.cgroup);
+	}
+}
+
 static void test_random(void **state)
 {
 	(void)state;
@@ -583,10 +638,15 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_limit_table),	cmocka_unit_test(test_validate),
-		cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_truncations),
-		cmocka_unit_test(test_spec_corrupt),	cmocka_unit_test(test_start_status),
-		cmocka_unit_test(test_random),		cmocka_unit_test(test_everyday_keys),
+		cmocka_unit_test(test_limit_table),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_spec_round_trip),
+		cmocka_unit_test(test_spec_truncations),
+		cmocka_unit_test(test_spec_corrupt),
+		cmocka_unit_test(test_start_status),
+		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_everyday_keys),
+		cmocka_unit_test(test_warm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
