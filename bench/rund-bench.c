@@ -751,7 +751,8 @@ static pid_t ppid_of(pid_t pid)
 }
 
 /* A supervisor of the daemon -pid that runs a job: it rewrote its command
- * line to "rund execute <ULID>" (a spare still shows its -fifo PATH). */
+ * line to "rund execute <ULID>" (a spare still shows "-fifo PATH", the
+ * fork server "-spares"). */
 static bool is_job_supervisor(pid_t pid)
 {
 	char path[64];
@@ -760,7 +761,7 @@ static bool is_job_supervisor(pid_t pid)
 	size_t len = 0;
 	return ppid_of(pid) == (pid_t)opt.pid &&
 	       read_file_at(AT_FDCWD, path, 4096, &buf, &len) == 0 &&
-	       strncmp(buf, "rund execute ", 13) == 0;
+	       strncmp(buf, "rund execute ", 13) == 0 && len > 13 && buf[13] != '-';
 }
 
 /* A job's init (sandbox.c names it), child of one of those supervisors. */

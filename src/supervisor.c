@@ -530,7 +530,7 @@ static bool pump(struct sup_job *j, int fd, enum log_stream stream)
 
 /* The job's main process ended with si (reaped; known false when the
  * wait failed). */
-static void job_ended(struct sup_job *j, struct jobstatus *st, const siginfo_t *si, bool known)
+static void main_ended(struct sup_job *j, struct jobstatus *st, const siginfo_t *si, bool known)
 {
 	st->end_ns = now_real_ns();
 	if (known && si->si_code == CLD_EXITED) {
@@ -597,7 +597,7 @@ static void run_job(struct sup_job *j, struct jobstatus *st)
 			exit_mono = now_mono_ns();
 			exited = true;
 			close_fd(&j->pidfd);
-			job_ended(j, st, &si, w == 0);
+			main_ended(j, st, &si, w == 0);
 		}
 		if (exited && (j->out_r >= 0 || j->err_r >= 0)) {
 			uint64_t ms = (now_mono_ns() - exit_mono) / 1000000u;
