@@ -242,7 +242,7 @@ static int read_last_cap(void)
 static void init_fields_clear(struct sandbox *sb)
 {
 	sb->init_pid = 0;
-	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = -1;
+	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = sb->init_root = -1;
 	sb->report = (struct sandbox_pipe){-1, -1};
 }
 
@@ -899,7 +899,13 @@ int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct er
 	if (sandbox_wait_report(sb->report.r, &got) == 1 && got.step == SANDBOX_STEP_READY &&
 	    got.err == 0) {
 		pipe_close(&sb->report);
-		return 0;
+		/* Its root, in its mount namespace, for the main process. */
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+		sb->init_root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (sb->init_root >= 0)
+			return 0;
+		got = (struct sandbox_report){.err = errno, .step = SANDBOX_STEP_READY};
 	}
 	*rep = got;
 	sandbox_init_stop(sb);
@@ -929,9 +935,10 @@ void sandbox_init_stop(struct sandbox *sb)
 	closep(&sb->init_pidfd);
 	closep(&sb->mounts_fd);
 	closep(&sb->own_pidns);
+	closep(&sb->init_root);
 	pipe_close(&sb->report);
 	sb->init_pid = 0;
-	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = -1;
+	sb->init_pidfd = sb->mounts_fd = sb->own_pidns = sb->init_root = -1;
 }
 
 void sandbox_init_kill(struct sandbox *sb)
@@ -955,6 +962,10 @@ static int main_proc(void *arg)
 	/* The init's namespaces but the PID one, which we were born in. */
 	unsigned ns = (unsigned)sandbox_clone_flags(sb) & ~(unsigned)CLONE_NEWPID;
 	if (ns && setns(sb->init_pidfd, (int)ns) < 0)
+		report_to(m->errfd, errno, SANDBOX_STEP_ENTER), _exit(127);
+	/* Entering a mount namespace moves us to its root; the init's root
+	 * may be below it (we run chroot'ed, or -rootfs): that one. */
+	if ((ns & CLONE_NEWNS) && (fchdir(sb->init_root) < 0 || chroot(".") < 0))
 		report_to(m->errfd, errno, SANDBOX_STEP_ENTER), _exit(127);
 	struct step_state st = {.sb = sb};
 	for (size_t i = sb->n_early; i < sb->n_steps; i++) {

@@ -171,6 +171,7 @@ struct sandbox {
 	int mounts_fd;
 	char hostname[65];
 	int own_pidns; /* our own PID namespace, to return to after a spawn */
+	int init_root; /* O_PATH: the init's root directory, in its mount namespace */
 	void *stack;   /* SANDBOX_MAIN_STACK bytes, or NULL */
 };
 
