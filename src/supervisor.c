@@ -314,7 +314,7 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 	}
 	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
 	plan_for(j, &j->spec, &plan);
-	plan.defaults_set = true; /* ours, but SIGPIPE's (sandbox_limit_self) */
+	plan.defaults_set = true; /* ours, but SIGPIPE's and SIGHUP's (sandbox_limit_self) */
 	struct sandbox_job job = {.uid = j->spec.sandbox.uid,
 				  .gid = j->spec.sandbox.gid,
 				  .exec = jobspawn_exec,

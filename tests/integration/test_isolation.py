@@ -12,10 +12,12 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 import grpc
 import pytest
 
+import conftest
 from conftest import TLS, channel, cgroup2_mount, runc, stub, wait_for
 
 UID_FIRST = 1900000000
@@ -307,6 +309,99 @@ def test_orphans_are_reaped_and_exit_code_kept(rund, pb):
                            'ps -eo stat,args | grep -c "^Z"; exit 5')
     assert st.exit_code.value == 5
     assert out.strip() == "0", out  # no zombies: init reaped the orphans
+
+
+# A job can make the kernel signal a whole process group: when a group with
+# a stopped member loses its last parent outside it (in the same session),
+# every member gets SIGHUP and SIGCONT, whoever sent nothing. The job's main
+# process starts in its supervisor's group; this job leaves it and orphans
+# it around a stopped process.
+ORPHAN_GROUP = r"""
+import os, signal, sys, time
+d = os.fork()
+if d == 0:
+    e = os.fork()
+    if e == 0:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(0)
+    while open("/proc/%d/stat" % e).read().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.01)
+    while os.getpgid(os.getppid()) == os.getpgid(0):
+        time.sleep(0.01)
+    os._exit(0)
+os.setpgid(0, 0)
+os.waitpid(d, 0)
+time.sleep(0.5)
+print("main alive", flush=True)
+"""
+
+
+@pytest.mark.parametrize("namespaces", ["all", "mount,ipc,uts,cgroup"])
+def test_orphaned_group_hangup_does_not_end_the_supervisor(rund_factory, pb, namespaces):
+    rund = rund_factory("-job_namespaces", namespaces)
+    s = stub(channel(rund))
+    st, out, err = run_job(s, pb, 'exec python3 -c "$1"', ORPHAN_GROUP)
+    assert st.state == pb.JobStatus.EXITED and st.exit_code.value == 0, (st, out, err)
+    assert out.strip() == "main alive", (out, err)
+    assert "supervisor died" not in rund.log()
+
+
+class _PidNsRund(conftest.Rund):
+    """A daemon as PID 1 of a PID namespace of its own, with a process of
+    the test's as PID 2 there (a signal "to PID 2" lands on it)."""
+
+    def __init__(self, tmp, canary, extra_args=()):
+        self.canary = canary
+        super().__init__(tmp, extra_args)
+
+    @property
+    def pid(self):
+        with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else self.proc.pid
+
+
+def test_init_signals_no_process_outside_the_job(tmp_path, pb):
+    """Without a PID namespace of its own, the job's init is an ordinary
+    host process: it must not pass on what the kernel sends its group to
+    PID 2 of the host's namespace."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare(1)")
+    log = tmp_path / "canary.log"
+    canary = tmp_path / "canary.py"
+    canary.write_text(
+        "import os, signal, sys, time\n"
+        "def note(sig, frame):\n"
+        "    with open(sys.argv[1], 'a') as f:\n"
+        "        f.write('pid %d got %d\\n' % (os.getpid(), sig))\n"
+        "for sig in (signal.SIGHUP, signal.SIGCONT, signal.SIGTERM, signal.SIGUSR1):\n"
+        "    signal.signal(sig, note)\n"
+        "open(sys.argv[1], 'a').write('pid %d\\n' % os.getpid())\n"
+        "while True:\n"
+        "    time.sleep(1)\n")
+    wrapper = tmp_path / "rund-in-pidns"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "exec unshare -pf --kill-child=SIGTERM --mount-proc --propagation private -- "
+        "sh -c '/usr/bin/python3 %s %s & exec %s \"$@\"' sh \"$@\"\n"
+        % (canary, log, conftest.RUND))
+    wrapper.chmod(0o755)
+    saved = conftest.RUND
+    conftest.RUND = str(wrapper)
+    try:
+        rund = _PidNsRund(str(tmp_path), canary,
+                          ["-job_namespaces", "mount,ipc,uts,cgroup"])
+    finally:
+        conftest.RUND = saved
+    try:
+        assert wait_for(lambda: log.exists() and "pid 2\n" in log.read_text(), 10)
+        s = stub(channel(rund))
+        for _ in range(3):
+            run_job(s, pb, 'exec python3 -c "$1"', ORPHAN_GROUP)
+        time.sleep(0.5)
+        assert log.read_text() == "pid 2\n", log.read_text()
+    finally:
+        rund.cleanup()
 
 
 def test_signal_from_outside_reaches_main(rund, pb):
