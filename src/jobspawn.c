@@ -117,6 +117,11 @@ int jobspawn_exec(void *arg)
 		return errno;
 	if (chdir(p->cwd) < 0)
 		return errno | CWD_FAILED;
+	/* A session and process group of its own: the job's process groups
+	 * are the job's, and an orphaned one it leaves (the kernel then sends
+	 * SIGHUP and SIGCONT to the whole group) reaches none of ours. */
+	if (setsid() < 0)
+		return errno;
 	/* Pristine dispositions and the conventional descriptor limit,
 	 * unless the job's init gave them already; and an empty mask (exec
 	 * keeps it). */

@@ -3,14 +3,14 @@
  * The plan is built (allocating) before clone3, so the child between
  * clone3 and execve makes only async-signal-safe calls: dup2 of the plan's
  * descriptors onto 0-2, chdir to the plan's cwd (as the job's own uid,
- * inside its namespaces), default signal dispositions and an empty mask,
- * the conventional RLIMIT_NOFILE soft limit, then an execvp-like walk over
- * the plan's candidate paths. An exec failure travels back over a CLOEXEC
- * pipe as an errno.
+ * inside its namespaces), a session of its own, default signal
+ * dispositions and an empty mask, the conventional RLIMIT_NOFILE soft
+ * limit, then an execvp-like walk over the plan's candidate paths. An exec
+ * failure travels back over a CLOEXEC pipe as an errno.
  *
  * A root job is cloned and exec'd here (jobspawn_start). A confined job's
- * main process is cloned by its init (sandbox.h), which then calls
- * jobspawn_exec on the plan it built from the launch. */
+ * main process is cloned by sandbox_spawn, which calls jobspawn_exec once
+ * the job is confined. */
 #ifndef RUND_JOBSPAWN_H
 #define RUND_JOBSPAWN_H
 

@@ -717,12 +717,6 @@ int sandbox_limit_self(const struct sandbox *sb, struct err *err)
 	/* We need SIGPIPE ignored (the daemon may be gone); the job gets it
 	 * back by default in drop_identity. */
 	sandbox_job_defaults(SIGPIPE);
-	/* And SIGHUP: the job's main process starts in our process group,
-	 * and a job that orphans a group with a stopped member in it makes
-	 * the kernel send SIGHUP to all of it (us too, whoever the sender
-	 * may signal). drop_identity gives the job the default back. */
-	if (signal(SIGHUP, SIG_IGN) == SIG_ERR)
-		return err_sys(err, errno, "ignore SIGHUP");
 	return 0;
 }
 
@@ -744,7 +738,7 @@ static int drop_identity(const struct sandbox *sb, uint32_t uid, uint32_t gid)
 	 * survives it. */
 	if (sys_capset_none() < 0)
 		return -errno;
-	if (sys_signal_default(SIGPIPE) < 0 || sys_signal_default(SIGHUP) < 0)
+	if (sys_signal_default(SIGPIPE) < 0)
 		return -errno;
 	return seccomp_no_namespaces();
 }
@@ -787,8 +781,8 @@ static void report_to(int fd, int e, int step)
 /* The init: PID 1 of the job's PID namespace and holder of its other
  * namespaces. It makes the job's view (the early steps), says so, then
  * forwards every signal it can catch to the main process (when it is PID
- * 1 of a namespace of its own) and reaps the orphans the job leaves, until its supervisor kills it
- * (the job's end) or dies (PR_SET_PDEATHSIG). */
+ * 1 of a namespace of its own) and reaps the orphans the job leaves, until
+ * its supervisor kills it (the job's end) or dies (PR_SET_PDEATHSIG). */
 static _Noreturn void init_main(struct sandbox *sb)
 {
 	int out = sb->report.w;
@@ -800,9 +794,8 @@ static _Noreturn void init_main(struct sandbox *sb)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		_exit(127);
 	keep_only(&out, 1);
-	/* A session of its own: out of its supervisor's process group, which
-	 * the job's main process starts in and can have the kernel signal
-	 * (SIGHUP and SIGCONT to an orphaned group). */
+	/* A session of its own, as the job has (jobspawn.h): nothing the job
+	 * does to its process groups reaches the init or the supervisor. */
 	setsid();
 	/* Signals wait for sigwaitinfo from now on (dispositions are all
 	 * default, so SIGCHLD is not ignored and orphans do not reap

@@ -29,8 +29,8 @@
  *     pidfd), binds its own group read-only over the cgroup2 mount, takes
  *     a new cgroup namespace rooted there, setgroups(0), setresgid,
  *     setresuid, an empty session keyring of its own, empty capability
- *     sets, default SIGPIPE and SIGHUP, a seccomp filter against new
- *     namespaces, keyrings and io_uring; then execs. What it needs from the
+ *     sets, default SIGPIPE, a seccomp filter against new namespaces,
+ *     keyrings and io_uring; then, in a session of its own, execs. What it needs from the
  *     supervisor (an empty bounding set, no_new_privs, RLIMIT_NPROC,
  *     default signal dispositions) the supervisor gave itself before the
  *     job (sandbox_limit_self), as it never execs.
@@ -191,9 +191,8 @@ uint64_t sandbox_clone_flags(const struct sandbox *sb);
 /* For the supervisor of a confined job, which never execs: what its job's
  * main process inherits from it and it needs none of. The bounding and
  * ambient capability sets emptied, no_new_privs, RLIMIT_NPROC (which does
- * not bind root), every signal disposition default but SIGPIPE's and
- * SIGHUP's (ignored: the job's group may be sent SIGHUP), the job's
- * RLIMIT_NOFILE. 0 or -errno with err set. */
+ * not bind root), every signal disposition but SIGPIPE's default, the
+ * job's RLIMIT_NOFILE. 0 or -errno with err set. */
 int sandbox_limit_self(const struct sandbox *sb, struct err *err);
 
 /* Starts the job's init, before the job is known, in the caller's cgroup,
