@@ -858,7 +858,28 @@ int sandbox_wait_report(int fd, struct sandbox_report *rep)
 	return n == (ssize_t)sizeof *rep ? 1 : 0;
 }
 
-int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct err *err)
+/* Waits for the init's word. When wake_fd becomes readable first (a job
+ * waits for this init), the init, idle until then if we were, is raised
+ * to the normal class. */
+static int wait_ready(struct sandbox *sb, int wake_fd, struct sandbox_report *rep)
+{
+	struct pollfd p[2] = {{.fd = sb->report.r, .events = POLLIN},
+			      {.fd = wake_fd, .events = POLLIN}};
+	while (wake_fd >= 0) {
+		int n = poll(p, 2, -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && p[1].revents) {
+			sched_setscheduler(sb->init_pid, SCHED_OTHER, &(struct sched_param){0});
+			break;
+		}
+		if (n > 0 && p[0].revents)
+			break;
+	}
+	return sandbox_wait_report(sb->report.r, rep);
+}
+
+int sandbox_init_start(struct sandbox *sb, int wake_fd, struct sandbox_report *rep, struct err *err)
 {
 	if (sb->root || sb->init_pidfd >= 0)
 		return err_set(err, EINVAL, ERR_INTERNAL, "sandbox: no init to start");
@@ -872,8 +893,10 @@ int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct er
 	if (sb->own_pidns < 0)
 		sb->own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
 	struct utsname u;
-	if (uname(&u) == 0)
+	if (uname(&u) == 0) {
 		snprintf(sb->hostname, sizeof sb->hostname, "%s", u.nodename);
+		snprintf(sb->domainname, sizeof sb->domainname, "%s", u.domainname);
+	}
 	if (!sb->stack)
 		sb->stack = mmap(NULL, SANDBOX_MAIN_STACK, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -899,8 +922,7 @@ int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct er
 	sb->report.w = -1;
 	/* Ready, or why not. EOF: it died before either. */
 	struct sandbox_report got = {.err = EPIPE, .step = SANDBOX_STEP_READY};
-	if (sandbox_wait_report(sb->report.r, &got) == 1 && got.step == SANDBOX_STEP_READY &&
-	    got.err == 0) {
+	if (wait_ready(sb, wake_fd, &got) == 1 && got.step == SANDBOX_STEP_READY && got.err == 0) {
 		pipe_close(&sb->report);
 		/* Its root, in its mount namespace, for the main process. */
 		char path[64];
@@ -924,7 +946,8 @@ bool sandbox_init_fresh(const struct sandbox *sb)
 	if (poll(p, 2, 0) < 0 || p[0].revents || (p[1].revents & (POLLPRI | POLLERR)))
 		return false;
 	struct utsname u;
-	return uname(&u) == 0 && strcmp(u.nodename, sb->hostname) == 0;
+	return uname(&u) == 0 && strcmp(u.nodename, sb->hostname) == 0 &&
+	       strcmp(u.domainname, sb->domainname) == 0;
 }
 
 void sandbox_init_stop(struct sandbox *sb)

@@ -168,9 +168,10 @@ struct sandbox {
 	int init_pidfd;
 	struct sandbox_pipe report; /* the init's "ready", while it starts */
 	/* The host's view the init copied: a poll on mounts_fd says whether
-	 * the mount table changed since; hostname is the UTS name then. */
+	 * the mount table changed since; hostname and domainname are the UTS
+	 * names then. */
 	int mounts_fd;
-	char hostname[65];
+	char hostname[65], domainname[65];
 	int own_pidns; /* our own PID namespace, to return to after a spawn */
 	int init_root; /* O_PATH: the init's root directory, in its mount namespace */
 	void *stack;   /* SANDBOX_MAIN_STACK bytes, or NULL */
@@ -196,13 +197,16 @@ uint64_t sandbox_clone_flags(const struct sandbox *sb);
 int sandbox_limit_self(const struct sandbox *sb, struct err *err);
 
 /* Starts the job's init, before the job is known, in the caller's cgroup,
- * and waits until it made the job's view (the early steps). 0; 1 when the
- * init failed, with *rep saying at which step (nothing is left running);
- * or -errno with err set. */
-int sandbox_init_start(struct sandbox *sb, struct sandbox_report *rep, struct err *err);
+ * and waits until it made the job's view (the early steps). If wake_fd
+ * (-1: none) becomes readable meanwhile, a job waits: the init, which
+ * inherited our class and may be idle, is raised to the normal one. 0; 1
+ * when the init failed, with *rep saying at which step (nothing is left
+ * running); or -errno with err set. */
+int sandbox_init_start(struct sandbox *sb, int wake_fd, struct sandbox_report *rep,
+		       struct err *err);
 
 /* True while the init started earlier can take a job: it lives, and the
- * host's mount table and host name are as it copied them (a spare's view
+ * host's mount table and UTS names are as it copied them (a spare's view
  * of the host must not be older than the job). */
 bool sandbox_init_fresh(const struct sandbox *sb);
 

@@ -257,14 +257,14 @@ static void close_stdio(struct sup_job *j)
 /* The job's stdio, the sandbox's plan, our own limits and the job's init,
  * which makes the job's view of the host and waits (sandbox.h). 1 with
  * *rep when the init failed at a step. */
-static int ready_sandbox(struct sup_job *j, const struct sandbox_policy *policy,
+static int ready_sandbox(struct sup_job *j, const struct sandbox_policy *policy, int fifo,
 			 struct sandbox_report *rep, struct err *err)
 {
 	int r;
 	if ((r = open_stdio(j, err)) < 0 || (r = sandbox_prepare(policy, &j->sb, err)) < 0 ||
 	    (r = sandbox_limit_self(&j->sb, err)) < 0)
 		return r;
-	return sandbox_init_start(&j->sb, rep, err);
+	return sandbox_init_start(&j->sb, fifo, rep, err);
 }
 
 /* Drops a sandbox prepared for another policy or an older view of the
@@ -306,7 +306,7 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 	if (!sandbox_policy_same(&j->warm.sandbox, &j->spec.sandbox) ||
 	    !sandbox_init_fresh(&j->sb)) {
 		drop_sandbox(j);
-		r = ready_sandbox(j, &j->spec.sandbox, &rep, err);
+		r = ready_sandbox(j, &j->spec.sandbox, -1, &rep, err);
 		if (r == 1)
 			return jobspawn_report_err(&rep, &what, err);
 		if (r < 0)
@@ -652,7 +652,7 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
  * jobs' cgroup root and prepares the sandbox now, while nobody waits.
  * Whatever fails here is tried again once the job is known, and reported
  * then. */
-static void warm_up(struct sup_job *j, struct handoff_request *req)
+static void warm_up(struct sup_job *j, struct handoff_request *req, int fifo)
 {
 	struct err err;
 	if (jobspec_warm_decode(req->spec, req->spec_len, &j->warm, &err) < 0 ||
@@ -660,7 +660,8 @@ static void warm_up(struct sup_job *j, struct handoff_request *req)
 		return;
 	j->entered = true;
 	struct sandbox_report rep;
-	if (ready_sandbox(j, &j->warm.sandbox, &rep, &err) != 0)
+	/* A request arriving meanwhile (on fifo) waits for this init. */
+	if (ready_sandbox(j, &j->warm.sandbox, fifo, &rep, &err) != 0)
 		drop_sandbox(j);
 }
 
@@ -676,7 +677,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	if ((r = handoff_request_read(fd, &req, err)) < 0)
 		return err_wrap(err, "fifo %s", fifo);
 	if (jobspec_is_warm(req.spec, req.spec_len)) {
-		warm_up(j, &req);
+		warm_up(j, &req, fd);
 		handoff_request_free(&req);
 		if ((r = handoff_request_read(fd, &req, err)) < 0)
 			return err_wrap(err, "fifo %s", fifo);

@@ -43,7 +43,7 @@ struct suppool {
 };
 
 #define FORKSERVER_STARTS 8	   /* then spawn every supervisor */
-#define FORKSERVER_TIMEOUT_MS 5000 /* its answer to one request */
+#define FORKSERVER_TIMEOUT_MS 1000 /* its answer to one request (a fork: well under) */
 
 /* --- FIFO names ----------------------------------------------------------- */
 
@@ -273,9 +273,10 @@ static int send_frame(struct sup *sp, const char *what, const char *body, size_t
 	return 0;
 }
 
-/* Starts a supervisor on a FIFO of its own. It waits for its request, so
- * the daemon can keep one ready and take an exec off Start's path. */
-static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct err *err)
+/* Starts a supervisor on a FIFO of its own, from the fork server when
+ * use_forkserver (else spawned). */
+static int sup_make(struct suppool *pool, bool idle, bool use_forkserver, struct sup **out,
+		    struct err *err)
 {
 	struct sup *sp = xcalloc(1, sizeof *sp);
 	sp->pool = pool;
@@ -301,14 +302,24 @@ static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct e
 		return r;
 	}
 	sp->report_fd = pipefd[0];
-	r = forkserver_spawn(pool, path, pipefd[1], idle, &sp->pid) == 0
-		    ? 0
-		    : spawn_supervisor(pool, path, pipefd[1], idle, &sp->pid);
-	close(pipefd[1]);
-	if (r != 0) {
-		r = err_sys(err, r, "spawn supervisor %s", pool->exe);
-		sup_release(sp, false);
-		return r;
+	if (use_forkserver) {
+		r = forkserver_spawn(pool, path, pipefd[1], idle, &sp->pid);
+		close(pipefd[1]);
+		if (r < 0) {
+			/* A server that failed after our request may still have
+			 * forked one for this FIFO and pipe: both go, and the
+			 * supervisor spawned instead gets its own. */
+			sup_release(sp, false);
+			return r;
+		}
+	} else {
+		r = spawn_supervisor(pool, path, pipefd[1], idle, &sp->pid);
+		close(pipefd[1]);
+		if (r != 0) {
+			r = err_sys(err, r, "spawn supervisor %s", pool->exe);
+			sup_release(sp, false);
+			return r;
+		}
 	}
 	sp->pidfd = sys_pidfd_open(sp->pid, 0);
 	if (sp->pidfd < 0) {
@@ -325,6 +336,16 @@ static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct e
 	}
 	*out = sp;
 	return 0;
+}
+
+/* Starts a supervisor on a FIFO of its own. It waits for its request, so
+ * the daemon can keep one ready and take the making of it off Start's
+ * path. */
+static int sup_spawn(struct suppool *pool, bool idle, struct sup **out, struct err *err)
+{
+	if (pool->use_forkserver && sup_make(pool, idle, true, out, err) == 0)
+		return 0;
+	return sup_make(pool, idle, false, out, err);
 }
 
 static void refill(void *ctx)

@@ -69,7 +69,7 @@ def test_job_sees_a_mount_made_after_its_spare(rund, pb, job_dir):
         subprocess.call(["umount", mnt])
 
 
-def test_job_sees_a_host_name_set_after_its_spare(rund_factory, pb):
+def test_job_sees_uts_names_set_after_its_spare(rund_factory, pb):
     # The daemon in a UTS namespace of its own, so the test renames only it.
     rund = rund_factory(prefix=["unshare", "--uts"])
     s = stub(channel(rund))
@@ -79,6 +79,16 @@ def test_job_sees_a_host_name_set_after_its_spare(rund_factory, pb):
         st, out, err = run_job(s, pb, "cat /proc/sys/kernel/hostname")
         assert st.exit_code.value == 0, err
         assert out == "rund-renamed\n", (out, err)
+    # The NIS domain name is the UTS namespace's other name.
+    ready_inits(rund)
+    with open("/proc/%d/root/proc/sys/kernel/domainname" % rund.pid) as f:
+        assert f.read() != "rund-domain\n"
+    subprocess.check_call(["nsenter", "-t", str(rund.pid), "-u", "sh", "-c",
+                           "echo rund-domain > /proc/sys/kernel/domainname"])
+    for _ in range(2):
+        st, out, err = run_job(s, pb, "cat /proc/sys/kernel/domainname")
+        assert st.exit_code.value == 0, err
+        assert out == "rund-domain\n", (out, err)
 
 
 def test_spare_whose_init_died_still_starts(rund, pb):

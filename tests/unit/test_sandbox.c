@@ -287,7 +287,7 @@ static void test_plan_root(void **state)
 	struct err e2;
 	err_clear(&e2);
 	struct sandbox_report rep;
-	assert_int_equal(sandbox_init_start(&sb, &rep, &e2), -EINVAL);
+	assert_int_equal(sandbox_init_start(&sb, -1, &rep, &e2), -EINVAL);
 	sandbox_free(&sb);
 }
 
@@ -318,7 +318,7 @@ static void test_init_lifecycle(void **state)
 	struct sandbox sb;
 	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	err_clear(&err);
-	int started = sandbox_init_start(&sb, &rep, &err);
+	int started = sandbox_init_start(&sb, -1, &rep, &err);
 	if (started != 0) {
 		char name[256];
 		print_message("init: %d %s; step %d (%s): %s\n", started, err.msg, rep.step,
@@ -344,14 +344,14 @@ static void test_init_lifecycle(void **state)
 	assert_true(kill(init, 0) < 0 && errno == ESRCH); /* reaped, gone */
 
 	/* Started again from the same plan: fresh again. */
-	assert_int_equal(sandbox_init_start(&sb, &rep, &err), 0);
+	assert_int_equal(sandbox_init_start(&sb, -1, &rep, &err), 0);
 	assert_true(sandbox_init_fresh(&sb));
 	sandbox_free(&sb);
 
 	/* The directory to hide is gone by the time the init runs. */
 	assert_int_equal(sandbox_prepare(&p, &sb, &err), 0);
 	rmdir(dir);
-	assert_int_equal(sandbox_init_start(&sb, &rep, &err), 1);
+	assert_int_equal(sandbox_init_start(&sb, -1, &rep, &err), 1);
 	assert_int_equal(rep.err, ENOENT);
 	assert_true(rep.step >= 0 && (size_t)rep.step < sb.n_early);
 	assert_int_equal(sb.init_pidfd, -1);
