@@ -13,7 +13,7 @@
  * (sandbox.h), and at the request checks that it still fits.
  * The daemon writes it when a Start arrives, after writing
  * <state_dir>/jobs/<id>/spec; until then the supervisor is a "spare" the
- * daemon keeps ready so that Start does not wait for an exec. If the
+ * daemon keeps ready so that Start does not wait for a new process. If the
  * daemon dies first, its end closes and the supervisor sees EOF and exits.
  *
  * With the request read (the daemon reuses the FIFO afterwards), it opens

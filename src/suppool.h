@@ -3,13 +3,13 @@
  * A supervisor is `rund execute -fifo <state_dir>/run/<n>` (supervisor.h)
  * with stdout a pipe back to us (its report, handoff.h). The pool keeps
  * SUPPOOL_SPARES of them idle and waiting for their request, so that
- * Start does not wait for an exec, and reuses FIFOs (creating and
+ * Start does not wait for a new process, and reuses FIFOs (creating and
  * deleting an inode per Start showed up as ext4 inode allocation at the
  * top of the Start profile). A spare that dies is reaped and forgotten;
  * the pool is refilled after the next take, not at once, so a supervisor
  * that cannot start at all does not make the daemon spin.
  *
- * Spares start as SCHED_IDLE: what they prepare ahead (their exec, a
+ * Spares start as SCHED_IDLE: what they prepare ahead (their start, a
  * confined job's namespaces and mounts) runs on CPU time nobody else
  * wants, so it never slows the Starts being served. The one taken for a
  * Start is raised to SCHED_OTHER first, and raises its job's init. */
