@@ -367,6 +367,15 @@ class _PidNsRund(conftest.Rund):
             kids = f.read().split()
         return int(kids[0]) if kids else self.proc.pid
 
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        # unshare(1) waits for its child and does not pass signals on: the
+        # daemon is signalled itself, and unshare exits with its status.
+        if self.proc and self.proc.poll() is None:
+            pid = self.pid
+            if pid != self.proc.pid:
+                os.kill(pid, sig)
+        return super().stop(sig, timeout)
+
 
 def test_init_signals_no_process_outside_the_job(tmp_path, pb):
     """Without a PID namespace of its own, the job's init is an ordinary
