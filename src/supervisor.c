@@ -652,13 +652,19 @@ static int record_status(struct sup_job *j, struct jobstatus *st)
  * jobs' cgroup root and prepares the sandbox now, while nobody waits.
  * Whatever fails here is tried again once the job is known, and reported
  * then. */
-static void warm_up(struct sup_job *j, struct handoff_request *req, int fifo)
+static void warm_up(struct sup_job *j, struct handoff_request *req, const char *fifo_path, int fifo)
 {
 	struct err err;
 	if (jobspec_warm_decode(req->spec, req->spec_len, &j->warm, &err) < 0 ||
 	    cgroup_enter_daemon(j->warm.cgroup, &err) < 0)
 		return;
 	j->entered = true;
+	/* The init is a copy of us, and its command line is the job's
+	 * /proc/1/cmdline: without the state directory's path. */
+	const char *base = strrchr(fifo_path, '/');
+	char title[64];
+	snprintf(title, sizeof title, "rund execute -fifo run/%s", base ? base + 1 : fifo_path);
+	proctitle_set(j->pt, title);
 	struct sandbox_report rep;
 	/* A request arriving meanwhile (on fifo) waits for this init. */
 	if (ready_sandbox(j, &j->warm.sandbox, fifo, &rep, &err) != 0)
@@ -677,7 +683,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	if ((r = handoff_request_read(fd, &req, err)) < 0)
 		return err_wrap(err, "fifo %s", fifo);
 	if (jobspec_is_warm(req.spec, req.spec_len)) {
-		warm_up(j, &req, fd);
+		warm_up(j, &req, fifo, fd);
 		handoff_request_free(&req);
 		if ((r = handoff_request_read(fd, &req, err)) < 0)
 			return err_wrap(err, "fifo %s", fifo);

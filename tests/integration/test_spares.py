@@ -91,6 +91,15 @@ def test_job_sees_uts_names_set_after_its_spare(rund_factory, pb):
         assert out == "rund-domain\n", (out, err)
 
 
+def test_job_sees_no_state_path_in_its_init(rund, pb):
+    s = stub(channel(rund))
+    ready_inits(rund)
+    st, out, err = run_job(s, pb, "tr '\\0' ' ' < /proc/1/cmdline")
+    assert st.exit_code.value == 0, err
+    assert out.startswith("rund execute -fifo run/"), out
+    assert rund.state_dir not in out, out
+
+
 def test_spare_whose_init_died_still_starts(rund, pb):
     s = stub(channel(rund))
     for pid in ready_inits(rund):
