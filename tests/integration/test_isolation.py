@@ -158,13 +158,16 @@ def test_cannot_kill_daemon_supervisor_or_other_job(rund, pb, setup):
         assert st.exit_code.value != 0, (pid, out, err)
     # The job's own init (PID 1 of its namespace) is root's: out of reach
     # too. The job is pid 2 there; its parent, the supervisor, is outside
-    # the namespace (PPID 0, as for a process entered with nsenter). PID 1
-    # is only signalled once it is known to be our init, so the signal can
-    # never reach the host's init, whatever the sandbox does.
-    st, out, err = attack(attacker, pb, 'c=$(cat /proc/1/comm); echo "pid1 $c self $$ ppid $PPID"; '
-                          'if [ "$c" = rund-init ]; then kill -9 1 && echo ATTACK-OK; '
-                          'kill -TERM 1 && echo ATTACK-OK; fi; true')
-    assert "pid1 rund-init self 2 ppid 0" in out, out
+    # the namespace (PPID 0, as for a process entered with nsenter). The
+    # init is addressed by the pid its /proc entry names it under, found by
+    # its command name, never by a literal pid: whatever the sandbox does,
+    # the signal can only ever reach an init of a rund.
+    st, out, err = attack(attacker, pb,
+                          'p=$(grep -lx rund-init /proc/[0-9]*/comm | head -n 1 | cut -d/ -f3); '
+                          'echo "init $p self $$ ppid $PPID"; '
+                          'if [ -n "$p" ]; then kill -9 "$p" && echo ATTACK-OK; '
+                          'kill -TERM "$p" && echo ATTACK-OK; fi; true')
+    assert "init 1 self 2 ppid 0" in out, out
     assert rund.proc.poll() is None
     victim_intact(rund, owner, pb, vid, secret)
     assert os.path.exists("/proc/%d" % sup_pid)
