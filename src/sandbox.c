@@ -355,7 +355,6 @@ const char *sandbox_step_name(const struct sandbox *sb, int step, char *buf, siz
 {
 	const char *what = step == SANDBOX_STEP_EXEC	   ? "exec"
 			   : step == SANDBOX_STEP_IDENTITY ? "drop identity and privileges"
-			   : step == SANDBOX_STEP_FORK	   ? "fork the job's main process"
 			   : step == SANDBOX_STEP_ENTER	   ? "enter the job's namespaces"
 			   : step == SANDBOX_STEP_READY	   ? "start the job's init"
 							   : NULL;

@@ -140,7 +140,6 @@ struct sandbox_report {
 };
 #define SANDBOX_STEP_EXEC (-1)
 #define SANDBOX_STEP_IDENTITY (-2)
-#define SANDBOX_STEP_FORK (-3)
 #define SANDBOX_STEP_ENTER (-4) /* the main process entering the init's namespaces */
 #define SANDBOX_STEP_READY (-5) /* the init is ready (err 0), or died first */
 
