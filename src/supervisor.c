@@ -55,8 +55,6 @@
 struct sup_job {
 	char *state_dir; /* from the request */
 	struct jobspec spec;
-	char *spec_text; /* spec as the request carried it: the init's launch */
-	size_t spec_len;
 	/* The warm-up read before the request (cgroup and sandbox policy
 	 * only), and the cgroup root we moved into, if any. */
 	struct jobspec warm;
@@ -64,7 +62,7 @@ struct sup_job {
 	const struct proctitle *pt;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
-	int out_r, err_r, out_w, err_w; /* the write ends until the job (or its init) has them */
+	int out_r, err_r, out_w, err_w; /* the write ends until the job has them */
 	pid_t pid;
 	struct logwriter log;
 	uint8_t *buf;
@@ -98,7 +96,6 @@ static void sup_job_release(struct sup_job *j)
 	cgroup_root_close(&j->root);
 	jobspec_free(&j->spec);
 	jobspec_free(&j->warm);
-	free(j->spec_text);
 	free(j->state_dir);
 	free(j->buf);
 	sandbox_free(&j->sb);
@@ -193,8 +190,6 @@ static int take_request(struct handoff_request *req, struct sup_job *j, struct e
 	if (!j->spec.cgroup)
 		return err_set(err, EINVAL, ERR_INTERNAL, "job request names no cgroup root");
 	j->state_dir = steal_pointer(&req->state_dir);
-	j->spec_len = req->spec_len;
-	j->spec_text = steal_pointer(&req->spec);
 	return 0;
 }
 
@@ -226,8 +221,8 @@ static void plan_for(const struct sup_job *j, const struct jobspec *spec,
 	plan->stderr_fd = j->err_w;
 }
 
-/* The job's /dev/null and output pipes; ours until the job or its init
- * holds the write ends. */
+/* The job's /dev/null and output pipes; ours until the job holds the
+ * write ends. */
 static int open_stdio(struct sup_job *j, struct err *err)
 {
 	struct pipe_pair out, errp;
@@ -280,6 +275,9 @@ static int spawn_root(struct sup_job *j, const char *cg_name, struct err *err)
 {
 	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
 	int r;
+	/* A sandbox prepared for a confined job (a warm-up) is not this
+	 * job's: its init and its stdio go. */
+	drop_sandbox(j);
 	if ((r = open_stdio(j, err)) < 0)
 		return r;
 	plan_for(j, &j->spec, &plan);
@@ -314,7 +312,7 @@ static int spawn_confined(struct sup_job *j, const char *cg_name, struct err *er
 	}
 	_cleanup_(jobspawn_plan_free) struct jobspawn_plan plan = {0};
 	plan_for(j, &j->spec, &plan);
-	plan.defaults_set = true; /* ours, but SIGPIPE's and SIGHUP's (sandbox_limit_self) */
+	plan.defaults_set = true; /* ours, but SIGPIPE's (sandbox_limit_self) */
 	struct sandbox_job job = {.uid = j->spec.sandbox.uid,
 				  .gid = j->spec.sandbox.gid,
 				  .exec = jobspawn_exec,
