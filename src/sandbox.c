@@ -239,6 +239,40 @@ static int read_last_cap(void)
 	return CAP_LAST_CAP;
 }
 
+/* The stacks of the processes that share our memory, in one mapping:
+ * a guard page, the main process's stack, a guard page, the init's. */
+static size_t stacks_size(void)
+{
+	return 2 * (size_t)getpagesize() + SANDBOX_MAIN_STACK + SANDBOX_INIT_STACK;
+}
+
+static void *main_stack(const struct sandbox *sb)
+{
+	return (char *)sb->stack + getpagesize();
+}
+
+static void *init_stack(const struct sandbox *sb)
+{
+	return (char *)main_stack(sb) + SANDBOX_MAIN_STACK + getpagesize();
+}
+
+/* NULL when there is no memory for it (the processes are then copies). */
+static void *stacks_map(void)
+{
+	size_t guard = (size_t)getpagesize();
+	char *m = mmap(NULL, stacks_size(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1,
+		       0);
+	if (m == MAP_FAILED)
+		return NULL;
+	const int rw = PROT_READ | PROT_WRITE;
+	if (mprotect(m + guard, SANDBOX_MAIN_STACK, rw) < 0 ||
+	    mprotect(m + 2 * guard + SANDBOX_MAIN_STACK, SANDBOX_INIT_STACK, rw) < 0) {
+		munmap(m, stacks_size());
+		return NULL;
+	}
+	return m;
+}
+
 static void init_fields_clear(struct sandbox *sb)
 {
 	sb->init_pid = 0;
@@ -328,7 +362,7 @@ void sandbox_free(struct sandbox *sb)
 {
 	sandbox_init_stop(sb);
 	if (sb->stack)
-		munmap(sb->stack, SANDBOX_MAIN_STACK);
+		munmap(sb->stack, stacks_size());
 	sb->stack = NULL;
 	for (size_t i = 0; i < sb->n_steps; i++) {
 		free(sb->steps[i].path);
@@ -777,14 +811,29 @@ static void report_to(int fd, int e, int step)
  * after the init: pid 2 there, always (the init never forks). */
 #define MAIN_PID 2
 
+/* What the init is started with. It may share our memory: it reads
+ * these, and the plan, only until it says it is ready (we wait for that
+ * and change nothing meanwhile). */
+struct init_args {
+	const struct sandbox *sb;
+	int report; /* the write end of sb->report */
+};
+
 /* The init: PID 1 of the job's PID namespace and holder of its other
  * namespaces. It makes the job's view (the early steps), says so, then
  * forwards every signal it can catch to the main process (when it is PID
  * 1 of a namespace of its own) and reaps the orphans the job leaves, until
- * its supervisor kills it (the job's end) or dies (PR_SET_PDEATHSIG). */
-static _Noreturn void init_main(struct sandbox *sb)
+ * its supervisor kills it (the job's end) or dies (PR_SET_PDEATHSIG).
+ *
+ * Started with CLONE_VM it has our memory, and so our thread's errno:
+ * until "ready" we only wait, so it may use libc; from then on we run
+ * and it makes only sys_raw calls, which leave errno alone. */
+static _Noreturn void init_main(const struct init_args *a)
 {
-	int out = sb->report.w;
+	const struct sandbox *sb = a->sb;
+	int out = a->report;
+	/* Without a PID namespace, pid 2 is the host's. */
+	const bool forward = sb->namespaces & SANDBOX_NS_PID;
 	/* Tells the init from its supervisor in ps (both show the
 	 * supervisor's command line). */
 	prctl(PR_SET_NAME, "rund-init", 0, 0, 0);
@@ -796,7 +845,7 @@ static _Noreturn void init_main(struct sandbox *sb)
 	/* A session of its own, as the job has (jobspawn.h): nothing the job
 	 * does to its process groups reaches the init or the supervisor. */
 	setsid();
-	/* Signals wait for sigwaitinfo from now on (dispositions are all
+	/* Signals wait for rt_sigtimedwait from now on (dispositions are all
 	 * default, so SIGCHLD is not ignored and orphans do not reap
 	 * themselves). */
 	sigset_t all;
@@ -811,22 +860,27 @@ static _Noreturn void init_main(struct sandbox *sb)
 			_exit(127);
 		}
 	}
-	struct sandbox_report ready = {.err = 0, .step = SANDBOX_STEP_READY};
-	if (write(out, &ready, sizeof ready) != (ssize_t)sizeof ready)
-		_exit(0);
-	close(out);
 	/* What is left is waiting: it need not compete with anyone. */
 	sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0});
 	setpriority(PRIO_PROCESS, 0, 19);
+	struct sandbox_report ready = {.err = 0, .step = SANDBOX_STEP_READY};
+	if (sys_raw(SYS_write, out, (long)&ready, sizeof ready, 0) != (long)sizeof ready)
+		_exit(0);
+	sys_raw(SYS_close, out, 0, 0, 0);
 	for (;;) {
 		siginfo_t si;
-		int sig = sigwaitinfo(&all, &si);
+		long sig = sys_raw(SYS_rt_sigtimedwait, (long)&all, (long)&si, 0, _NSIG / 8);
 		if (sig == SIGCHLD)
-			while (waitpid(-1, NULL, WNOHANG) > 0)
+			while (sys_raw(SYS_wait4, -1, 0, WNOHANG, 0) > 0)
 				;
-		else if (sig > 0 && (sb->namespaces & SANDBOX_NS_PID))
-			kill(MAIN_PID, sig); /* without a PID namespace, 2 is the host's */
+		else if (sig > 0 && forward)
+			sys_raw(SYS_kill, MAIN_PID, sig, 0, 0);
 	}
+}
+
+static int init_run(void *arg)
+{
+	init_main(arg);
 }
 
 /* ---- the supervisor's side -------------------------------------------- */
@@ -897,19 +951,28 @@ int sandbox_init_start(struct sandbox *sb, int wake_fd, struct sandbox_report *r
 		snprintf(sb->domainname, sizeof sb->domainname, "%s", u.domainname);
 	}
 	if (!sb->stack)
-		sb->stack = mmap(NULL, SANDBOX_MAIN_STACK, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (sb->stack == MAP_FAILED)
-		sb->stack = NULL;
+		sb->stack = stacks_map();
 
+	struct init_args a = {sb, sb->report.w};
 	struct clone_args ca;
 	memset(&ca, 0, sizeof ca);
 	ca.flags = CLONE_PIDFD | sandbox_clone_flags(sb);
 	ca.pidfd = (uint64_t)(uintptr_t)&sb->init_pidfd;
 	ca.exit_signal = SIGCHLD;
-	pid_t pid = sys_clone3(&ca);
-	if (pid == 0)
-		init_main(sb);
+	pid_t pid;
+	if (SYS_HAVE_CLONE3_RUN && sb->stack) {
+		/* Our memory, not a copy: no page tables to copy now, none to
+		 * tear down at its exit, no copy-on-write faults on either
+		 * side. */
+		ca.flags |= CLONE_VM;
+		ca.stack = (uint64_t)(uintptr_t)init_stack(sb);
+		ca.stack_size = SANDBOX_INIT_STACK;
+		pid = sys_clone3_run(&ca, init_run, &a);
+	} else {
+		pid = sys_clone3(&ca);
+		if (pid == 0)
+			init_main(&a);
+	}
 	if (pid < 0) {
 		int e = errno;
 		sb->init_pidfd = -1;
@@ -1039,7 +1102,7 @@ int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char 
 		 * (as posix_spawn does): no copy of our address space to make,
 		 * and none to tear down at its exec. */
 		ca.flags |= CLONE_VM | CLONE_VFORK;
-		ca.stack = (uint64_t)(uintptr_t)sb->stack;
+		ca.stack = (uint64_t)(uintptr_t)main_stack(sb);
 		ca.stack_size = SANDBOX_MAIN_STACK;
 		pid = sys_clone3_run(&ca, main_proc, &m);
 	} else {

@@ -12,11 +12,14 @@
  *     clone3(NEWPID|NEWNS|NEWIPC|NEWUTS [|NEWNET]) the job's init, PID 1
  *     of its PID namespace, which stays in the supervisor's cgroup (so
  *     the job's limits and accounting are the job's) and holds the job's
- *     namespaces. It makes the job's view: the host's whole tree private,
- *     read-only and nosuid; the state and key directories hidden under an
- *     empty read-only directory; a fresh /proc; private /tmp, /var/tmp,
- *     /dev/shm and /run/lock (directories of one tmpfs, which holds
- *     -job_tmp_size in all); the IPC namespace's own /dev/mqueue;
+ *     namespaces. Where sys.h has the clone trampoline it runs in the
+ *     supervisor's memory (CLONE_VM) on a stack of its own: no address
+ *     space to copy, and none to tear down when it dies. It makes the
+ *     job's view: the host's whole tree private, read-only and nosuid;
+ *     the state and key directories hidden under an empty read-only
+ *     directory; a fresh /proc; private /tmp, /var/tmp, /dev/shm and
+ *     /run/lock (directories of one tmpfs, which holds -job_tmp_size in
+ *     all); the IPC namespace's own /dev/mqueue;
  *     [-job_network none: loopback up] [-rootfs: pivot_root into DIR].
  *     Then, in a session of its own, it forwards the signals it gets to
  *     the main process (with the PID namespace) and reaps the job's
@@ -148,8 +151,10 @@ struct sandbox_pipe {
 	int r, w;
 };
 
-/* The stack a confined job's main process runs on until its exec. */
+/* The stacks a confined job's main process (until its exec) and its init
+ * run on, in our memory. */
 #define SANDBOX_MAIN_STACK (256u << 10)
+#define SANDBOX_INIT_STACK (64u << 10)
 
 struct sandbox {
 	bool root;
@@ -173,7 +178,7 @@ struct sandbox {
 	char hostname[65], domainname[65];
 	int own_pidns; /* our own PID namespace, to return to after a spawn */
 	int init_root; /* O_PATH: the init's root directory, in its mount namespace */
-	void *stack;   /* SANDBOX_MAIN_STACK bytes, or NULL */
+	void *stack;   /* both stacks, with guard pages; or NULL */
 };
 
 /* Builds the plan for policy p (see the top of this file). Directories

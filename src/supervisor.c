@@ -657,8 +657,9 @@ static void warm_up(struct sup_job *j, struct handoff_request *req, const char *
 	    cgroup_enter_daemon(j->warm.cgroup, &err) < 0)
 		return;
 	j->entered = true;
-	/* The init is a copy of us, and its command line is the job's
-	 * /proc/1/cmdline: without the state directory's path. */
+	/* Our command line is the init's (it shares our memory, or is a
+	 * copy made now), so the job's /proc/1/cmdline: without the state
+	 * directory's path. */
 	const char *base = strrchr(fifo_path, '/');
 	char title[64];
 	snprintf(title, sizeof title, "rund execute -fifo run/%s", base ? base + 1 : fifo_path);

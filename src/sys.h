@@ -69,6 +69,30 @@ static inline pid_t sys_clone3_run(struct clone_args *args, int (*fn)(void *), v
 }
 #endif
 
+/* A system call that leaves errno alone: -errno on failure. For a process
+ * that shares our memory but is not our thread (CLONE_VM without
+ * CLONE_THREAD), where glibc's errno is our thread's, written by both. */
+#if defined(__x86_64__)
+static inline long sys_raw(long nr, long a, long b, long c, long d)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+#else
+/* Elsewhere only a process of its own runs such code (SYS_HAVE_CLONE3_RUN
+ * is 0), and its errno is its own. */
+static inline long sys_raw(long nr, long a, long b, long c, long d)
+{
+	long r = syscall(nr, a, b, c, d);
+	return r < 0 ? -errno : r;
+}
+#endif
+
 static inline int sys_pidfd_open(pid_t pid, unsigned int flags)
 {
 	return (int)syscall(SYS_pidfd_open, pid, flags);

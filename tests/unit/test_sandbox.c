@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -331,6 +332,9 @@ static void test_init_lifecycle(void **state)
 	assert_int_not_equal(ns_ino(init, "pid_for_children"), 0);
 	assert_int_not_equal(ns_ino(init, "mnt"), ns_ino(0, "mnt"));
 	assert_int_not_equal(ns_ino(init, "ipc"), ns_ino(0, "ipc"));
+	/* Our memory, not a copy, where the clone trampoline exists. */
+	long same_vm = syscall(SYS_kcmp, getpid(), init, 1 /* KCMP_VM */, 0, 0);
+	assert_int_equal(same_vm == 0, SYS_HAVE_CLONE3_RUN);
 	assert_true(sandbox_init_fresh(&sb));
 	/* The host's mounts change: the init's copy is stale. */
 	_cleanup_free_ char *sub = xasprintf("%s/m", dir);
