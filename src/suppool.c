@@ -27,7 +27,7 @@ struct suppool {
 	struct loop *loop;
 	const char *exe, *state_dir;
 	int run_fd;
-	LIST_HEAD(, sup) spares;
+	TAILQ_HEAD(, sup) spares;
 	size_t n_spares;
 	struct fifo_ids fifos;
 	struct loop_timer *refill_timer;
@@ -109,7 +109,7 @@ void sup_kill(struct sup *sp)
 
 static void spare_remove(struct sup *sp)
 {
-	LIST_REMOVE(sp, link);
+	TAILQ_REMOVE(&sp->pool->spares, sp, link);
 	sp->pool->n_spares--;
 	loop_watch_free(sp->watch);
 	sp->watch = NULL;
@@ -359,7 +359,7 @@ static void refill(void *ctx)
 			return;
 		}
 		sp->watch = loop_watch_fd(pool->loop, sp->pidfd, on_spare_exit, sp);
-		LIST_INSERT_HEAD(&pool->spares, sp, link);
+		TAILQ_INSERT_TAIL(&pool->spares, sp, link);
 		pool->n_spares++;
 	}
 }
@@ -379,7 +379,7 @@ struct suppool *suppool_new(struct loop *loop, const char *exe, const char *stat
 	pool->exe = exe;
 	pool->state_dir = state_dir;
 	pool->run_fd = run_fd;
-	LIST_INIT(&pool->spares);
+	TAILQ_INIT(&pool->spares);
 	pool->refill_timer = loop_timer_new(loop, refill, pool);
 	loop_timer_arm(pool->refill_timer, 0);
 	return pool;
@@ -389,8 +389,8 @@ void suppool_free(struct suppool *pool)
 {
 	if (!pool)
 		return;
-	while (!LIST_EMPTY(&pool->spares)) {
-		struct sup *sp = LIST_FIRST(&pool->spares);
+	while (!TAILQ_EMPTY(&pool->spares)) {
+		struct sup *sp = TAILQ_FIRST(&pool->spares);
 		spare_remove(sp);
 		sup_release(sp, false);
 	}
@@ -403,12 +403,13 @@ void suppool_free(struct suppool *pool)
 
 int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
 {
-	struct sup *sp = LIST_FIRST(&pool->spares);
+	/* The oldest: it has had the longest to prepare, in idle time. */
+	struct sup *sp = TAILQ_FIRST(&pool->spares);
 	/* A spare that died since the loop last looked is reaped here, not
 	 * handed a job it cannot run. */
 	while (sp && poll(&(struct pollfd){.fd = sp->pidfd, .events = POLLIN}, 1, 0) > 0) {
 		on_spare_exit(sp);
-		sp = LIST_FIRST(&pool->spares);
+		sp = TAILQ_FIRST(&pool->spares);
 	}
 	if (sp) {
 		spare_remove(sp);

@@ -52,7 +52,7 @@ struct sup {
 	int pidfd, report_fd, fifo_fd; /* report_fd is non-blocking */
 	unsigned fifo;		       /* its FIFO is <state_dir>/run/<fifo> */
 	struct loop_watch *watch;      /* pidfd, while a spare */
-	LIST_ENTRY(sup) link;	       /* in the spare list */
+	TAILQ_ENTRY(sup) link;	       /* in the spare list */
 };
 
 /* exe: the rund binary; state_dir and run_fd: borrowed, live longer than
@@ -68,8 +68,8 @@ struct suppool *suppool_new(struct loop *loop, const char *exe, const char *stat
 /* Idle spares see EOF on their FIFO and exit on their own. */
 void suppool_free(struct suppool *pool);
 
-/* A ready supervisor: a live spare, else a freshly spawned one. 0 with
- * *out set (the caller's until sup_release/sup_kill), or -errno. */
+/* A ready supervisor: the oldest live spare, else a freshly spawned one.
+ * 0 with *out set (the caller's until sup_release/sup_kill), or -errno. */
 int suppool_take(struct suppool *pool, struct sup **out, struct err *err);
 
 /* Writes the request for job `id` (handoff.h) into the supervisor's FIFO,

@@ -175,6 +175,26 @@ static void test_spares(void **state)
 	sup_kill(b);
 }
 
+/* Spares are taken oldest first: the one that has had the longest to
+ * prepare its job's sandbox, not the one made by the last refill. */
+static void test_spares_oldest_first(void **state)
+{
+	struct fixture *f = *state;
+	event_base_loop(f->base, EVLOOP_NONBLOCK); /* spares on FIFOs 0, 1... in that order */
+	struct sup *sp[SUPPOOL_SPARES + 1];
+	struct err err = {0};
+	assert_int_equal(suppool_take(f->pool, &sp[0], &err), 0);
+	assert_int_equal(sp[0]->fifo, 0);
+	/* The refill's spare (a new FIFO) queues behind the older ones. */
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	for (unsigned i = 1; i <= SUPPOOL_SPARES; i++) {
+		assert_int_equal(suppool_take(f->pool, &sp[i], &err), 0);
+		assert_int_equal(sp[i]->fifo, i);
+	}
+	for (unsigned i = 0; i <= SUPPOOL_SPARES; i++)
+		sup_kill(sp[i]);
+}
+
 static void test_too_big(void **state)
 {
 	struct fixture *f = *state;
@@ -196,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_fifo_ids),
 		cmocka_unit_test_setup_teardown(test_request_crosses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spares_oldest_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
