@@ -747,6 +747,11 @@ int sandbox_limit_self(const struct sandbox *sb, struct err *err)
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return err_sys(err, errno, "no_new_privs");
+	/* The session keyring came from the daemon (possession is inherited
+	 * across fork and setuid): the job's processes, our children, start
+	 * from an empty one of ours, which nobody else has. */
+	if (sys_new_session_keyring() < 0 && errno != ENOSYS)
+		return err_sys(err, errno, "join a new session keyring");
 	/* We need SIGPIPE ignored (the daemon may be gone); the job gets it
 	 * back by default in drop_identity. */
 	sandbox_job_defaults(SIGPIPE);
@@ -762,10 +767,6 @@ static int drop_identity(const struct sandbox *sb, uint32_t uid, uint32_t gid)
 	if ((sb->namespaces & SANDBOX_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
 		return -errno;
 	if (sys_setgroups_none() < 0 || sys_setresgid(gid) < 0 || sys_setresuid(uid) < 0)
-		return -errno;
-	/* The session keyring came from the daemon (possession is inherited
-	 * across fork and setuid): start from an empty one of our own. */
-	if (sys_new_session_keyring() < 0 && errno != ENOSYS)
 		return -errno;
 	/* The uid change cleared effective and permitted; inheritable
 	 * survives it. */

@@ -31,12 +31,13 @@
  *     main process enters the init's other namespaces (setns on its
  *     pidfd), binds its own group read-only over the cgroup2 mount, takes
  *     a new cgroup namespace rooted there, setgroups(0), setresgid,
- *     setresuid, an empty session keyring of its own, empty capability
- *     sets, default SIGPIPE, a seccomp filter against new namespaces,
- *     keyrings and io_uring; then, in a session of its own, execs. What it needs from the
- *     supervisor (an empty bounding set, no_new_privs, RLIMIT_NPROC,
- *     default signal dispositions) the supervisor gave itself before the
- *     job (sandbox_limit_self), as it never execs.
+ *     setresuid, empty capability sets, default SIGPIPE, a seccomp
+ *     filter against new namespaces, keyrings and io_uring; then, in a
+ *     session of its own, execs. What it needs from the supervisor (an
+ *     empty bounding set, no_new_privs, RLIMIT_NPROC, default signal
+ *     dispositions, an empty session keyring nobody else has) the
+ *     supervisor gave itself before the job (sandbox_limit_self), as it
+ *     never execs.
  *
  * A PID namespace's init ignores signals it has no handler for, so the job
  * is never PID 1: the init is our own code, not an exec. The main process
@@ -197,7 +198,8 @@ uint64_t sandbox_clone_flags(const struct sandbox *sb);
  * main process inherits from it and it needs none of. The bounding and
  * ambient capability sets emptied, no_new_privs, RLIMIT_NPROC (which does
  * not bind root), every signal disposition but SIGPIPE's default, the
- * job's RLIMIT_NOFILE. 0 or -errno with err set. */
+ * job's RLIMIT_NOFILE, a new empty session keyring. 0 or -errno with err
+ * set. */
 int sandbox_limit_self(const struct sandbox *sb, struct err *err);
 
 /* Starts the job's init, before the job is known, in the caller's cgroup,
