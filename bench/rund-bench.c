@@ -34,6 +34,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -781,16 +782,26 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* True when pid's address space is its parent's (an init cloned with
+ * CLONE_VM): its pages are counted with the parent's, not again. */
+static bool shares_parent_memory(pid_t pid)
+{
+	return syscall(SYS_kcmp, pid, ppid_of(pid), 1 /* KCMP_VM */, 0, 0) == 0;
+}
+
 /* Median private memory (Private_Clean + Private_Dirty) and RSS of up to
- * `max` supervisors, or of their jobs' inits (init = true). */
+ * `max` supervisors, or of their jobs' inits (init = true; *shared counts
+ * those that share their supervisor's memory, whose private memory and
+ * Pss are then 0). */
 static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, long *pss,
-			      size_t *found)
+			      size_t *found, size_t *shared)
 {
 	static const char *const keys[] = {"Private_Clean", "Private_Dirty"};
 	static const char *const pss_key[] = {"Pss"};
 	long *pv = xcalloc(max, sizeof(long)), *rv = xcalloc(max, sizeof(long));
 	long *sv = xcalloc(max, sizeof(long));
 	size_t n = 0;
+	*shared = 0;
 	DIR *d = opendir("/proc");
 	if (!d)
 		die("opendir /proc: %s", strerror(errno));
@@ -806,6 +817,10 @@ static void supervisor_memory(size_t max, bool init, long *priv_kib, long *rss, 
 		long ps = proc_kib((pid_t)pid, "smaps_rollup", pss_key, 1);
 		if (p < 0 || r < 0 || ps < 0)
 			continue;
+		if (init && shares_parent_memory((pid_t)pid)) {
+			p = ps = 0;
+			(*shared)++;
+		}
 		pv[n] = p;
 		rv[n] = r;
 		sv[n] = ps;
@@ -865,14 +880,15 @@ static int cmd_mem(void)
 		       (double)(loaded - idle) * 1024.0 / (double)(opt.n - errors));
 
 	long priv, srss, pss;
-	size_t found;
-	supervisor_memory(9, false, &priv, &srss, &pss, &found);
+	size_t found, shared;
+	supervisor_memory(9, false, &priv, &srss, &pss, &found, &shared);
 	result("supervisors_sampled", (double)found);
 	result("sup_private_kib", (double)priv);
 	result("sup_rss_kib", (double)srss);
 	result("sup_pss_kib", (double)pss);
-	supervisor_memory(9, true, &priv, &srss, &pss, &found);
+	supervisor_memory(9, true, &priv, &srss, &pss, &found, &shared);
 	result("inits_sampled", (double)found);
+	result("inits_sharing_memory", (double)shared);
 	result("init_private_kib", (double)priv);
 	result("init_rss_kib", (double)srss);
 	result("init_pss_kib", (double)pss);
