@@ -246,14 +246,15 @@ static size_t stacks_size(void)
 	return 2 * (size_t)getpagesize() + SANDBOX_MAIN_STACK + SANDBOX_INIT_STACK;
 }
 
+/* NULL without the mapping. */
 static void *main_stack(const struct sandbox *sb)
 {
-	return (char *)sb->stack + getpagesize();
+	return sb->stack ? (char *)sb->stack + getpagesize() : NULL;
 }
 
 static void *init_stack(const struct sandbox *sb)
 {
-	return (char *)main_stack(sb) + SANDBOX_MAIN_STACK + getpagesize();
+	return sb->stack ? (char *)main_stack(sb) + SANDBOX_MAIN_STACK + getpagesize() : NULL;
 }
 
 /* NULL when there is no memory for it (the processes are then copies). */
@@ -271,6 +272,25 @@ static void *stacks_map(void)
 		return NULL;
 	}
 	return m;
+}
+
+/* clone3(ca) of a child that runs fn(arg) and exits with what it
+ * returns: with shared (CLONE_VM...) and on stack where sys.h has the
+ * trampoline and our stacks are mapped, else a copy of us. The child's
+ * pid, or -1/errno. */
+static pid_t clone_child(const struct sandbox *sb, struct clone_args *ca, uint64_t shared,
+			 void *stack, size_t stack_size, int (*fn)(void *), void *arg)
+{
+	if (SYS_HAVE_CLONE3_RUN && sb->stack) {
+		ca->flags |= shared;
+		ca->stack = (uint64_t)(uintptr_t)stack;
+		ca->stack_size = stack_size;
+		return sys_clone3_run(ca, fn, arg);
+	}
+	pid_t pid = sys_clone3(ca);
+	if (pid == 0)
+		_exit(fn(arg));
+	return pid;
 }
 
 static void init_fields_clear(struct sandbox *sb)
@@ -977,20 +997,10 @@ int sandbox_init_start(struct sandbox *sb, int wake_fd, struct sandbox_report *r
 	ca.flags = CLONE_PIDFD | sandbox_clone_flags(sb);
 	ca.pidfd = (uint64_t)(uintptr_t)&sb->init_pidfd;
 	ca.exit_signal = SIGCHLD;
-	pid_t pid;
-	if (SYS_HAVE_CLONE3_RUN && sb->stack) {
-		/* Our memory, not a copy: no page tables to copy now, none to
-		 * tear down at its exit, no copy-on-write faults on either
-		 * side. */
-		ca.flags |= CLONE_VM;
-		ca.stack = (uint64_t)(uintptr_t)init_stack(sb);
-		ca.stack_size = SANDBOX_INIT_STACK;
-		pid = sys_clone3_run(&ca, init_run, &a);
-	} else {
-		pid = sys_clone3(&ca);
-		if (pid == 0)
-			init_main(&a);
-	}
+	/* Our memory, not a copy: no page tables to copy now, none to tear
+	 * down at its exit, no copy-on-write faults on either side. */
+	pid_t pid =
+		clone_child(sb, &ca, CLONE_VM, init_stack(sb), SANDBOX_INIT_STACK, init_run, &a);
 	if (pid < 0) {
 		int e = errno;
 		sb->init_pidfd = -1;
@@ -1114,20 +1124,11 @@ int sandbox_spawn(struct sandbox *sb, const struct sandbox_job *job, const char 
 	ca.cgroup = (uint64_t)cgroup_fd;
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = SIGCHLD;
-	pid_t pid;
-	if (SYS_HAVE_CLONE3_RUN && sb->stack) {
-		/* It shares our memory until its exec and we wait for that
-		 * (as posix_spawn does): no copy of our address space to make,
-		 * and none to tear down at its exec. */
-		ca.flags |= CLONE_VM | CLONE_VFORK;
-		ca.stack = (uint64_t)(uintptr_t)main_stack(sb);
-		ca.stack_size = SANDBOX_MAIN_STACK;
-		pid = sys_clone3_run(&ca, main_proc, &m);
-	} else {
-		pid = sys_clone3(&ca);
-		if (pid == 0)
-			main_proc(&m);
-	}
+	/* It shares our memory until its exec and we wait for that (as
+	 * posix_spawn does): no copy of our address space to make, and none
+	 * to tear down at its exec. */
+	pid_t pid = clone_child(sb, &ca, CLONE_VM | CLONE_VFORK, main_stack(sb), SANDBOX_MAIN_STACK,
+				main_proc, &m);
 	int e = errno;
 	/* Cannot fail: it is our own active namespace. */
 	if (pidns)
