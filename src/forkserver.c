@@ -18,12 +18,12 @@
 
 /* ---- the daemon's side ---- */
 
-int forkserver_request(int sock, const char *fifo, int report_w, bool idle, int timeout_ms,
+int forkserver_request(int sock, const char *fifo, int report_w, uint32_t flags, int timeout_ms,
 		       pid_t *pid, struct err *err)
 {
 	struct forkserver_req req;
 	memset(&req, 0, sizeof req);
-	req.flags = idle ? FORKSERVER_IDLE : 0;
+	req.flags = flags;
 	size_t len = strlen(fifo);
 	if (len >= sizeof req.fifo)
 		return err_set(err, ENAMETOOLONG, ERR_INTERNAL, "fifo path too long: %s", fifo);
@@ -115,8 +115,11 @@ static _Noreturn void run_child(const struct forkserver_req *req, int report_w, 
 	char title[sizeof req->fifo + 32];
 	snprintf(title, sizeof title, "rund execute -fifo %s", req->fifo);
 	proctitle_set(pt, title);
-	char *argv[] = {(char *)"execute", (char *)"-fifo", (char *)req->fifo, NULL};
-	exit(run(3, argv, pt));
+	char *argv[5] = {(char *)"execute", (char *)"-fifo", (char *)req->fifo, NULL, NULL};
+	int argc = 3;
+	if (req->flags & FORKSERVER_PLACED)
+		argv[argc++] = (char *)"-placed";
+	exit(run(argc, argv, pt));
 }
 
 int forkserver_main(const struct proctitle *pt, forkserver_run_fn *run)

@@ -29,6 +29,9 @@
 struct proctitle;
 
 #define FORKSERVER_IDLE 1u /* the supervisor starts as SCHED_IDLE (a spare) */
+/* The server, as the daemon, is in the jobs' daemon cgroup: the supervisor
+ * is born there and is told so (`-placed`, supervisor.h). */
+#define FORKSERVER_PLACED 2u
 
 struct forkserver_req {
 	uint32_t flags;	     /* FORKSERVER_* */
@@ -36,15 +39,16 @@ struct forkserver_req {
 };
 
 /* The daemon's side: asks the server on sock for a supervisor on fifo with
- * report_w as its stdout, waiting at most timeout_ms for the answer. 0
- * with *pid set, or -errno with err set (the server is then of no more
- * use: the caller stops it). */
-int forkserver_request(int sock, const char *fifo, int report_w, bool idle, int timeout_ms,
+ * report_w as its stdout and flags (FORKSERVER_*), waiting at most
+ * timeout_ms for the answer. 0 with *pid set, or -errno with err set (the
+ * server is then of no more use: the caller stops it). */
+int forkserver_request(int sock, const char *fifo, int report_w, uint32_t flags, int timeout_ms,
 		       pid_t *pid, struct err *err);
 
 /* The server: `rund execute -spares`, fd 0 the socket. Each supervisor
- * runs run("execute", "-fifo", PATH) with pt, as main would, and exits
- * with what it returns. Returns 0 at EOF, 1 on a broken socket. */
+ * runs run("execute", "-fifo", PATH [, "-placed"]) with pt, as main
+ * would, and exits with what it returns. Returns 0 at EOF, 1 on a broken
+ * socket. */
 typedef int forkserver_run_fn(int argc, char **argv, const struct proctitle *pt);
 int forkserver_main(const struct proctitle *pt, forkserver_run_fn *run);
 

@@ -1317,7 +1317,8 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 		cfg->sandbox && !cfg->sandbox->root
 			? jobspec_warm_encode(cfg->cgroup->path, cfg->sandbox, &warm_len)
 			: NULL;
-	t->pool = suppool_new(loop, cfg->exe, t->dir.path, t->dir.run_fd, warm, warm_len, true);
+	t->pool = suppool_new(loop, cfg->exe, t->dir.path, t->dir.run_fd, warm, warm_len, true,
+			      cfg->in_daemon_group);
 
 	int fd = dup(t->dir.jobs_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

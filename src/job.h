@@ -33,6 +33,9 @@ struct job_config {
 	const char *state_dir;	    /* absolute; created if missing */
 	const char *exe;	    /* the rund binary to run as supervisor */
 	struct cgroup_root *cgroup; /* set up by the caller; borrowed */
+	/* We run in cgroup's daemon group (not -cgroup_daemon_stays): the
+	 * supervisors we start are born there. */
+	bool in_daemon_group;
 	const struct io_device *io_devices;
 	size_t n_io_devices;
 	uint64_t max_log_bytes; /* per job; 0 = unlimited */

@@ -554,6 +554,7 @@ static int run(const struct serve_opts *o)
 		.state_dir = state_dir,
 		.exe = exe,
 		.cgroup = &cg,
+		.in_daemon_group = !o->cgroup_daemon_stays,
 		.io_devices = devs,
 		.n_io_devices = ndevs,
 		.max_log_bytes = o->max_log_bytes,

@@ -59,6 +59,7 @@ struct sup_job {
 	 * only), and the cgroup root we moved into, if any. */
 	struct jobspec warm;
 	bool entered;
+	bool placed; /* born in the daemon's cgroup, the jobs' daemon group */
 	const struct proctitle *pt;
 	struct cgroup_root root;
 	int dirfd, lockfd, cgfd, devnull, pidfd;
@@ -144,9 +145,10 @@ static void sanitize_fds(void)
 	close_range(3, ~0u, 0);
 }
 
-static const char *parse_args(int argc, char **argv)
+static const char *parse_args(int argc, char **argv, bool *placed)
 {
 	const char *fifo = NULL;
+	*placed = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "execute") == 0)
@@ -157,6 +159,8 @@ static const char *parse_args(int argc, char **argv)
 			fifo = argv[++i];
 		else if (strncmp(a, "-fifo=", 6) == 0)
 			fifo = a + 6;
+		else if (strcmp(a, "-placed") == 0)
+			*placed = true;
 		else
 			return NULL;
 	}
@@ -654,7 +658,7 @@ static void warm_up(struct sup_job *j, struct handoff_request *req, const char *
 {
 	struct err err;
 	if (jobspec_warm_decode(req->spec, req->spec_len, &j->warm, &err) < 0 ||
-	    cgroup_enter_daemon(j->warm.cgroup, &err) < 0)
+	    (!j->placed && cgroup_enter_daemon(j->warm.cgroup, &err) < 0))
 		return;
 	j->entered = true;
 	/* Our command line is the init's (it shares our memory, or is a
@@ -692,7 +696,7 @@ static int start(struct sup_job *j, const char *fifo, struct err *err)
 	/* Spawned in the daemon's cgroup, which may be a systemd unit of its
 	 * own (-cgroup_daemon_stays): a supervisor belongs with the jobs'
 	 * unit, where restarting the daemon's unit never looks. */
-	if ((!j->entered || strcmp(j->warm.cgroup, j->spec.cgroup) != 0) &&
+	if (!j->placed && (!j->entered || strcmp(j->warm.cgroup, j->spec.cgroup) != 0) &&
 	    (r = cgroup_enter_daemon(j->spec.cgroup, err)) < 0)
 		return r;
 	/* The request is read: fifo (in argv) is not needed again, and ps
@@ -724,9 +728,10 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 	/* The daemon may go away while we run: writing to a dead pipe must
 	 * be an error, not our death. */
 	signal(SIGPIPE, SIG_IGN);
-	const char *fifo = parse_args(argc, argv);
+	bool placed;
+	const char *fifo = parse_args(argc, argv, &placed);
 	if (!fifo) {
-		fprintf(stderr, "usage: rund execute -fifo PATH\n");
+		fprintf(stderr, "usage: rund execute -fifo PATH [-placed]\n");
 		return 2;
 	}
 	/* Our own session: signals for the daemon's terminal or process
@@ -737,6 +742,7 @@ int supervisor_main(int argc, char **argv, const struct proctitle *pt)
 	_cleanup_(sup_job_release) struct sup_job j;
 	sup_job_init(&j);
 	j.pt = pt;
+	j.placed = placed;
 	struct err err;
 	err_clear(&err);
 	if (start(&j, fifo, &err) < 0) {

@@ -1,4 +1,4 @@
-/* supervisor: `rund execute -fifo PATH`, one process per job.
+/* supervisor: `rund execute -fifo PATH [-placed]`, one process per job.
  *
  * Protocol with the daemon (the bytes are handoff.h's, the paths
  * jobdir.h's). The daemon creates the FIFO <state_dir>/run/<n>, opens it
@@ -11,6 +11,10 @@
  * cgroup root and the policy, jobspec.h): the supervisor then joins the
  * cgroup root's daemon group and prepares the job's sandbox while it waits
  * (sandbox.h), and at the request checks that it still fits.
+ * `-placed` says it was born in that daemon group already (the daemon's
+ * own), so it does not join it: a move into a group write-locks every
+ * thread group's membership, which can wait for an RCU grace period
+ * while holding the lock every cgroup mkdir and rmdir needs.
  * The daemon writes it when a Start arrives, after writing
  * <state_dir>/jobs/<id>/spec; until then the supervisor is a "spare" the
  * daemon keeps ready so that Start does not wait for a new process. If the

@@ -36,6 +36,7 @@ struct suppool {
 	/* The fork server (forkserver.h), when the pool uses one: its
 	 * socket, or -1 while there is none (then spares are spawned). */
 	bool use_forkserver;
+	bool placed; /* supervisors start in the jobs' daemon group */
 	int fs_sock, fs_pidfd;
 	pid_t fs_pid;
 	unsigned fs_starts; /* how many were started: bounded, so a broken one is not respawned
@@ -180,11 +181,17 @@ static int spawn_rund(struct suppool *pool, char **argv, int stdin_fd, int stdou
 	return r;
 }
 
-/* posix_spawn's view of `rund execute -fifo path` (see spawn_rund). */
+/* posix_spawn's view of `rund execute -fifo path [-placed]` (see
+ * spawn_rund). */
 static int spawn_supervisor(struct suppool *pool, const char *path, int report_w, bool idle,
 			    pid_t *pid)
 {
-	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-fifo", (char *)path, NULL};
+	char *argv[] = {(char *)"rund",
+			(char *)"execute",
+			(char *)"-fifo",
+			(char *)path,
+			pool->placed ? (char *)"-placed" : NULL,
+			NULL};
 	return spawn_rund(pool, argv, -1, report_w, idle, pid);
 }
 
@@ -236,7 +243,8 @@ static int forkserver_spawn(struct suppool *pool, const char *path, int report_w
 		return -ENOENT;
 	struct err err;
 	err_clear(&err);
-	int r = forkserver_request(pool->fs_sock, path, report_w, idle, FORKSERVER_TIMEOUT_MS, pid,
+	uint32_t flags = (idle ? FORKSERVER_IDLE : 0) | (pool->placed ? FORKSERVER_PLACED : 0);
+	int r = forkserver_request(pool->fs_sock, path, report_w, flags, FORKSERVER_TIMEOUT_MS, pid,
 				   &err);
 	if (r < 0) {
 		fprintf(stderr, "rund: fork server: %s; spawning supervisors instead\n", err.msg);
@@ -365,10 +373,11 @@ static void refill(void *ctx)
 }
 
 struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
-			    const char *warm, size_t warm_len, bool forkserver)
+			    const char *warm, size_t warm_len, bool forkserver, bool placed)
 {
 	struct suppool *pool = xcalloc(1, sizeof *pool);
 	pool->use_forkserver = forkserver;
+	pool->placed = placed;
 	pool->fs_sock = pool->fs_pidfd = -1;
 	if (warm) {
 		pool->warm = xmalloc(warm_len);

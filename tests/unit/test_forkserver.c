@@ -29,8 +29,10 @@ static int run_stub(int argc, char **argv, const struct proctitle *pt)
 {
 	(void)pt;
 	char line[512];
-	int n = snprintf(line, sizeof line, "%d %s %s %s ppid=%d idle=%d\n", argc, argv[0], argv[1],
-			 argv[2], (int)getppid(), sched_getscheduler(0) == SCHED_IDLE);
+	int n = snprintf(line, sizeof line, "%d %s %s %s%s%s ppid=%d idle=%d\n", argc, argv[0],
+			 argv[1], argv[2], argc > 3 ? " " : "", argc > 3 ? argv[3] : "",
+			 (int)getppid(), sched_getscheduler(0) == SCHED_IDLE);
+	assert_null(argv[argc]);
 	write_all(STDOUT_FILENO, line, (size_t)n);
 	return 7;
 }
@@ -83,21 +85,24 @@ static void test_forks_our_child(void **state)
 {
 	(void)state;
 	struct server s = start_server();
-	for (int idle = 0; idle < 2; idle++) {
+	static const uint32_t flags[] = {0, FORKSERVER_IDLE, FORKSERVER_PLACED};
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
 		int p[2];
 		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 		pid_t pid = 0;
 		struct err err;
 		err_clear(&err);
-		assert_int_equal(
-			forkserver_request(s.sock, "/state/run/3", p[1], idle, 10000, &pid, &err),
-			0);
+		assert_int_equal(forkserver_request(s.sock, "/state/run/3", p[1], flags[i], 10000,
+						    &pid, &err),
+				 0);
 		close(p[1]);
 		char line[512], want[512];
 		read_line(p[0], line, sizeof line);
 		close(p[0]);
-		snprintf(want, sizeof want, "3 execute -fifo /state/run/3 ppid=%d idle=%d\n",
-			 (int)getpid(), idle);
+		bool placed = flags[i] & FORKSERVER_PLACED;
+		snprintf(want, sizeof want, "%d execute -fifo /state/run/3%s ppid=%d idle=%d\n",
+			 placed ? 4 : 3, placed ? " -placed" : "", (int)getpid(),
+			 (flags[i] & FORKSERVER_IDLE) != 0);
 		assert_string_equal(line, want);
 		/* Ours to reap, with its exit code. */
 		int ws;
@@ -131,8 +136,7 @@ static void test_bad_requests(void **state)
 	pid_t pid;
 	struct err err;
 	err_clear(&err);
-	assert_int_equal(forkserver_request(s.sock, longp, 1, false, 1000, &pid, &err),
-			 -ENAMETOOLONG);
+	assert_int_equal(forkserver_request(s.sock, longp, 1, 0, 1000, &pid, &err), -ENAMETOOLONG);
 	free(longp);
 	assert_int_equal(stop_server(&s), 0);
 }
@@ -145,13 +149,13 @@ static void test_silent_server_times_out(void **state)
 	pid_t pid;
 	struct err err;
 	err_clear(&err);
-	assert_int_equal(forkserver_request(sv[0], "/x", STDOUT_FILENO, false, 100, &pid, &err),
+	assert_int_equal(forkserver_request(sv[0], "/x", STDOUT_FILENO, 0, 100, &pid, &err),
 			 -ETIMEDOUT);
 	assert_non_null(strstr(err.msg, "100 ms"));
 	/* A server that is gone. */
 	close(sv[1]);
 	err_clear(&err);
-	assert_true(forkserver_request(sv[0], "/x", STDOUT_FILENO, false, 100, &pid, &err) < 0);
+	assert_true(forkserver_request(sv[0], "/x", STDOUT_FILENO, 0, 100, &pid, &err) < 0);
 	close(sv[0]);
 }
 
