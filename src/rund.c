@@ -27,6 +27,7 @@
 #include "server.h"
 #include "supervisor.h"
 #include "tls.h"
+#include "uidclaim.h"
 #include "util.h"
 #include "version.h"
 
@@ -503,7 +504,8 @@ static int run(const struct serve_opts *o)
 	struct api *api = NULL;
 	struct sandbox_policy policy = {0};
 	struct uidpool *uids = NULL;
-	uint32_t uid_range[2];
+	uint32_t uid_range[2] = {0, 0};
+	int uid_claim = -1;
 	_cleanup_free_ char *state_dir = NULL;
 	_cleanup_free_ char *exe = NULL;
 
@@ -540,8 +542,17 @@ static int run(const struct serve_opts *o)
 		status = 2;
 		goto out;
 	}
-	if (!policy.root)
+	if (!policy.root) {
+		/* No other daemon on this host may hand out our uids while we
+		 * run (uidclaim.h). */
+		uid_claim =
+			uidclaim_take(UIDCLAIM_DIR, uid_range[0], uid_range[1], state_dir, &err);
+		if (uid_claim < 0) {
+			fprintf(stderr, "rund serve: %s\n", err.msg);
+			goto out;
+		}
 		uids = uidpool_new(uid_range[0], uid_range[1]);
+	}
 	announce_policy(&policy, uid_range);
 	warn_if_key_readable(o->key);
 	d.base = event_base_new();
@@ -624,6 +635,7 @@ out:
 	free(devs);
 	sandbox_policy_free(&policy);
 	uidpool_free(uids);
+	uidclaim_release(UIDCLAIM_DIR, uid_range[0], uid_range[1], uid_claim);
 	return status;
 }
 

@@ -4,6 +4,7 @@ and the runc CLI."""
 
 import atexit
 import importlib
+import itertools
 import os
 import pathlib
 import re
@@ -95,8 +96,21 @@ def pb():
     return _generate_pb()
 
 
+_uid_slots = itertools.count()
+
+
+def _own_uid_range():
+    """A -job_uids range of 65536 for one test daemon: two confined daemons
+    on a host may not overlap (rund refuses), and a rund serving on this
+    host keeps the default range (1900000000-1900065535), below these."""
+    slot = (os.getpid() * 7 + next(_uid_slots)) % 3000
+    first = 1901000000 + slot * 65536
+    return "%d-%d" % (first, first + 65535)
+
+
 class Rund:
-    """One running daemon. Keeps its state dir and cgroup across restarts."""
+    """One running daemon. Keeps its state dir, cgroup and uid range across
+    restarts."""
 
     def __init__(self, tmp, extra_args=(), prefix=()):
         # prefix: a command that execs the daemon in place (same pid), such
@@ -104,6 +118,8 @@ class Rund:
         self.prefix = list(prefix)
         self.state_dir = os.path.join(tmp, "state")
         self.cgroup = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
+        # Before extra_args, so that a test's own -job_uids wins.
+        self.uid_args = ["-job_uids", _own_uid_range()]
         self.extra_args = list(extra_args)
         self.port = 0
         self.proc = None
@@ -119,7 +135,7 @@ class Rund:
                 "-cert", os.path.join(TLS, "server.pem"),
                 "-key", os.path.join(TLS, "server-key.pem"),
                 "-state_dir", self.state_dir,
-                "-cgroup", self.cgroup] + self.extra_args
+                "-cgroup", self.cgroup] + self.uid_args + self.extra_args
         self._err = open(self.errfile, "ab")
         self._err_start = self._err.tell()
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self._err,

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 
 import grpc
 import pytest
@@ -516,6 +517,40 @@ def test_bad_policy_flags_refused(rund_factory, tmp_path):
                 pass
         assert r.returncode != 0, args
         assert needle in r.stderr.decode(), (args, r.stderr)
+
+
+def test_overlapping_uid_ranges_refused(rund, rund_factory, pb, tmp_path):
+    # Two daemons on one host handing out the same uids could give two jobs
+    # one uid: the second is refused, naming the first, and a disjoint
+    # range starts.
+    from conftest import RUND
+    first, last = (int(x) for x in rund.uid_args[1].split("-"))
+    root = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
+    try:
+        r = subprocess.run([RUND, "serve", "-addr", "127.0.0.1:0",
+                            "-ca", os.path.join(TLS, "ca.pem"),
+                            "-cert", os.path.join(TLS, "server.pem"),
+                            "-key", os.path.join(TLS, "server-key.pem"),
+                            "-state_dir", str(tmp_path / "second"), "-cgroup", root,
+                            "-job_uids", "%d-%d" % (last, last + 10)],
+                           capture_output=True, timeout=20)
+    finally:
+        for d in ("daemon", "jobs", ""):
+            try:
+                os.rmdir(os.path.join(root, d) if d else root)
+            except OSError:
+                pass
+    err = r.stderr.decode()
+    assert r.returncode != 0, err
+    assert "overlaps %d-%d" % (first, last) in err, err
+    assert "pid %d" % rund.pid in err and rund.state_dir in err, err
+    # The first still serves, and a range of its own starts.
+    s = stub(channel(rund))
+    assert wait_end(s, pb, start(s, pb, "true")).exit_code.value == 0
+    other = rund_factory("-job_uids", "%d-%d" % (last + 1, last + 11))
+    so = stub(channel(other))
+    st = wait_end(so, pb, start(so, pb, "true"))
+    assert st.exit_code.value == 0 and st.uid == last + 1
 
 
 # ---- what keeps working -------------------------------------------------------

@@ -65,12 +65,12 @@ def test_command_line_limit(rund, pb):
 
 def test_one_daemon_per_state_dir(rund):
     import subprocess
-    from conftest import RUND
+    from conftest import RUND, _own_uid_range
     p = subprocess.run([RUND, "serve", "-addr", "127.0.0.1:0", "-state_dir", rund.state_dir,
                         "-ca", os.path.join(TLS, "ca.pem"),
                         "-cert", os.path.join(TLS, "server.pem"),
                         "-key", os.path.join(TLS, "server-key.pem"),
-                        "-cgroup", rund.cgroup + "-second"],
+                        "-cgroup", rund.cgroup + "-second", "-job_uids", _own_uid_range()],
                        capture_output=True, timeout=10)
     assert p.returncode == 1
     assert b"another rund already serves the state directory" in p.stderr

@@ -1,0 +1,80 @@
+/* Unit tests for uidclaim.c: a live claim refuses overlaps and names its
+ * holder; disjoint ranges coexist; a claim whose holder is gone is stale
+ * and removed by the next. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uidclaim.h"
+#include "util.h"
+
+static void test_claims(void **state)
+{
+	(void)state;
+	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
+	assert_non_null(mkdtemp(tmp));
+	_cleanup_free_ char *dir = xasprintf("%s/run/claims", tmp); /* made, parents too */
+	struct err err;
+
+	int a = uidclaim_take(dir, 70000, 70999, "/state/a", &err);
+	assert_true(a >= 0);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	_cleanup_free_ char *file = xasprintf("%s/70000-70999", dir);
+	assert_int_equal(read_file_at(AT_FDCWD, file, 4096, &text, &len), 0);
+	char want[128];
+	snprintf(want, sizeof want, "pid %d\nstate_dir /state/a\n", (int)getpid());
+	assert_string_equal(text, want);
+
+	/* Overlapping at either end, or inside: refused, naming the holder. */
+	static const uint32_t overlaps[][2] = {{69000, 70000}, {70999, 71999}, {70100, 70200}};
+	for (size_t i = 0; i < sizeof overlaps / sizeof overlaps[0]; i++) {
+		err_clear(&err);
+		assert_int_equal(
+			uidclaim_take(dir, overlaps[i][0], overlaps[i][1], "/state/b", &err),
+			-EBUSY);
+		assert_non_null(strstr(err.msg, "70000-70999"));
+		assert_non_null(strstr(err.msg, "/state/a"));
+	}
+	/* Disjoint: both live. */
+	int b = uidclaim_take(dir, 71000, 71999, "/state/b", &err);
+	assert_true(b >= 0);
+
+	/* a's holder is gone: its file is stale, and a claim over it is
+	 * taken, and the stale file removed. */
+	close(a);
+	int c = uidclaim_take(dir, 70500, 70600, "/state/c", &err);
+	assert_true(c >= 0);
+	assert_int_equal(access(file, F_OK), -1);
+	/* b is still live. */
+	err_clear(&err);
+	assert_int_equal(uidclaim_take(dir, 71500, 71500, "/state/d", &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "71000-71999"));
+
+	/* Released: its file goes with it. */
+	uidclaim_release(dir, 71000, 71999, b);
+	_cleanup_free_ char *bfile = xasprintf("%s/71000-71999", dir);
+	assert_int_equal(access(bfile, F_OK), -1);
+	assert_true((b = uidclaim_take(dir, 71500, 71500, "/state/d", &err)) >= 0);
+	close(b);
+	close(c);
+	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_claims),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
