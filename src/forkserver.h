@@ -29,8 +29,9 @@
 struct proctitle;
 
 #define FORKSERVER_IDLE 1u /* the supervisor starts as SCHED_IDLE (a spare) */
-/* The server, as the daemon, is in the jobs' daemon cgroup: the supervisor
- * is born there and is told so (`-placed`, supervisor.h). */
+/* The server is in the jobs' daemon group (the daemon's, or joined at its
+ * start, `rund execute -spares -cgroup R`): the supervisor is born there
+ * and is told so (`-placed`, supervisor.h). */
 #define FORKSERVER_PLACED 2u
 
 struct forkserver_req {

@@ -1318,7 +1318,7 @@ int job_table_open(struct loop *loop, const struct job_config *cfg, struct job_t
 			? jobspec_warm_encode(cfg->cgroup->path, cfg->sandbox, &warm_len)
 			: NULL;
 	t->pool = suppool_new(loop, cfg->exe, t->dir.path, t->dir.run_fd, warm, warm_len, true,
-			      cfg->in_daemon_group);
+			      cfg->in_daemon_group ? NULL : cfg->cgroup->path);
 
 	int fd = dup(t->dir.jobs_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

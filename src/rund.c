@@ -639,6 +639,24 @@ out:
 	return status;
 }
 
+/* `rund execute -spares [-cgroup R]`: the fork server, which first joins
+ * R's daemon group, where the supervisors it forks belong
+ * (-cgroup_daemon_stays leaves the daemon elsewhere). */
+static int spares_main(int argc, char **argv, const struct proctitle *title)
+{
+	if (argc == 3 && strcmp(argv[1], "-cgroup") == 0) {
+		struct err err;
+		if (cgroup_enter_daemon(argv[2], &err) < 0) {
+			fprintf(stderr, "rund execute -spares: %s\n", err.msg);
+			return 1;
+		}
+	} else if (argc != 1) {
+		fprintf(stderr, "usage: rund execute -spares [-cgroup ROOT]\n");
+		return 2;
+	}
+	return forkserver_main(title, supervisor_main);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -649,8 +667,8 @@ int main(int argc, char **argv)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(argv[1], "execute") == 0) {
 		struct proctitle title = proctitle_init(argc, argv);
-		if (argc == 3 && strcmp(argv[2], "-spares") == 0)
-			return forkserver_main(&title, supervisor_main);
+		if (argc >= 3 && strcmp(argv[2], "-spares") == 0)
+			return spares_main(argc - 2, argv + 2, &title);
 		return supervisor_main(argc - 1, argv + 1, &title);
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version")) {

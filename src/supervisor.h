@@ -12,7 +12,7 @@
  * cgroup root's daemon group and prepares the job's sandbox while it waits
  * (sandbox.h), and at the request checks that it still fits.
  * `-placed` says it was born in that daemon group already (the daemon's
- * own), so it does not join it: a move into a group write-locks every
+ * or the fork server's), so it does not join it: a move into a group write-locks every
  * thread group's membership, which can wait for an RCU grace period
  * while holding the lock every cgroup mkdir and rmdir needs.
  * The daemon writes it when a Start arrives, after writing

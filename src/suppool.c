@@ -36,7 +36,9 @@ struct suppool {
 	/* The fork server (forkserver.h), when the pool uses one: its
 	 * socket, or -1 while there is none (then spares are spawned). */
 	bool use_forkserver;
-	bool placed; /* supervisors start in the jobs' daemon group */
+	/* NULL: we are in the jobs' daemon group; else the cgroup root whose
+	 * daemon group the fork server joins. */
+	const char *cgroup_root;
 	int fs_sock, fs_pidfd;
 	pid_t fs_pid;
 	unsigned fs_starts; /* how many were started: bounded, so a broken one is not respawned
@@ -190,7 +192,7 @@ static int spawn_supervisor(struct suppool *pool, const char *path, int report_w
 			(char *)"execute",
 			(char *)"-fifo",
 			(char *)path,
-			pool->placed ? (char *)"-placed" : NULL,
+			pool->cgroup_root ? NULL : (char *)"-placed",
 			NULL};
 	return spawn_rund(pool, argv, -1, report_w, idle, pid);
 }
@@ -221,7 +223,13 @@ static void forkserver_start(struct suppool *pool)
 		fprintf(stderr, "rund: fork server: socketpair: %s\n", strerror(errno));
 		return;
 	}
-	char *argv[] = {(char *)"rund", (char *)"execute", (char *)"-spares", NULL};
+	/* `-cgroup R`: the server joins R's daemon group first. */
+	char *argv[] = {(char *)"rund",
+			(char *)"execute",
+			(char *)"-spares",
+			pool->cgroup_root ? (char *)"-cgroup" : NULL,
+			(char *)pool->cgroup_root,
+			NULL};
 	int r = spawn_rund(pool, argv, sv[1], -1, false, &pool->fs_pid);
 	close(sv[1]);
 	if (r != 0) {
@@ -243,7 +251,8 @@ static int forkserver_spawn(struct suppool *pool, const char *path, int report_w
 		return -ENOENT;
 	struct err err;
 	err_clear(&err);
-	uint32_t flags = (idle ? FORKSERVER_IDLE : 0) | (pool->placed ? FORKSERVER_PLACED : 0);
+	/* The server is in the jobs' daemon group: ours, or joined. */
+	uint32_t flags = (idle ? FORKSERVER_IDLE : 0) | FORKSERVER_PLACED;
 	int r = forkserver_request(pool->fs_sock, path, report_w, flags, FORKSERVER_TIMEOUT_MS, pid,
 				   &err);
 	if (r < 0) {
@@ -373,11 +382,12 @@ static void refill(void *ctx)
 }
 
 struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
-			    const char *warm, size_t warm_len, bool forkserver, bool placed)
+			    const char *warm, size_t warm_len, bool forkserver,
+			    const char *cgroup_root)
 {
 	struct suppool *pool = xcalloc(1, sizeof *pool);
 	pool->use_forkserver = forkserver;
-	pool->placed = placed;
+	pool->cgroup_root = cgroup_root;
 	pool->fs_sock = pool->fs_pidfd = -1;
 	if (warm) {
 		pool->warm = xmalloc(warm_len);

@@ -56,9 +56,12 @@ struct sup {
 };
 
 /* exe: the rund binary; state_dir and run_fd: borrowed, live longer than
- * the pool (run_fd is <state_dir>/run). placed: supervisors are born in
- * the jobs' daemon group (ours), and are told so (`-placed`,
- * supervisor.h). warm (copied; NULL for none) is
+ * the pool (run_fd is <state_dir>/run). cgroup_root: NULL when we run in
+ * the jobs' daemon group ourselves, so that every supervisor is born
+ * there; else the root (borrowed) whose daemon group the fork server
+ * joins when it starts, so that its supervisors are. Supervisors born
+ * there are told so (`-placed`, supervisor.h). warm (copied; NULL for
+ * none) is
  * written to every spare as its first frame, before any request
  * (jobspec_warm_encode): it then prepares its job's sandbox while it
  * waits. With forkserver, supervisors are forked by `exe execute
@@ -66,7 +69,8 @@ struct sup {
  * are spawned, and it is started again, a bounded number of times. Spares
  * are prepared from the loop, not inside this call. */
 struct suppool *suppool_new(struct loop *loop, const char *exe, const char *state_dir, int run_fd,
-			    const char *warm, size_t warm_len, bool forkserver, bool placed);
+			    const char *warm, size_t warm_len, bool forkserver,
+			    const char *cgroup_root);
 /* Idle spares see EOF on their FIFO and exit on their own. */
 void suppool_free(struct suppool *pool);
 

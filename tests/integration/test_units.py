@@ -62,9 +62,13 @@ def test_daemon_stays_supervisors_move(rund_factory):
         job = r.stdout.decode().strip()
         sup = wait_for(lambda: _supervisor_of(job))
         assert sup, "no supervisor for " + job
-        # Spawned in the daemon's cgroup, the supervisor moved to R/daemon.
+        # The supervisor is in R/daemon, not in the daemon's cgroup: the
+        # fork server that made it joined R/daemon when it started.
         assert _cgroup_of(sup) == os.path.join(root, "daemon")
         assert _cgroup_of(sup) != mine
+        forkservers = srv.children(b"-spares")
+        assert len(forkservers) == 1, forkservers
+        assert _cgroup_of(forkservers[0]) == os.path.join(root, "daemon")
 
         # A restart while the job prints: nothing of rund was left in the
         # daemon's cgroup, and the new daemon serves the whole output.

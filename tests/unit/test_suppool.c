@@ -80,7 +80,7 @@ static int setup(void **state)
 	assert_int_equal(jobdir_root_open(f->state, &f->root, NULL), 0);
 	f->base = event_base_new();
 	f->loop = loop_new(f->base);
-	f->pool = suppool_new(f->loop, f->exe, f->state, f->root.run_fd, NULL, 0, false, false);
+	f->pool = suppool_new(f->loop, f->exe, f->state, f->root.run_fd, NULL, 0, false, NULL);
 	*state = f;
 	return 0;
 }
