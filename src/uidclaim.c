@@ -73,8 +73,13 @@ static int scan(int dfd, uint32_t first, uint32_t last, struct err *err)
 		uint32_t a, b;
 		if (de->d_name[0] == '.' || uidpool_parse_range(de->d_name, &a, &b, NULL) < 0)
 			continue;
-		_cleanup_close_ int fd = openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
+		/* O_NONBLOCK: a FIFO planted under a claim's name must not
+		 * hang us with the directory locked; only regular files are
+		 * claims. */
+		_cleanup_close_ int fd =
+			openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		struct stat sb;
+		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 			continue;
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 			/* Nobody holds it: its daemon is gone. */
@@ -115,9 +120,17 @@ int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *st
 		return r;
 	char name[32];
 	claim_name(first, last, name);
-	int fd = openat(dfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = openat(dfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+			0600);
 	if (fd < 0)
 		return err_sys(err, errno, "create %s/%s", dir, name);
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return err_set(err, EEXIST, ERR_PRECONDITION,
+			       "%s/%s is not a regular file: not a claim of rund's; remove it", dir,
+			       name);
+	}
 	char text[PATH_MAX + 64];
 	int n = snprintf(text, sizeof text, "pid %d\nstate_dir %s\n", (int)getpid(), state_dir);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "uidclaim.h"
@@ -71,10 +72,43 @@ static void test_claims(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Files under a claim's name that are not regular files: nothing opens
+ * them in a way that blocks (a FIFO would wait for a writer forever, with
+ * the directory locked against every other daemon), and none is taken for
+ * a claim. */
+static void test_odd_files(void **state)
+{
+	(void)state;
+	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
+	assert_non_null(mkdtemp(tmp));
+	struct err err;
+	_cleanup_free_ char *fifo = xasprintf("%s/70000-70999", tmp);
+	_cleanup_free_ char *dir = xasprintf("%s/72000-72999", tmp);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	/* A hang is a failure, not a stuck test run. */
+	alarm(10);
+	/* Overlapping both: neither is a live claim. */
+	int a = uidclaim_take(tmp, 69000, 73000, "/state/a", &err);
+	assert_true(a >= 0);
+	close(a);
+	/* Under our own name: refused, saying why. */
+	err_clear(&err);
+	assert_true(uidclaim_take(tmp, 70000, 70999, "/state/a", &err) < 0);
+	assert_non_null(strstr(err.msg, "70000-70999"));
+	err_clear(&err);
+	assert_true(uidclaim_take(tmp, 72000, 72999, "/state/a", &err) < 0);
+	assert_non_null(strstr(err.msg, "72000-72999"));
+	alarm(0);
+	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_odd_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
