@@ -272,3 +272,21 @@ bool jobdir_locked(int jobs_fd, const char *id)
 	}
 	return errno == EWOULDBLOCK;
 }
+
+bool jobdir_any_locked(const char *path)
+{
+	_cleanup_free_ char *jobs = xasprintf("%s/%s", path, jobs_name);
+	int fd = open(jobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	bool any = false;
+	struct dirent *de;
+	while (!any && (de = readdir(d)))
+		any = strlen(de->d_name) == ULID_LEN && jobdir_locked(fd, de->d_name);
+	closedir(d);
+	return any;
+}

@@ -109,6 +109,9 @@ int jobdir_status_write(int dirfd, const char *text, size_t len);
 int jobdir_lock(int dirfd, struct err *err);
 /* Daemon: true while someone (the job's supervisor) holds the job's lock. */
 bool jobdir_locked(int jobs_fd, const char *id);
+/* True while a supervisor of any job under the state directory path runs
+ * (holds its job's lock), whether or not a daemon serves it. */
+bool jobdir_any_locked(const char *path);
 /* True when file f of job id exists. */
 bool jobdir_has(int jobs_fd, const char *id, enum jobdir_file f);
 

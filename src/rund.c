@@ -635,7 +635,7 @@ out:
 	free(devs);
 	sandbox_policy_free(&policy);
 	uidpool_free(uids);
-	uidclaim_release(UIDCLAIM_DIR, uid_range[0], uid_range[1], uid_claim);
+	uidclaim_release(UIDCLAIM_DIR, uid_range[0], uid_range[1], state_dir, uid_claim);
 	return status;
 }
 

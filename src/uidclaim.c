@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobdir.h"
 #include "uidpool.h"
 #include "util.h"
 
@@ -56,8 +57,25 @@ static void describe(int dfd, const char *name, char *buf, size_t cap)
 	}
 }
 
-/* Removes the stale claims in dfd and fails if a live one overlaps. */
-static int scan(int dfd, uint32_t first, uint32_t last, struct err *err)
+/* The state directory claim name's file names (malloc'ed), or NULL. */
+static char *claim_state_dir(int dfd, const char *name)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	if (read_file_at(dfd, name, 2 * PATH_MAX, &text, &len) < 0)
+		return NULL;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, "state_dir ", 10) == 0)
+			return xstrdup(line + 10);
+	return NULL;
+}
+
+/* Removes the stale claims in dfd and fails if a live one overlaps: a
+ * daemon's, or, once it is gone, its jobs' (they outlive it, and keep
+ * their uids) unless its state directory is state_dir, ours: we recover
+ * them. */
+static int scan(int dfd, uint32_t first, uint32_t last, const char *state_dir, struct err *err)
 {
 	int dup_fd = dup(dfd);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
@@ -81,12 +99,24 @@ static int scan(int dfd, uint32_t first, uint32_t last, struct err *err)
 		struct stat sb;
 		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 			continue;
+		bool overlaps = !(a > last || b < first);
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			/* Nobody holds it: its daemon is gone. */
-			unlinkat(dfd, de->d_name, 0);
+			/* Nobody holds it: its daemon is gone. Its jobs? */
+			_cleanup_free_ char *owner = claim_state_dir(dfd, de->d_name);
+			if (!owner || !jobdir_any_locked(owner)) {
+				unlinkat(dfd, de->d_name, 0);
+				continue;
+			}
+			if (!overlaps || strcmp(owner, state_dir) == 0)
+				continue;
+			r = err_set(err, EBUSY, ERR_PRECONDITION,
+				    "-job_uids %u-%u overlaps %u-%u, the range of a stopped rund "
+				    "whose jobs still run (state_dir %s): two jobs could share one "
+				    "uid; give each daemon its own range, or start rund on %s",
+				    first, last, a, b, owner, owner);
 			continue;
 		}
-		if (a > last || b < first)
+		if (!overlaps)
 			continue;
 		char who[PATH_MAX + 64];
 		describe(dfd, de->d_name, who, sizeof who);
@@ -116,7 +146,7 @@ int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *st
 	/* Held until we return (dfd's close): one claim at a time. */
 	if (flock(dfd, LOCK_EX) < 0)
 		return err_sys(err, errno, "lock %s", dir);
-	if ((r = scan(dfd, first, last, err)) < 0)
+	if ((r = scan(dfd, first, last, state_dir, err)) < 0)
 		return r;
 	char name[32];
 	claim_name(first, last, name);
@@ -144,14 +174,16 @@ int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *st
 	return fd;
 }
 
-void uidclaim_release(const char *dir, uint32_t first, uint32_t last, int fd)
+void uidclaim_release(const char *dir, uint32_t first, uint32_t last, const char *state_dir, int fd)
 {
 	if (fd < 0)
 		return;
 	char name[32];
 	claim_name(first, last, name);
 	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	/* Still ours: we hold its lock until the close below. */
-	unlink(path);
+	/* Still ours: we hold its lock until the close below. Jobs that
+	 * outlive us keep their uids: the file then tells the next claim. */
+	if (!jobdir_any_locked(state_dir))
+		unlink(path);
 	close(fd);
 }

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobdir.h"
 #include "uidclaim.h"
 #include "util.h"
 
@@ -62,7 +64,7 @@ static void test_claims(void **state)
 	assert_non_null(strstr(err.msg, "71000-71999"));
 
 	/* Released: its file goes with it. */
-	uidclaim_release(dir, 71000, 71999, b);
+	uidclaim_release(dir, 71000, 71999, "/state/b", b);
 	_cleanup_free_ char *bfile = xasprintf("%s/71000-71999", dir);
 	assert_int_equal(access(bfile, F_OK), -1);
 	assert_true((b = uidclaim_take(dir, 71500, 71500, "/state/d", &err)) >= 0);
@@ -104,10 +106,60 @@ static void test_odd_files(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Jobs outlive their daemon, with their uids: its claim holds until the
+ * last of its supervisors (the holder of a job's lock) is gone, against
+ * every daemon but one on its own state directory. */
+static void test_jobs_outlive_daemon(void **state)
+{
+	(void)state;
+	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
+	assert_non_null(mkdtemp(tmp));
+	_cleanup_free_ char *dir = xasprintf("%s/claims", tmp);
+	_cleanup_free_ char *sd = xasprintf("%s/state", tmp);
+	_cleanup_free_ char *jobs = xasprintf("%s/jobs", sd);
+	const char *id = "01M8P28NN422NQCG1JMRGPXCTV";
+	_cleanup_free_ char *job = xasprintf("%s/%s", jobs, id);
+	assert_int_equal(mkdir(sd, 0700), 0);
+	assert_int_equal(mkdir(jobs, 0700), 0);
+	assert_int_equal(mkdir(job, 0700), 0);
+	char rel[JOBDIR_REL_MAX];
+	jobdir_rel(id, JOBDIR_LOCK, rel);
+	_cleanup_free_ char *lock = xasprintf("%s/%s", jobs, rel);
+	/* The job's supervisor. */
+	int sup = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(sup >= 0);
+	assert_int_equal(flock(sup, LOCK_EX | LOCK_NB), 0);
+
+	struct err err;
+	int a = uidclaim_take(dir, 70000, 70999, sd, &err);
+	assert_true(a >= 0);
+	/* The daemon stops (cleanly, or killed: its lock is gone either
+	 * way); its job runs on. */
+	uidclaim_release(dir, 70000, 70999, sd, a);
+	err_clear(&err);
+	assert_int_equal(uidclaim_take(dir, 70500, 70600, "/state/other", &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "70000-70999"));
+	assert_non_null(strstr(err.msg, sd));
+	/* A daemon on the same state directory recovers the job. */
+	a = uidclaim_take(dir, 70000, 70999, sd, &err);
+	assert_true(a >= 0);
+	close(a);
+	/* The job ends: its uids are free. */
+	close(sup);
+	int b = uidclaim_take(dir, 70500, 70600, "/state/other", &err);
+	assert_true(b >= 0);
+	_cleanup_free_ char *file = xasprintf("%s/70000-70999", dir);
+	assert_int_equal(access(file, F_OK), -1);
+	uidclaim_release(dir, 70500, 70600, "/state/other", b);
+	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_jobs_outlive_daemon),
 		cmocka_unit_test(test_odd_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
