@@ -542,17 +542,8 @@ static int run(const struct serve_opts *o)
 		status = 2;
 		goto out;
 	}
-	if (!policy.root) {
-		/* No other daemon on this host may hand out our uids while we
-		 * run (uidclaim.h). */
-		uid_claim =
-			uidclaim_take(UIDCLAIM_DIR, uid_range[0], uid_range[1], state_dir, &err);
-		if (uid_claim < 0) {
-			fprintf(stderr, "rund serve: %s\n", err.msg);
-			goto out;
-		}
+	if (!policy.root)
 		uids = uidpool_new(uid_range[0], uid_range[1]);
-	}
 	announce_policy(&policy, uid_range);
 	warn_if_key_readable(o->key);
 	d.base = event_base_new();
@@ -578,6 +569,14 @@ static int run(const struct serve_opts *o)
 	uint64_t t0 = now_mono_ns();
 	if (job_table_open(d.loop, &jc, &jobs, &err) < 0) {
 		fprintf(stderr, "rund: %s\n", err.msg);
+		goto out;
+	}
+	/* No other daemon on this host may hand out our uids while we (or
+	 * our jobs) run (uidclaim.h). After the state directory's lock: a
+	 * second daemon on it is told that first. */
+	if (!policy.root && (uid_claim = uidclaim_take(UIDCLAIM_DIR, uid_range[0], uid_range[1],
+						       state_dir, &err)) < 0) {
+		fprintf(stderr, "rund serve: %s\n", err.msg);
 		goto out;
 	}
 	struct server_opts so = {

@@ -3,10 +3,11 @@ port with the example certificates, grpcio channels per client identity,
 and the runc CLI."""
 
 import atexit
+import fcntl
 import importlib
-import itertools
 import os
 import pathlib
+import random
 import re
 import shutil
 import signal
@@ -96,16 +97,29 @@ def pb():
     return _generate_pb()
 
 
-_uid_slots = itertools.count()
+UID_SLOTS = 3000
+UID_SLOT_SIZE = 65536
+_UID_SLOT_LOCKS = "/run/rund/test-uid-slots"
 
 
-def _own_uid_range():
-    """A -job_uids range of 65536 for one test daemon: two confined daemons
-    on a host may not overlap (rund refuses), and a rund serving on this
-    host keeps the default range (1900000000-1900065535), below these."""
-    slot = (os.getpid() * 7 + next(_uid_slots)) % 3000
-    first = 1901000000 + slot * 65536
-    return "%d-%d" % (first, first + 65535)
+def lock_uid_slot():
+    """(first uid, lock file) of a slot of UID_SLOT_SIZE uids that no other
+    test daemon, of this session or of one running beside it, uses while
+    the file stays open: two confined daemons on a host may not overlap
+    (rund refuses). Above the default range (1900000000-1900065535) of a
+    rund serving on this host, below bench/run's (2100000000)."""
+    os.makedirs(_UID_SLOT_LOCKS, exist_ok=True)
+    start = random.randrange(UID_SLOTS)
+    for i in range(UID_SLOTS):
+        slot = (start + i) % UID_SLOTS
+        f = open(os.path.join(_UID_SLOT_LOCKS, str(slot)), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        return 1901000000 + slot * UID_SLOT_SIZE, f
+    raise RuntimeError("every test uid slot is taken")
 
 
 class Rund:
@@ -119,7 +133,8 @@ class Rund:
         self.state_dir = os.path.join(tmp, "state")
         self.cgroup = os.path.join(cgroup2_mount(), "rund-test-" + uuid.uuid4().hex[:12])
         # Before extra_args, so that a test's own -job_uids wins.
-        self.uid_args = ["-job_uids", _own_uid_range()]
+        first, self._uid_slot = lock_uid_slot()
+        self.uid_args = ["-job_uids", "%d-%d" % (first, first + UID_SLOT_SIZE - 1)]
         self.extra_args = list(extra_args)
         self.port = 0
         self.proc = None
@@ -234,6 +249,7 @@ class Rund:
                         if time.time() > deadline:
                             break
                         time.sleep(0.05)
+        self._uid_slot.close()
 
 
 @pytest.fixture

@@ -479,7 +479,8 @@ def test_uids_not_reused_at_once_and_continue_after_restart(rund, pb):
 
 
 def test_uid_range_exhaustion(rund_factory, pb):
-    rund = rund_factory("-job_uids", "1900100000-1900100001")
+    first, slot = conftest.lock_uid_slot()
+    rund = rund_factory("-job_uids", "%d-%d" % (first, first + 1))
     s = stub(channel(rund))
     a = start(s, pb, "sleep", "60")
     b = start(s, pb, "sleep", "60")
@@ -491,6 +492,7 @@ def test_uid_range_exhaustion(rund_factory, pb):
     c = start(s, pb, "id", "-u")  # a's uid is free again once its group is gone
     assert wait_end(s, pb, c).uid == status(s, pb, a).uid
     s.Stop(pb.JobIdentifier(ulid=b), timeout=10)
+    slot.close()
 
 
 def test_bad_policy_flags_refused(rund_factory, tmp_path):
@@ -532,7 +534,7 @@ def test_overlapping_uid_ranges_refused(rund, rund_factory, pb, tmp_path):
                             "-cert", os.path.join(TLS, "server.pem"),
                             "-key", os.path.join(TLS, "server-key.pem"),
                             "-state_dir", str(tmp_path / "second"), "-cgroup", root,
-                            "-job_uids", "%d-%d" % (last, last + 10)],
+                            "-job_uids", "%d-%d" % (last - 10, last)],
                            capture_output=True, timeout=20)
     finally:
         for d in ("daemon", "jobs", ""):
@@ -547,10 +549,12 @@ def test_overlapping_uid_ranges_refused(rund, rund_factory, pb, tmp_path):
     # The first still serves, and a range of its own starts.
     s = stub(channel(rund))
     assert wait_end(s, pb, start(s, pb, "true")).exit_code.value == 0
-    other = rund_factory("-job_uids", "%d-%d" % (last + 1, last + 11))
+    other = rund_factory()  # a range of its own (conftest.lock_uid_slot)
+    ofirst, olast = (int(x) for x in other.uid_args[1].split("-"))
+    assert olast < first or ofirst > last
     so = stub(channel(other))
     st = wait_end(so, pb, start(so, pb, "true"))
-    assert st.exit_code.value == 0 and st.uid == last + 1
+    assert st.exit_code.value == 0 and ofirst <= st.uid <= olast
 
 
 # ---- what keeps working -------------------------------------------------------

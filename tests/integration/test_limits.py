@@ -65,18 +65,21 @@ def test_command_line_limit(rund, pb):
 
 def test_one_daemon_per_state_dir(rund):
     import subprocess
-    from conftest import RUND, _own_uid_range
+    from conftest import RUND, UID_SLOT_SIZE, lock_uid_slot
+    first, slot = lock_uid_slot()
     p = subprocess.run([RUND, "serve", "-addr", "127.0.0.1:0", "-state_dir", rund.state_dir,
                         "-ca", os.path.join(TLS, "ca.pem"),
                         "-cert", os.path.join(TLS, "server.pem"),
                         "-key", os.path.join(TLS, "server-key.pem"),
-                        "-cgroup", rund.cgroup + "-second", "-job_uids", _own_uid_range()],
+                        "-cgroup", rund.cgroup + "-second",
+                        "-job_uids", "%d-%d" % (first, first + UID_SLOT_SIZE - 1)],
                        capture_output=True, timeout=10)
     assert p.returncode == 1
     assert b"another rund already serves the state directory" in p.stderr
     os.rmdir(os.path.join(rund.cgroup + "-second", "jobs"))
     os.rmdir(os.path.join(rund.cgroup + "-second", "daemon"))
     os.rmdir(rund.cgroup + "-second")
+    slot.close()
 
 
 # ---- limits: every JobStartRequest limit field is one table row -------------
