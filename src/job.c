@@ -539,10 +539,13 @@ static void on_inotify(void *ctx)
 
 static void on_report(void *ctx);
 
-/* Gives the job's request to a ready supervisor and waits for its report. */
-static int pending_hand_over(struct job_pending *p, const char *spec, size_t len, struct err *err)
+/* Gives the job's request to a ready supervisor (fresh: one spawned now,
+ * not a spare) and waits for its report. */
+static int pending_hand_over(struct job_pending *p, const char *spec, size_t len, bool fresh,
+			     struct err *err)
 {
-	int r = suppool_take(p->t->pool, &p->sup, err);
+	int r = fresh ? suppool_take_fresh(p->t->pool, &p->sup, err)
+		      : suppool_take(p->t->pool, &p->sup, err);
 	if (r == 0)
 		r = sup_send(p->sup, p->job->id, spec, len, err);
 	if (r == 0)
@@ -637,7 +640,7 @@ static bool pending_retry(struct job_pending *p)
 	struct err err = {0};
 	size_t len;
 	_cleanup_free_ char *spec = jobspec_encode(&p->job->spec, &len);
-	if (pending_hand_over(p, spec, len, &err) < 0) {
+	if (pending_hand_over(p, spec, len, true, &err) < 0) {
 		fprintf(stderr, "rund: job %s: %s\n", p->job->id, err.msg);
 		return false;
 	}
@@ -812,7 +815,7 @@ int job_start(struct job_table *t, const struct job_request *req, job_started_fn
 	if ((r = write_file_atomic(j->dirfd, jobdir_name(JOBDIR_SPEC), spec, spec_len)) < 0)
 		r = err_sys(err, -r, "write %s/jobs/%s/spec", t->dir.path, id);
 	else
-		r = pending_hand_over(p, spec, spec_len, err);
+		r = pending_hand_over(p, spec, spec_len, false, err);
 	if (r < 0) {
 		if (p->sup)
 			sup_kill(steal_pointer(&p->sup));

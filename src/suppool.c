@@ -445,6 +445,14 @@ int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
 	return 0;
 }
 
+int suppool_take_fresh(struct suppool *pool, struct sup **out, struct err *err)
+{
+	int r = sup_spawn(pool, false, out, err);
+	if (r == 0)
+		loop_timer_arm(pool->refill_timer, 0);
+	return r;
+}
+
 int sup_send(struct sup *sp, const char *id, const char *spec, size_t len, struct err *err)
 {
 	char what[64];

@@ -295,13 +295,15 @@ def test_daemon_enables_controllers_below_the_root(rund):
     root = cgroup2_mount()
     with open(os.path.join(root, "cgroup.subtree_control")) as f:
         assert {"cpu", "memory", "io"} <= set(f.read().split())
-    r = runc(rund, "start", "-max_memory_usage", "10000000", "-max_rbps", "42", "ls", "/")
+    # A job that outlives the reads below: a job's group goes with it.
+    r = runc(rund, "start", "-max_memory_usage", "10000000", "-max_rbps", "42", "sleep", "30")
     assert r.returncode == 0, r.stderr
     job = r.stdout.decode().strip()
     with open(os.path.join(rund.cgroup, "jobs", job, "memory.max")) as f:
         # The kernel rounds down to whole pages.
         assert f.read().strip() == str(10000000 // os.sysconf("SC_PAGE_SIZE")
                                        * os.sysconf("SC_PAGE_SIZE"))
+    assert runc(rund, "stop", job).returncode == 0
 
 
 def test_undelegated_cgroup_says_how_to_run(rund_factory):

@@ -142,6 +142,46 @@ def test_damaged_state_is_skipped(rund, pb):
     assert s.Status(pb.JobIdentifier(ulid=bad_status), timeout=5).state == pb.JobStatus.LOST
 
 
+def _spares(rund):
+    """Spare supervisors (not their jobs' inits, which share their command
+    line, nor the fork server)."""
+    def comm(p):
+        with open("/proc/%d/comm" % p) as f:
+            return f.read().strip()
+    return [p for p, arg in supervisors_of(rund) if arg.startswith("run/") and comm(p) == "rund"]
+
+
+def test_request_of_a_dead_spare_goes_to_a_fresh_supervisor(rund, pb):
+    # The spare given a Start dies without reading it; the next spare could
+    # be dying too (spares killed together), so the request goes to a
+    # supervisor made for it, not to another spare. Here the other spares
+    # are stopped: one given the request would never read it.
+    s = stub(channel(rund))
+    s.Check(pb.HealthCheckRequest(), timeout=5)
+    spares = wait_for(lambda: len(_spares(rund)) >= 2 and _spares(rund), 10)
+    assert spares, "the daemon keeps spare supervisors ready"
+    for p in spares:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        fut = s.Start.future(pb.JobStartRequest(name="sh", args=["-c", "echo fine"]), timeout=15)
+        # The spare taken is raised from the idle class when it is given
+        # the request.
+        taken = wait_for(lambda: [p for p in spares
+                                  if os.sched_getscheduler(p) != os.SCHED_IDLE] or None, 10)
+        assert taken and len(taken) == 1, taken
+        os.kill(taken[0], signal.SIGKILL)
+        jid = fut.result().ulid
+        assert collect(s, pb, jid) == b"fine\n"
+        assert wait_end(s, pb, jid).exit_code.value == 0
+        assert "died before reading the request; handing it to another" in rund.log()
+    finally:
+        for p in spares:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_dead_spare_supervisors_do_not_fail_starts(rund, pb):
     s = stub(channel(rund))
     s.Check(pb.HealthCheckRequest(), timeout=5)
