@@ -160,13 +160,14 @@ def test_cannot_kill_daemon_supervisor_or_other_job(rund, pb, setup):
     # The job's own init (PID 1 of its namespace) is root's: out of reach
     # too. The job is pid 2 there; its parent, the supervisor, is outside
     # the namespace (PPID 0, as for a process entered with nsenter). The
-    # init is addressed by the pid its /proc entry names it under, found by
-    # its command name, never by a literal pid: whatever the sandbox does,
-    # the signal can only ever reach an init of a rund.
+    # init is found by its command name and signalled only if it is PID 1
+    # of the job's own view: a job that saw the host's processes (a broken
+    # sandbox) must not signal another daemon's init; the assertion on
+    # "init 1" fails instead.
     st, out, err = attack(attacker, pb,
                           'p=$(grep -lx rund-init /proc/[0-9]*/comm | head -n 1 | cut -d/ -f3); '
                           'echo "init $p self $$ ppid $PPID"; '
-                          'if [ -n "$p" ]; then kill -9 "$p" && echo ATTACK-OK; '
+                          'if [ "$p" = 1 ] && [ "$$" = 2 ]; then kill -9 "$p" && echo ATTACK-OK; '
                           'kill -TERM "$p" && echo ATTACK-OK; fi; true')
     assert "init 1 self 2 ppid 0" in out, out
     assert rund.proc.poll() is None
