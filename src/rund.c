@@ -505,7 +505,7 @@ static int run(const struct serve_opts *o)
 	struct sandbox_policy policy = {0};
 	struct uidpool *uids = NULL;
 	uint32_t uid_range[2] = {0, 0};
-	int uid_claim = -1;
+	struct uidclaim uid_claim = {.fd = -1};
 	_cleanup_free_ char *state_dir = NULL;
 	_cleanup_free_ char *exe = NULL;
 
@@ -574,8 +574,8 @@ static int run(const struct serve_opts *o)
 	/* No other daemon on this host may hand out our uids while we (or
 	 * our jobs) run (uidclaim.h). After the state directory's lock: a
 	 * second daemon on it is told that first. */
-	if (!policy.root && (uid_claim = uidclaim_take(UIDCLAIM_DIR, uid_range[0], uid_range[1],
-						       state_dir, &err)) < 0) {
+	if (!policy.root && uidclaim_take(UIDCLAIM_DIR, uid_range[0], uid_range[1], state_dir,
+					  &uid_claim, &err) < 0) {
 		fprintf(stderr, "rund serve: %s\n", err.msg);
 		goto out;
 	}
@@ -634,7 +634,7 @@ out:
 	free(devs);
 	sandbox_policy_free(&policy);
 	uidpool_free(uids);
-	uidclaim_release(UIDCLAIM_DIR, uid_range[0], uid_range[1], state_dir, uid_claim);
+	uidclaim_release(&uid_claim);
 	return status;
 }
 

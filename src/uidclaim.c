@@ -35,40 +35,23 @@ static int make_dirs(const char *dir)
 	}
 }
 
-/* The claim named name, held by a live daemon: "pid N, state_dir PATH"
- * (its file's lines) for an error message. */
-static void describe(int dfd, const char *name, char *buf, size_t cap)
+/* What claim name's file says: its daemon's pid and state directory
+ * (malloc'ed; NULL for a line it lacks, or all of them for a file that
+ * cannot be read). */
+static void read_claim(int dfd, const char *name, char **pid, char **state_dir)
 {
-	_cleanup_free_ char *text = NULL;
-	size_t len = 0;
-	if (read_file_at(dfd, name, 4096, &text, &len) < 0 || len == 0) {
-		snprintf(buf, cap, "unknown");
-		return;
-	}
-	size_t n = 0;
-	buf[0] = '\0';
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line && n < cap;
-	     line = strtok_r(NULL, "\n", &save)) {
-		int k = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", line);
-		if (k < 0)
-			break;
-		n += (size_t)k;
-	}
-}
-
-/* The state directory claim name's file names (malloc'ed), or NULL. */
-static char *claim_state_dir(int dfd, const char *name)
-{
+	*pid = *state_dir = NULL;
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
 	if (read_file_at(dfd, name, 2 * PATH_MAX, &text, &len) < 0)
-		return NULL;
+		return;
 	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		if (strncmp(line, "state_dir ", 10) == 0)
-			return xstrdup(line + 10);
-	return NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "pid ", 4) == 0 && !*pid)
+			*pid = xstrdup(line + 4);
+		else if (strncmp(line, "state_dir ", 10) == 0 && !*state_dir)
+			*state_dir = xstrdup(line + 10);
+	}
 }
 
 /* Removes the stale claims in dfd and fails if a live one overlaps: a
@@ -100,9 +83,10 @@ static int scan(int dfd, uint32_t first, uint32_t last, const char *state_dir, s
 		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 			continue;
 		bool overlaps = !(a > last || b < first);
+		_cleanup_free_ char *pid = NULL, *owner = NULL;
+		read_claim(dfd, de->d_name, &pid, &owner);
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 			/* Nobody holds it: its daemon is gone. Its jobs? */
-			_cleanup_free_ char *owner = claim_state_dir(dfd, de->d_name);
 			if (!owner || !jobdir_any_locked(owner)) {
 				unlinkat(dfd, de->d_name, 0);
 				continue;
@@ -118,25 +102,20 @@ static int scan(int dfd, uint32_t first, uint32_t last, const char *state_dir, s
 		}
 		if (!overlaps)
 			continue;
-		char who[PATH_MAX + 64];
-		describe(dfd, de->d_name, who, sizeof who);
 		r = err_set(err, EBUSY, ERR_PRECONDITION,
-			    "-job_uids %u-%u overlaps %u-%u, the range of another rund (%s): two "
-			    "daemons could give two jobs one uid; give each its own range",
-			    first, last, a, b, who);
+			    "-job_uids %u-%u overlaps %u-%u, the range of another rund (pid %s, "
+			    "state_dir %s): two daemons could give two jobs one uid; give each its "
+			    "own range",
+			    first, last, a, b, pid ? pid : "unknown", owner ? owner : "unknown");
 	}
 	closedir(d);
 	return r;
 }
 
-static void claim_name(uint32_t first, uint32_t last, char name[static 32])
-{
-	snprintf(name, 32, "%u-%u", first, last);
-}
-
 int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *state_dir,
-		  struct err *err)
+		  struct uidclaim *out, struct err *err)
 {
+	*out = (struct uidclaim){.fd = -1};
 	int r = make_dirs(dir);
 	if (r < 0)
 		return err_sys(err, -r, "create %s", dir);
@@ -149,7 +128,7 @@ int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *st
 	if ((r = scan(dfd, first, last, state_dir, err)) < 0)
 		return r;
 	char name[32];
-	claim_name(first, last, name);
+	snprintf(name, sizeof name, "%u-%u", first, last);
 	int fd = openat(dfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
 			0600);
 	if (fd < 0)
@@ -161,29 +140,28 @@ int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *st
 			       "%s/%s is not a regular file: not a claim of rund's; remove it", dir,
 			       name);
 	}
-	char text[PATH_MAX + 64];
-	int n = snprintf(text, sizeof text, "pid %d\nstate_dir %s\n", (int)getpid(), state_dir);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
-	    (r = write_all(fd, text, (size_t)(n < (int)sizeof text ? n : (int)sizeof text - 1))) <
-		    0) {
+	_cleanup_free_ char *text = xasprintf("pid %d\nstate_dir %s\n", (int)getpid(), state_dir);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || (r = write_all(fd, text, strlen(text))) < 0) {
 		int e = r < 0 ? -r : errno;
 		close(fd);
 		unlinkat(dfd, name, 0);
 		return err_sys(err, e, "claim %s/%s", dir, name);
 	}
-	return fd;
+	*out = (struct uidclaim){
+		.fd = fd, .path = xasprintf("%s/%s", dir, name), .state_dir = xstrdup(state_dir)};
+	return 0;
 }
 
-void uidclaim_release(const char *dir, uint32_t first, uint32_t last, const char *state_dir, int fd)
+void uidclaim_release(struct uidclaim *c)
 {
-	if (fd < 0)
+	if (c->fd < 0)
 		return;
-	char name[32];
-	claim_name(first, last, name);
-	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
 	/* Still ours: we hold its lock until the close below. Jobs that
 	 * outlive us keep their uids: the file then tells the next claim. */
-	if (!jobdir_any_locked(state_dir))
-		unlink(path);
-	close(fd);
+	if (!jobdir_any_locked(c->state_dir))
+		unlink(c->path);
+	close(c->fd);
+	free(c->path);
+	free(c->state_dir);
+	*c = (struct uidclaim){.fd = -1};
 }

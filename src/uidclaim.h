@@ -26,14 +26,19 @@
 
 #define UIDCLAIM_DIR "/run/rund/job-uids"
 
-/* Claims [first, last] in dir (created, with its parents, if missing). The
- * fd that holds the claim (CLOEXEC; closing it gives the range up), or
- * -errno with err set: -EBUSY when a live claim overlaps, err naming it. */
+/* A claim held: its file's lock (CLOEXEC) and what releasing it needs. */
+struct uidclaim {
+	int fd; /* -1: none */
+	char *path, *state_dir;
+};
+
+/* Claims [first, last] in dir (created, with its parents, if missing) for
+ * the daemon of state_dir. 0 with *out set, or -errno with err set (*out
+ * then holds nothing): -EBUSY when a live claim overlaps, err naming it. */
 int uidclaim_take(const char *dir, uint32_t first, uint32_t last, const char *state_dir,
-		  struct err *err);
-/* Gives up the claim uidclaim_take returned as fd (accepts -1): removes its
- * file unless jobs of state_dir still run, and closes fd. */
-void uidclaim_release(const char *dir, uint32_t first, uint32_t last, const char *state_dir,
-		      int fd);
+		  struct uidclaim *out, struct err *err);
+/* Gives the claim up: removes its file unless jobs of its state directory
+ * still run, and closes it. Accepts one that holds nothing. */
+void uidclaim_release(struct uidclaim *c);
 
 #endif

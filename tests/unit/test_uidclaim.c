@@ -1,6 +1,7 @@
 /* Unit tests for uidclaim.c: a live claim refuses overlaps and names its
  * holder; disjoint ranges coexist; a claim whose holder is gone is stale
- * and removed by the next. */
+ * and removed by the next, unless its jobs still run; odd files under a
+ * claim's name neither hang nor pass for claims. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,19 +21,45 @@
 #include "uidclaim.h"
 #include "util.h"
 
+/* A fresh directory under /tmp (malloc'ed), and its removal. */
+static char *make_tmp(void)
+{
+	char *tmp = xstrdup("/tmp/test_uidclaim.XXXXXX");
+	assert_non_null(mkdtemp(tmp));
+	return tmp;
+}
+
+static void remove_tmp(char *tmp)
+{
+	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
+	assert_int_equal(system(cmd), 0);
+	free(tmp);
+}
+
+/* The daemon holding c is gone without releasing it (SIGKILL): its lock
+ * goes, its file stays. */
+static void die(struct uidclaim *c)
+{
+	close(c->fd);
+	free(c->path);
+	free(c->state_dir);
+	*c = (struct uidclaim){.fd = -1};
+}
+
 static void test_claims(void **state)
 {
 	(void)state;
-	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
-	assert_non_null(mkdtemp(tmp));
+	char *tmp = make_tmp();
 	_cleanup_free_ char *dir = xasprintf("%s/run/claims", tmp); /* made, parents too */
 	struct err err;
+	struct uidclaim a, b, c;
 
-	int a = uidclaim_take(dir, 70000, 70999, "/state/a", &err);
-	assert_true(a >= 0);
+	assert_int_equal(uidclaim_take(dir, 70000, 70999, "/state/a", &a, &err), 0);
+	assert_true(a.fd >= 0);
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	_cleanup_free_ char *file = xasprintf("%s/70000-70999", dir);
+	assert_string_equal(a.path, file);
 	assert_int_equal(read_file_at(AT_FDCWD, file, 4096, &text, &len), 0);
 	char want[128];
 	snprintf(want, sizeof want, "pid %d\nstate_dir /state/a\n", (int)getpid());
@@ -43,35 +70,39 @@ static void test_claims(void **state)
 	for (size_t i = 0; i < sizeof overlaps / sizeof overlaps[0]; i++) {
 		err_clear(&err);
 		assert_int_equal(
-			uidclaim_take(dir, overlaps[i][0], overlaps[i][1], "/state/b", &err),
+			uidclaim_take(dir, overlaps[i][0], overlaps[i][1], "/state/b", &b, &err),
 			-EBUSY);
+		assert_int_equal(b.fd, -1);
 		assert_non_null(strstr(err.msg, "70000-70999"));
 		assert_non_null(strstr(err.msg, "/state/a"));
+		char pid[32];
+		snprintf(pid, sizeof pid, "pid %d,", (int)getpid());
+		assert_non_null(strstr(err.msg, pid));
 	}
 	/* Disjoint: both live. */
-	int b = uidclaim_take(dir, 71000, 71999, "/state/b", &err);
-	assert_true(b >= 0);
+	assert_int_equal(uidclaim_take(dir, 71000, 71999, "/state/b", &b, &err), 0);
 
 	/* a's holder is gone: its file is stale, and a claim over it is
 	 * taken, and the stale file removed. */
-	close(a);
-	int c = uidclaim_take(dir, 70500, 70600, "/state/c", &err);
-	assert_true(c >= 0);
+	die(&a);
+	assert_int_equal(uidclaim_take(dir, 70500, 70600, "/state/c", &c, &err), 0);
 	assert_int_equal(access(file, F_OK), -1);
 	/* b is still live. */
 	err_clear(&err);
-	assert_int_equal(uidclaim_take(dir, 71500, 71500, "/state/d", &err), -EBUSY);
+	struct uidclaim d;
+	assert_int_equal(uidclaim_take(dir, 71500, 71500, "/state/d", &d, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "71000-71999"));
 
 	/* Released: its file goes with it. */
-	uidclaim_release(dir, 71000, 71999, "/state/b", b);
-	_cleanup_free_ char *bfile = xasprintf("%s/71000-71999", dir);
+	_cleanup_free_ char *bfile = xstrdup(b.path);
+	uidclaim_release(&b);
+	assert_int_equal(b.fd, -1);
 	assert_int_equal(access(bfile, F_OK), -1);
-	assert_true((b = uidclaim_take(dir, 71500, 71500, "/state/d", &err)) >= 0);
-	close(b);
-	close(c);
-	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
-	assert_int_equal(system(cmd), 0);
+	uidclaim_release(&b); /* holds nothing now: a no-op */
+	assert_int_equal(uidclaim_take(dir, 71500, 71500, "/state/d", &d, &err), 0);
+	uidclaim_release(&d);
+	uidclaim_release(&c);
+	remove_tmp(tmp);
 }
 
 /* Files under a claim's name that are not regular files: nothing opens
@@ -81,9 +112,9 @@ static void test_claims(void **state)
 static void test_odd_files(void **state)
 {
 	(void)state;
-	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
-	assert_non_null(mkdtemp(tmp));
+	char *tmp = make_tmp();
 	struct err err;
+	struct uidclaim a;
 	_cleanup_free_ char *fifo = xasprintf("%s/70000-70999", tmp);
 	_cleanup_free_ char *dir = xasprintf("%s/72000-72999", tmp);
 	assert_int_equal(mkfifo(fifo, 0600), 0);
@@ -91,19 +122,17 @@ static void test_odd_files(void **state)
 	/* A hang is a failure, not a stuck test run. */
 	alarm(10);
 	/* Overlapping both: neither is a live claim. */
-	int a = uidclaim_take(tmp, 69000, 73000, "/state/a", &err);
-	assert_true(a >= 0);
-	close(a);
+	assert_int_equal(uidclaim_take(tmp, 69000, 73000, "/state/a", &a, &err), 0);
+	die(&a);
 	/* Under our own name: refused, saying why. */
 	err_clear(&err);
-	assert_true(uidclaim_take(tmp, 70000, 70999, "/state/a", &err) < 0);
+	assert_true(uidclaim_take(tmp, 70000, 70999, "/state/a", &a, &err) < 0);
 	assert_non_null(strstr(err.msg, "70000-70999"));
 	err_clear(&err);
-	assert_true(uidclaim_take(tmp, 72000, 72999, "/state/a", &err) < 0);
+	assert_true(uidclaim_take(tmp, 72000, 72999, "/state/a", &a, &err) < 0);
 	assert_non_null(strstr(err.msg, "72000-72999"));
 	alarm(0);
-	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
-	assert_int_equal(system(cmd), 0);
+	remove_tmp(tmp);
 }
 
 /* Jobs outlive their daemon, with their uids: its claim holds until the
@@ -112,8 +141,7 @@ static void test_odd_files(void **state)
 static void test_jobs_outlive_daemon(void **state)
 {
 	(void)state;
-	char tmp[] = "/tmp/test_uidclaim.XXXXXX";
-	assert_non_null(mkdtemp(tmp));
+	char *tmp = make_tmp();
 	_cleanup_free_ char *dir = xasprintf("%s/claims", tmp);
 	_cleanup_free_ char *sd = xasprintf("%s/state", tmp);
 	_cleanup_free_ char *jobs = xasprintf("%s/jobs", sd);
@@ -131,28 +159,25 @@ static void test_jobs_outlive_daemon(void **state)
 	assert_int_equal(flock(sup, LOCK_EX | LOCK_NB), 0);
 
 	struct err err;
-	int a = uidclaim_take(dir, 70000, 70999, sd, &err);
-	assert_true(a >= 0);
+	struct uidclaim a, b;
+	assert_int_equal(uidclaim_take(dir, 70000, 70999, sd, &a, &err), 0);
 	/* The daemon stops (cleanly, or killed: its lock is gone either
 	 * way); its job runs on. */
-	uidclaim_release(dir, 70000, 70999, sd, a);
+	uidclaim_release(&a);
 	err_clear(&err);
-	assert_int_equal(uidclaim_take(dir, 70500, 70600, "/state/other", &err), -EBUSY);
+	assert_int_equal(uidclaim_take(dir, 70500, 70600, "/state/other", &b, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "70000-70999"));
 	assert_non_null(strstr(err.msg, sd));
 	/* A daemon on the same state directory recovers the job. */
-	a = uidclaim_take(dir, 70000, 70999, sd, &err);
-	assert_true(a >= 0);
-	close(a);
+	assert_int_equal(uidclaim_take(dir, 70000, 70999, sd, &a, &err), 0);
+	die(&a);
 	/* The job ends: its uids are free. */
 	close(sup);
-	int b = uidclaim_take(dir, 70500, 70600, "/state/other", &err);
-	assert_true(b >= 0);
+	assert_int_equal(uidclaim_take(dir, 70500, 70600, "/state/other", &b, &err), 0);
 	_cleanup_free_ char *file = xasprintf("%s/70000-70999", dir);
 	assert_int_equal(access(file, F_OK), -1);
-	uidclaim_release(dir, 70500, 70600, "/state/other", b);
-	_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmp);
-	assert_int_equal(system(cmd), 0);
+	uidclaim_release(&b);
+	remove_tmp(tmp);
 }
 
 int main(void)
