@@ -544,8 +544,7 @@ static void on_report(void *ctx);
 static int pending_hand_over(struct job_pending *p, const char *spec, size_t len, bool fresh,
 			     struct err *err)
 {
-	int r = fresh ? suppool_take_fresh(p->t->pool, &p->sup, err)
-		      : suppool_take(p->t->pool, &p->sup, err);
+	int r = suppool_take(p->t->pool, fresh, &p->sup, err);
 	if (r == 0)
 		r = sup_send(p->sup, p->job->id, spec, len, err);
 	if (r == 0)

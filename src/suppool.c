@@ -420,10 +420,10 @@ void suppool_free(struct suppool *pool)
 	free(pool);
 }
 
-int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
+int suppool_take(struct suppool *pool, bool fresh, struct sup **out, struct err *err)
 {
 	/* The oldest: it has had the longest to prepare, in idle time. */
-	struct sup *sp = TAILQ_FIRST(&pool->spares);
+	struct sup *sp = fresh ? NULL : TAILQ_FIRST(&pool->spares);
 	/* A spare that died since the loop last looked is reaped here, not
 	 * handed a job it cannot run. */
 	while (sp && poll(&(struct pollfd){.fd = sp->pidfd, .events = POLLIN}, 1, 0) > 0) {
@@ -443,14 +443,6 @@ int suppool_take(struct suppool *pool, struct sup **out, struct err *err)
 	/* Refill from the loop, after this Start's own work. */
 	loop_timer_arm(pool->refill_timer, 0);
 	return 0;
-}
-
-int suppool_take_fresh(struct suppool *pool, struct sup **out, struct err *err)
-{
-	int r = sup_spawn(pool, false, out, err);
-	if (r == 0)
-		loop_timer_arm(pool->refill_timer, 0);
-	return r;
 }
 
 int sup_send(struct sup *sp, const char *id, const char *spec, size_t len, struct err *err)

@@ -74,14 +74,11 @@ struct suppool *suppool_new(struct loop *loop, const char *exe, const char *stat
 /* Idle spares see EOF on their FIFO and exit on their own. */
 void suppool_free(struct suppool *pool);
 
-/* A ready supervisor: the oldest live spare, else a freshly spawned one.
- * 0 with *out set (the caller's until sup_release/sup_kill), or -errno. */
-int suppool_take(struct suppool *pool, struct sup **out, struct err *err);
-
-/* A supervisor spawned now, never a spare: for a request whose spare died
- * before reading it (spares killed together die together; the next one
- * may be dying too). 0 with *out set, or -errno. */
-int suppool_take_fresh(struct suppool *pool, struct sup **out, struct err *err);
+/* A ready supervisor: the oldest live spare, else (or with fresh) one
+ * spawned now. fresh is for a request whose spare died before reading it:
+ * spares killed together die together, and the next may be dying too. 0
+ * with *out set (the caller's until sup_release/sup_kill), or -errno. */
+int suppool_take(struct suppool *pool, bool fresh, struct sup **out, struct err *err);
 
 /* Writes the request for job `id` (handoff.h) into the supervisor's FIFO,
  * in one write that never blocks. -E2BIG (ERR_EXHAUSTED) when the pipe

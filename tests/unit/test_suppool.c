@@ -122,7 +122,7 @@ static void test_request_crosses(void **state)
 	struct sup *sp;
 	struct err err = {0};
 	/* No loop turn yet: no spare, so a fresh supervisor on FIFO 0. */
-	assert_int_equal(suppool_take(f->pool, &sp, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &sp, &err), 0);
 	assert_int_equal(sp->fifo, 0);
 	assert_int_equal(faccessat(f->root.run_fd, "0", F_OK, 0), 0);
 	assert_int_equal(sup_send(sp, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "SPEC\nx", 6, &err), 0);
@@ -141,7 +141,7 @@ static void test_request_crosses(void **state)
 	sup_release(sp, true);
 	/* Reported: its FIFO is kept and handed out again. */
 	assert_int_equal(faccessat(f->root.run_fd, "0", F_OK, 0), 0);
-	assert_int_equal(suppool_take(f->pool, &sp, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &sp, &err), 0);
 	assert_int_equal(sp->fifo, 0);
 	sup_kill(sp);
 	/* Not reported: the FIFO is removed. */
@@ -160,11 +160,11 @@ static void test_spares(void **state)
 	}
 	struct sup *a, *b, *c;
 	struct err err = {0};
-	assert_int_equal(suppool_take(f->pool, &a, &err), 0);
-	assert_int_equal(suppool_take(f->pool, &b, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &a, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &b, &err), 0);
 	assert_true(a->fifo < SUPPOOL_SPARES && b->fifo < SUPPOOL_SPARES);
 	/* The pool is empty now: a third is spawned on a new FIFO. */
-	assert_int_equal(suppool_take(f->pool, &c, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &c, &err), 0);
 	assert_int_equal(c->fifo, SUPPOOL_SPARES);
 	/* A supervisor that died without reading leaves its request. */
 	sup_reap(c);
@@ -183,16 +183,31 @@ static void test_spares_oldest_first(void **state)
 	event_base_loop(f->base, EVLOOP_NONBLOCK); /* spares on FIFOs 0, 1... in that order */
 	struct sup *sp[SUPPOOL_SPARES + 1];
 	struct err err = {0};
-	assert_int_equal(suppool_take(f->pool, &sp[0], &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &sp[0], &err), 0);
 	assert_int_equal(sp[0]->fifo, 0);
 	/* The refill's spare (a new FIFO) queues behind the older ones. */
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	for (unsigned i = 1; i <= SUPPOOL_SPARES; i++) {
-		assert_int_equal(suppool_take(f->pool, &sp[i], &err), 0);
+		assert_int_equal(suppool_take(f->pool, false, &sp[i], &err), 0);
 		assert_int_equal(sp[i]->fifo, i);
 	}
 	for (unsigned i = 0; i <= SUPPOOL_SPARES; i++)
 		sup_kill(sp[i]);
+}
+
+/* fresh: a supervisor spawned now, on a new FIFO; the spares stay. */
+static void test_take_fresh(void **state)
+{
+	struct fixture *f = *state;
+	event_base_loop(f->base, EVLOOP_NONBLOCK); /* spares on FIFOs 0, 1... */
+	struct sup *fresh, *spare;
+	struct err err = {0};
+	assert_int_equal(suppool_take(f->pool, true, &fresh, &err), 0);
+	assert_int_equal(fresh->fifo, SUPPOOL_SPARES);
+	assert_int_equal(suppool_take(f->pool, false, &spare, &err), 0);
+	assert_int_equal(spare->fifo, 0);
+	sup_kill(fresh);
+	sup_kill(spare);
 }
 
 static void test_too_big(void **state)
@@ -200,7 +215,7 @@ static void test_too_big(void **state)
 	struct fixture *f = *state;
 	struct sup *sp;
 	struct err err = {0};
-	assert_int_equal(suppool_take(f->pool, &sp, &err), 0);
+	assert_int_equal(suppool_take(f->pool, false, &sp, &err), 0);
 	size_t big = handoff_spec_limit(strlen(f->state)) + 1;
 	_cleanup_free_ char *spec = xcalloc(1, big);
 	assert_int_equal(sup_send(sp, "01ARZ3NDEKTSV4RRFFQ69G5FAV", spec, big, &err), -E2BIG);
@@ -217,6 +232,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_request_crosses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spares_oldest_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_take_fresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
