@@ -140,7 +140,8 @@ int forkserver_main(const struct proctitle *pt, forkserver_run_fn *run)
 		if (n < 0)
 			reply = (int32_t)n;
 		else if (n != (ssize_t)sizeof req || fd < 0 ||
-			 !memchr(req.fifo, '\0', sizeof req.fifo))
+			 !memchr(req.fifo, '\0', sizeof req.fifo) ||
+			 (req.flags & ~(FORKSERVER_IDLE | FORKSERVER_PLACED)))
 			reply = -EPROTO;
 		else {
 			/* CLONE_PARENT: the daemon's child, not ours. clone3

@@ -35,7 +35,7 @@ struct proctitle;
 #define FORKSERVER_PLACED 2u
 
 struct forkserver_req {
-	uint32_t flags;	     /* FORKSERVER_* */
+	uint32_t flags;	     /* FORKSERVER_*; any other bit: refused */
 	char fifo[PATH_MAX]; /* NUL-terminated: the supervisor's -fifo */
 };
 

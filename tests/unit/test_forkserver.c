@@ -126,6 +126,15 @@ static void test_bad_requests(void **state)
 	int32_t reply = 0;
 	assert_int_equal(recv(s.sock, &reply, sizeof reply, 0), (ssize_t)sizeof reply);
 	assert_int_equal(reply, -EPROTO);
+	/* A flag the server does not know: refused, and it still serves. */
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t pid = 0;
+	struct err err;
+	err_clear(&err);
+	assert_true(forkserver_request(s.sock, "/x", p[1], 1u << 7, 1000, &pid, &err) < 0);
+	close(p[0]);
+	close(p[1]);
 	/* A short message. */
 	assert_int_equal(send(s.sock, "x", 1, 0), 1);
 	assert_int_equal(recv(s.sock, &reply, sizeof reply, 0), (ssize_t)sizeof reply);
@@ -133,8 +142,6 @@ static void test_bad_requests(void **state)
 	/* A path too long for a request never leaves. */
 	char *longp = xcalloc(1, sizeof req.fifo + 10);
 	memset(longp, 'a', sizeof req.fifo + 5);
-	pid_t pid;
-	struct err err;
 	err_clear(&err);
 	assert_int_equal(forkserver_request(s.sock, longp, 1, 0, 1000, &pid, &err), -ENAMETOOLONG);
 	free(longp);
